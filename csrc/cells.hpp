@@ -1,0 +1,160 @@
+// Recurrent cells: the pointwise part of one time step, forward and backward.
+//
+// The time loop (layer.hpp) computes, for step t and each batch row b,
+//   xp[G*H] = W_ih x_t + b_ih   (all T steps in one GEMM before the loop)
+//   hp[G*H] = W_hh h_{t-1} + b_hh
+// and calls the cell, which turns them into h_t (and c_t). A cell is its gate
+// count G plus these two functions; everything else is shared.
+//
+// Storage per step (time-major rows r = t*B + b):
+//   gates[r, G*H]  forward: whatever backward needs (activated gates);
+//                  backward overwrites it in place with d(loss)/d(xp)
+//   dhp[r, G*H]    d(loss)/d(hp); the same memory as gates except for GRU,
+//                  whose n gate sees r * (W_hn h + b_hn)
+//   aux[r, H]      GRU only: W_hn h + b_hn
+#pragma once
+
+#include "common.hpp"
+
+namespace pcr {
+
+enum class CellKind : int { RNN_TANH = 0, RNN_RELU = 1, GRU = 2, LSTM = 3 };
+
+inline int gate_count(CellKind k) {
+  return k == CellKind::GRU ? 3 : k == CellKind::LSTM ? 4 : 1;
+}
+inline bool has_cell_state(CellKind k) { return k == CellKind::LSTM; }
+inline bool has_separate_dhp(CellKind k) { return k == CellKind::GRU; }
+
+// Pointers for one time step, rows b = 0..B-1 contiguous.
+template <typename T>
+struct StepIO {
+  idx B, H;
+  T* gates;          // [B, G*H] in: xp (forward) / activated gates (backward)
+  const T* hp;       // [B, G*H] forward only
+  const T* h_prev;   // [B, H]
+  T* h;              // [B, H]  forward out
+  const T* c_prev;   // [B, H]  LSTM
+  T* c;              // [B, H]  LSTM (forward out; backward in)
+  T* aux;            // [B, H]  GRU hn
+  T* dhp;            // [B, G*H] backward out (GRU; else == gates)
+};
+
+template <typename T>
+void cell_forward(CellKind kind, const StepIO<T>& s) {
+  const idx B = s.B, H = s.H, G = gate_count(kind), GH = G * H;
+  const int nt = threads_for(B * GH * 8);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (idx b = 0; b < B; ++b) {
+    T* g = s.gates + b * GH;
+    const T* hp = s.hp + b * GH;
+    T* h = s.h + b * H;
+    switch (kind) {
+      case CellKind::RNN_TANH:
+#pragma omp simd
+        for (idx j = 0; j < H; ++j) h[j] = g[j] = std::tanh(g[j] + hp[j]);
+        break;
+      case CellKind::RNN_RELU:
+#pragma omp simd
+        for (idx j = 0; j < H; ++j) {
+          const T a = g[j] + hp[j];
+          h[j] = g[j] = a > T(0) ? a : T(0);
+        }
+        break;
+      case CellKind::GRU: {
+        const T* hprev = s.h_prev + b * H;
+        T* hn = s.aux + b * H;
+        for (idx j = 0; j < H; ++j) {
+          const T r = sigmoid(g[j] + hp[j]);
+          const T z = sigmoid(g[H + j] + hp[H + j]);
+          const T n = std::tanh(g[2 * H + j] + r * hp[2 * H + j]);
+          hn[j] = hp[2 * H + j];
+          g[j] = r;
+          g[H + j] = z;
+          g[2 * H + j] = n;
+          h[j] = (T(1) - z) * n + z * hprev[j];
+        }
+        break;
+      }
+      case CellKind::LSTM: {
+        const T* cprev = s.c_prev + b * H;
+        T* c = s.c + b * H;
+        for (idx j = 0; j < H; ++j) {
+          const T i = sigmoid(g[j] + hp[j]);
+          const T f = sigmoid(g[H + j] + hp[H + j]);
+          const T gg = std::tanh(g[2 * H + j] + hp[2 * H + j]);
+          const T o = sigmoid(g[3 * H + j] + hp[3 * H + j]);
+          g[j] = i;
+          g[H + j] = f;
+          g[2 * H + j] = gg;
+          g[3 * H + j] = o;
+          c[j] = f * cprev[j] + i * gg;
+          h[j] = o * std::tanh(c[j]);
+        }
+        break;
+      }
+    }
+  }
+}
+
+// Backward of one step. dh[B,H]: total d(loss)/d(h_t) on entry; on exit the
+// part of d(loss)/d(h_{t-1}) that does not go through W_hh (GRU: z*dh; else
+// 0). dc[B,H] (LSTM): d(loss)/d(c_t) from step t+1 on entry,
+// d(loss)/d(c_{t-1}) on exit. gates are overwritten with d(loss)/d(xp).
+// Returns true when dh holds a direct term (so the caller accumulates).
+template <typename T>
+bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
+  const idx B = s.B, H = s.H, G = gate_count(kind), GH = G * H;
+  const int nt = threads_for(B * GH * 8);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (idx b = 0; b < B; ++b) {
+    T* g = s.gates + b * GH;
+    T* d = dh + b * H;
+    switch (kind) {
+      case CellKind::RNN_TANH:
+#pragma omp simd
+        for (idx j = 0; j < H; ++j) g[j] = d[j] * (T(1) - g[j] * g[j]);
+        break;
+      case CellKind::RNN_RELU:
+#pragma omp simd
+        for (idx j = 0; j < H; ++j) g[j] = g[j] > T(0) ? d[j] : T(0);
+        break;
+      case CellKind::GRU: {
+        const T* hprev = s.h_prev + b * H;
+        const T* hn = s.aux + b * H;
+        T* dhp = s.dhp + b * GH;
+        for (idx j = 0; j < H; ++j) {
+          const T r = g[j], z = g[H + j], n = g[2 * H + j], dhj = d[j];
+          const T dan = dhj * (T(1) - z) * (T(1) - n * n);
+          const T daz = dhj * (hprev[j] - n) * z * (T(1) - z);
+          const T dar = dan * hn[j] * r * (T(1) - r);
+          g[j] = dhp[j] = dar;
+          g[H + j] = dhp[H + j] = daz;
+          g[2 * H + j] = dan;
+          dhp[2 * H + j] = dan * r;
+          d[j] = dhj * z;
+        }
+        break;
+      }
+      case CellKind::LSTM: {
+        const T* cprev = s.c_prev + b * H;
+        const T* c = s.c + b * H;
+        T* dcb = dc + b * H;
+        for (idx j = 0; j < H; ++j) {
+          const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+          const T tc = std::tanh(c[j]);
+          const T dcj = dcb[j] + d[j] * o * (T(1) - tc * tc);
+          g[j] = dcj * gg * i * (T(1) - i);
+          g[H + j] = dcj * cprev[j] * f * (T(1) - f);
+          g[2 * H + j] = dcj * i * (T(1) - gg * gg);
+          g[3 * H + j] = d[j] * tc * o * (T(1) - o);
+          dcb[j] = dcj * f;
+        }
+        break;
+      }
+    }
+  }
+  return kind == CellKind::GRU;
+}
+
+}  // namespace pcr

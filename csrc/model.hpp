@@ -1,0 +1,332 @@
+// The whole model: input -> L recurrent layers -> decoder -> softmax + CE,
+// forward and backward through time, on one flat parameter buffer and one
+// workspace that is sized once per (B, T) and reused.
+//
+// Callers (bindings.cpp) have checked every pointer, shape and token id.
+#pragma once
+
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cells.hpp"
+#include "common.hpp"
+#include "embedding.hpp"
+#include "gemm.hpp"
+#include "loss.hpp"
+
+namespace pcr {
+
+struct ParamInfo {
+  std::string name;
+  std::vector<idx> shape;
+  idx offset, size;
+};
+
+// Counter-based uniform [0,1) from (seed, stream, index): dropout masks are a
+// pure function of the seed, identical at any thread count.
+inline double hash_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (stream + 1) + 0xBF58476D1CE4E5B9ull * i;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+template <typename T>
+class Model {
+ public:
+  const CellKind cell;
+  const idx V, E, H, L;  // E == 0: one-hot input
+  const double dropout;
+  const int G;
+
+  Model(CellKind cell_, idx V_, idx E_, idx H_, idx L_, double dropout_)
+      : cell(cell_), V(V_), E(E_), H(H_), L(L_), dropout(dropout_), G(gate_count(cell_)) {
+    if (V < 1 || H < 1 || L < 1 || E < 0) throw std::invalid_argument("sizes must be positive");
+    if (!(dropout >= 0.0 && dropout < 1.0))
+      throw std::invalid_argument("dropout must be in [0, 1)");
+    idx off = 0;
+    auto add = [&](const std::string& name, std::vector<idx> shape) {
+      idx size = 1;
+      for (idx s : shape) size *= s;
+      layout_.push_back({name, shape, off, size});
+      off += size;
+      return layout_.back().offset;
+    };
+    const idx GH = G * H;
+    if (E > 0) off_emb_ = add("embedding.weight", {V, E});
+    for (idx l = 0; l < L; ++l) {
+      const std::string k = std::to_string(l);
+      const idx in = l == 0 ? (E > 0 ? E : V) : H;
+      off_wih_.push_back(add("rnn.weight_ih_l" + k, {GH, in}));
+      off_whh_.push_back(add("rnn.weight_hh_l" + k, {GH, H}));
+      off_bih_.push_back(add("rnn.bias_ih_l" + k, {GH}));
+      off_bhh_.push_back(add("rnn.bias_hh_l" + k, {GH}));
+    }
+    off_decw_ = add("decoder.weight", {V, H});
+    off_decb_ = add("decoder.bias", {V});
+    num_params_ = off;
+  }
+
+  idx num_params() const { return num_params_; }
+  const std::vector<ParamInfo>& layout() const { return layout_; }
+  idx state_slots() const { return has_cell_state(cell) ? 2 : 1; }  // S in [S, L, B, H]
+
+  // x [B, Tn] batch-first ids; state_in, state_out [S, L, B, H] (may alias);
+  // logits_out [B, Tn, V] or null.
+  void forward(const T* P, const std::int32_t* x, idx B, idx Tn, const T* state_in,
+               T* state_out, T* logits_out, bool train, std::uint64_t seed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    prepare(B, Tn, x, nullptr);
+    run_forward(P, state_in, train, seed);
+    write_state(state_out);
+    if (logits_out) {
+      const int nt = threads_for(B_ * T_ * V);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+      for (idx r = 0; r < B_ * T_; ++r) {
+        const idx t = r / B_, b = r % B_;
+        copy_n(ws_.data() + logits_ + r * V, V, logits_out + (b * T_ + t) * V);
+      }
+    }
+  }
+
+  // Mean cross-entropy (nats) of predicting y [B, Tn] from x [B, Tn].
+  double loss(const T* P, const std::int32_t* x, const std::int32_t* y, idx B, idx Tn,
+              const T* state_in, T* state_out, bool train, std::uint64_t seed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    prepare(B, Tn, x, y);
+    run_forward(P, state_in, train, seed);
+    write_state(state_out);
+    return softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), false, row_loss_.data());
+  }
+
+  // Loss, and every gradient: grads [num_params] (overwritten), dstate
+  // [S, L, B, H] = d(loss)/d(state_in).
+  double forward_backward(const T* P, T* grads, const std::int32_t* x, const std::int32_t* y,
+                          idx B, idx Tn, const T* state_in, T* state_out, T* dstate,
+                          bool train, std::uint64_t seed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    prepare(B, Tn, x, y);
+    run_forward(P, state_in, train, seed);
+    write_state(state_out);
+    const double loss =
+        softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
+    run_backward(P, grads, dstate, train);
+    return loss;
+  }
+
+ private:
+  std::vector<ParamInfo> layout_;
+  idx num_params_ = 0, off_emb_ = -1, off_decw_ = 0, off_decb_ = 0;
+  std::vector<idx> off_wih_, off_whh_, off_bih_, off_bhh_;
+
+  std::mutex mu_;
+  std::vector<T> ws_;
+  std::vector<std::int32_t> ids_, tgt_;  // time-major [Tn, B]
+  std::vector<double> row_loss_;
+  idx B_ = 0, T_ = 0;
+  // Workspace offsets (elements of ws_), per layer and shared.
+  std::vector<idx> xp_, hs_, cs_, aux_, din_, mask_;
+  idx emb_ = 0, hp_ = 0, dhp_ = 0, dh_ = 0, dc_ = 0, logits_ = 0, dout_ = 0;
+  bool masks_ready_ = false;
+
+  T* w(idx off) { return ws_.data() + off; }
+
+  void prepare(idx B, idx Tn, const std::int32_t* x, const std::int32_t* y) {
+    if (B != B_ || Tn != T_) plan(B, Tn);
+    for (idx b = 0; b < B; ++b)
+      for (idx t = 0; t < Tn; ++t) {
+        ids_[t * B + b] = x[b * Tn + t];
+        if (y) tgt_[t * B + b] = y[b * Tn + t];
+      }
+  }
+
+  void plan(idx B, idx Tn) {
+    const idx N = B * Tn, GH = G * H, BH = B * H;
+    idx off = 0;
+    auto take = [&](idx n) {
+      const idx o = off;
+      off += (n + 15) / 16 * 16;  // 64-byte steps
+      return o;
+    };
+    xp_.assign(L, 0);
+    hs_.assign(L, 0);
+    cs_.assign(L, 0);
+    aux_.assign(L, 0);
+    din_.assign(L, 0);
+    mask_.assign(L, 0);
+    for (idx l = 0; l < L; ++l) {
+      xp_[l] = take(N * GH);
+      hs_[l] = take((Tn + 1) * BH);
+      if (has_cell_state(cell)) cs_[l] = take((Tn + 1) * BH);
+      if (cell == CellKind::GRU) aux_[l] = take(N * H);
+      if (l > 0 && dropout > 0) {
+        din_[l] = take(N * H);
+        mask_[l] = take(N * H);
+      }
+    }
+    if (E > 0) emb_ = take(N * E);
+    hp_ = take(B * GH);
+    if (has_separate_dhp(cell)) dhp_ = take(N * GH);
+    dh_ = take(BH);
+    dc_ = take(BH);
+    logits_ = take(N * V);
+    dout_ = take(N * std::max(H, E));
+    if (static_cast<idx>(ws_.size()) < off) {
+      ws_.clear();
+      ws_.shrink_to_fit();
+      ws_.resize(static_cast<size_t>(off));
+    }
+    ids_.resize(static_cast<size_t>(N));
+    tgt_.resize(static_cast<size_t>(N));
+    row_loss_.resize(static_cast<size_t>(N));
+    B_ = B;
+    T_ = Tn;
+  }
+
+  bool dropout_active(bool train) const { return train && dropout > 0 && L > 1; }
+
+  // Input of layer l >= 1: the outputs of layer l-1 (after dropout).
+  const T* layer_input(idx l) {
+    return masks_ready_ ? w(din_[l]) : w(hs_[l - 1]) + B_ * H;
+  }
+
+  void make_dropout(idx l, std::uint64_t seed) {
+    const idx n = B_ * T_ * H;
+    const T* h = w(hs_[l - 1]) + B_ * H;
+    T* m = w(mask_[l]);
+    T* out = w(din_[l]);
+    const T keep = T(1) / T(1 - dropout);
+    const int nt = threads_for(n * 4);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (idx i = 0; i < n; ++i) {
+      m[i] = hash_uniform(seed, static_cast<std::uint64_t>(l), static_cast<std::uint64_t>(i)) >=
+                     dropout
+                 ? keep
+                 : T(0);
+      out[i] = h[i] * m[i];
+    }
+  }
+
+  void run_forward(const T* P, const T* state_in, bool train, std::uint64_t seed) {
+    const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
+    masks_ready_ = false;
+    if (E > 0) embedding_forward(P + off_emb_, E, ids_.data(), N, w(emb_));
+    for (idx l = 0; l < L; ++l) {
+      const T* Wih = P + off_wih_[l];
+      const T* Whh = P + off_whh_[l];
+      T* xp = w(xp_[l]);
+      // Input projection for all Tn steps at once.
+      if (l == 0 && E == 0) {
+        onehot_forward(Wih, P + off_bih_[l], GH, V, ids_.data(), N, xp);
+      } else {
+        if (l > 0 && dropout_active(train)) {
+          make_dropout(l, seed);
+          masks_ready_ = true;
+        }
+        const T* in = l == 0 ? w(emb_) : layer_input(l);
+        const idx in_dim = l == 0 ? E : H;
+        broadcast_rows(xp, N, GH, GH, P + off_bih_[l]);
+        gemm<T>(false, true, N, GH, in_dim, in, in_dim, Wih, in_dim, T(1), xp, GH);
+      }
+      // The recurrence.
+      T* hs = w(hs_[l]);
+      T* cs = has_cell_state(cell) ? w(cs_[l]) : nullptr;
+      copy_n(state_in + l * BH, BH, hs);
+      if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
+      T* hp = w(hp_);
+      for (idx t = 0; t < Tn; ++t) {
+        broadcast_rows(hp, B, GH, GH, P + off_bhh_[l]);
+        gemm<T>(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
+        StepIO<T> s{B,
+                    H,
+                    xp + t * B * GH,
+                    hp,
+                    hs + t * BH,
+                    hs + (t + 1) * BH,
+                    cs ? cs + t * BH : nullptr,
+                    cs ? cs + (t + 1) * BH : nullptr,
+                    cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
+                    nullptr};
+        cell_forward(cell, s);
+      }
+    }
+    // Decoder on the top layer's outputs.
+    const T* top = w(hs_[L - 1]) + BH;
+    broadcast_rows(w(logits_), N, V, V, P + off_decb_);
+    gemm<T>(false, true, N, V, H, top, H, P + off_decw_, H, T(1), w(logits_), V);
+  }
+
+  void write_state(T* state_out) {
+    const idx BH = B_ * H;
+    for (idx l = 0; l < L; ++l) {
+      copy_n(w(hs_[l]) + T_ * BH, BH, state_out + l * BH);
+      if (has_cell_state(cell)) copy_n(w(cs_[l]) + T_ * BH, BH, state_out + (L + l) * BH);
+    }
+  }
+
+  // Expects ws logits to hold d(loss)/d(logits).
+  void run_backward(const T* P, T* Gr, T* dstate, bool train) {
+    const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
+    const T* dlogits = w(logits_);
+    const T* top = w(hs_[L - 1]) + BH;
+    T* dout = w(dout_);
+    gemm<T>(true, false, V, H, N, dlogits, V, top, H, T(0), Gr + off_decw_, H);
+    column_sums(dlogits, N, V, V, Gr + off_decb_, false);
+    gemm<T>(false, false, N, H, V, dlogits, V, P + off_decw_, H, T(0), dout, H);
+    T* dh = w(dh_);
+    T* dc = w(dc_);
+    for (idx l = L - 1; l >= 0; --l) {
+      const T* Wih = P + off_wih_[l];
+      const T* Whh = P + off_whh_[l];
+      T* xp = w(xp_[l]);
+      T* hs = w(hs_[l]);
+      T* cs = has_cell_state(cell) ? w(cs_[l]) : nullptr;
+      T* dhp_all = has_separate_dhp(cell) ? w(dhp_) : xp;
+      std::fill(dh, dh + BH, T(0));
+      std::fill(dc, dc + BH, T(0));
+      for (idx t = Tn - 1; t >= 0; --t) {
+        const T* dy = dout + t * BH;
+        for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
+        StepIO<T> s{B,
+                    H,
+                    xp + t * B * GH,
+                    nullptr,
+                    hs + t * BH,
+                    nullptr,
+                    cs ? cs + t * BH : nullptr,
+                    cs ? cs + (t + 1) * BH : nullptr,
+                    cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
+                    dhp_all + t * B * GH};
+        const bool direct = cell_backward(cell, s, dh, dc);
+        gemm<T>(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, direct ? T(1) : T(0),
+                dh, H);
+      }
+      copy_n(dh, BH, dstate + l * BH);
+      if (cs) copy_n(dc, BH, dstate + (L + l) * BH);
+      // Weight gradients over all Tn steps at once.
+      gemm<T>(true, false, GH, H, N, dhp_all, GH, hs, H, T(0), Gr + off_whh_[l], H);
+      column_sums(dhp_all, N, GH, GH, Gr + off_bhh_[l], false);
+      column_sums(xp, N, GH, GH, Gr + off_bih_[l], false);
+      if (l == 0 && E == 0) {
+        onehot_backward(xp, GH, V, ids_.data(), N, Gr + off_wih_[0]);
+        continue;
+      }
+      const T* in = l == 0 ? w(emb_) : layer_input(l);
+      const idx in_dim = l == 0 ? E : H;
+      gemm<T>(true, false, GH, in_dim, N, xp, GH, in, in_dim, T(0), Gr + off_wih_[l], in_dim);
+      // d(loss)/d(input of layer l): the outputs of layer l-1, or the embedding.
+      gemm<T>(false, false, N, in_dim, GH, xp, GH, Wih, in_dim, T(0), dout, in_dim);
+      if (l > 0 && masks_ready_) {
+        const T* m = w(mask_[l]);
+        for (idx i = 0; i < N * H; ++i) dout[i] *= m[i];
+      }
+      if (l == 0) embedding_backward(dout, E, ids_.data(), N, V, Gr + off_emb_);
+    }
+    (void)train;
+  }
+};
+
+}  // namespace pcr

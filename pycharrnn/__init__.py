@@ -1,0 +1,53 @@
+"""pycharrnn: character-level RNN, GRU and LSTM language models with a C++ core.
+
+The forward pass, backpropagation through time and the optimizer updates run
+in C++ (OpenMP across cores); this package handles the vocabulary, batching,
+the training loop, checkpoints, sampling and the command line.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import _core
+from .errors import CheckpointError, PyCharRNNError
+from .vocab import Vocab
+from .model import CharRNN
+from .checkpoint import load
+from .gradcheck import gradcheck
+from .train import Trainer
+from . import optim
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "set_num_threads",
+    "get_num_threads",
+    "Vocab",
+    "CharRNN",
+    "Trainer",
+    "load",
+    "gradcheck",
+    "optim",
+    "PyCharRNNError",
+    "CheckpointError",
+]
+
+
+def build_info() -> dict:
+    """How the C++ core was built: openmp, num_threads, simd, native, cuda, compiler."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel uses (process-wide)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use."""
+    return int(_core.get_num_threads())

@@ -1,0 +1,400 @@
+"""CharRNN: the model object, a thin owner of the C++ core's flat buffers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from .vocab import Vocab
+
+__all__ = ["CharRNN", "State"]
+
+#: A recurrent state: an array [L, B, H], or for the LSTM a pair (h, c).
+State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+_CELLS = {"rnn": None, "gru": 2, "lstm": 3}
+_NONLINEARITIES = {"tanh": 0, "relu": 1}
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Cells whose C++ kernels are enabled (the others raise NotImplementedError).
+SUPPORTED_CELLS = ("rnn",)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_ids(x: Any, vocab_size: int, name: str = "x") -> np.ndarray:
+    """Token ids as a C-contiguous int32 array [B, T] (1-D input is one sequence).
+
+    Integer arrays are converted only when no value is lost; floats and bools
+    are refused (a float is never silently taken as an id).
+    """
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer token ids, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape [batch, time], got {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name} holds id {bad}, outside [0, {vocab_size})")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+class CharRNN:
+    """A character-level language model: input -> L recurrent layers -> Linear.
+
+    Args:
+        vocab: a :class:`Vocab` (kept as ``.vocab``; text sampling needs it) or
+            the vocabulary size as an int (``.vocab`` is None; ids only).
+        hidden_size: H, units per layer.
+        num_layers: L, stacked recurrent layers.
+        cell: "rnn", "gru" or "lstm".
+        nonlinearity: "tanh" or "relu" (cell="rnn" only).
+        embedding_dim: size E of a trainable embedding; None feeds one-hot
+            vectors (a column gather of ``rnn.weight_ih_l0``, never a matmul).
+        dropout: inverted dropout between layers, in [0, 1).
+        dtype: "float32" (default) or "float64" (for checks).
+        seed: seeds the initial weights and the dropout masks.
+
+    Parameters are named and shaped as PyTorch's Embedding -> nn.RNN/GRU/LSTM
+    -> Linear (see :meth:`state_dict`) and live in one flat buffer; the
+    dict views share its memory.
+    """
+
+    def __init__(
+        self,
+        vocab: Union[Vocab, int],
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        nonlinearity: str = "tanh",
+        embedding_dim: Optional[int] = None,
+        dropout: float = 0.0,
+        dtype: str = "float32",
+        seed: Optional[int] = None,
+    ):
+        if isinstance(vocab, Vocab):
+            self.vocab: Optional[Vocab] = vocab
+            vocab_size = len(vocab)
+        else:
+            self.vocab = None
+            vocab_size = _check_int("vocab (size)", vocab, 1)
+        hidden_size = _check_int("hidden_size", hidden_size, 1)
+        num_layers = _check_int("num_layers", num_layers, 1)
+        if embedding_dim is not None:
+            embedding_dim = _check_int("embedding_dim", embedding_dim, 1)
+        if cell not in _CELLS:
+            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        if cell not in SUPPORTED_CELLS:
+            raise NotImplementedError(f"cell={cell!r} is not available yet; use cell='rnn'")
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if cell != "rnn" and nonlinearity != "tanh":
+            raise ValueError("nonlinearity applies to cell='rnn' only")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if str(dtype) not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if seed is not None:
+            seed = _check_int("seed", seed, 0)
+
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.cell = cell
+        self.nonlinearity = nonlinearity
+        self.embedding_dim = embedding_dim
+        self.dropout = float(dropout)
+        self.dtype = np.dtype(_DTYPES[str(dtype)])
+        self.seed = seed
+        self.training = True
+
+        code = _CELLS[cell] if cell != "rnn" else _NONLINEARITIES[nonlinearity]
+        core_cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
+        self._core = core_cls(code, vocab_size, embedding_dim or 0, hidden_size, num_layers,
+                              self.dropout)
+        n = self._core.num_params
+        self._flat_params = np.zeros(n, dtype=self.dtype)
+        self._flat_grads = np.zeros(n, dtype=self.dtype)
+        self._layout = [(name, tuple(shape), off) for name, shape, off in self._core.layout()]
+        self._params = self._views(self._flat_params)
+        self._grads = self._views(self._flat_grads)
+        self.state_grad: Optional[State] = None
+        self._rng = np.random.default_rng(seed)
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------- buffers
+    def _views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
+        out = {}
+        for name, shape, off in self._layout:
+            size = int(np.prod(shape))
+            out[name] = flat[off:off + size].reshape(shape)
+        return out
+
+    @property
+    def num_params(self) -> int:
+        return int(self._flat_params.size)
+
+    @property
+    def flat_params(self) -> np.ndarray:
+        """All parameters in one contiguous buffer (the state_dict arrays are views of it)."""
+        return self._flat_params
+
+    @property
+    def flat_grads(self) -> np.ndarray:
+        """All gradients in one contiguous buffer, laid out as :attr:`flat_params`."""
+        return self._flat_grads
+
+    @property
+    def params(self) -> Dict[str, np.ndarray]:
+        """Views of the parameters by PyTorch name (writing to them changes the model)."""
+        return dict(self._params)
+
+    @property
+    def grads(self) -> Dict[str, np.ndarray]:
+        """Views of the gradients of the last :meth:`forward_backward`, by name."""
+        return dict(self._grads)
+
+    def config(self) -> Dict[str, Any]:
+        """The constructor arguments (without vocab and seed) as plain values."""
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "cell": self.cell,
+            "nonlinearity": self.nonlinearity,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "dtype": self.dtype.name,
+        }
+
+    def __repr__(self) -> str:
+        c = self.config()
+        inp = f"embedding {c['embedding_dim']}" if c["embedding_dim"] else "one-hot"
+        cell = self.cell if self.cell != "rnn" else f"rnn-{self.nonlinearity}"
+        return (f"CharRNN({cell}, V={self.vocab_size}, {inp}, {self.num_layers}x"
+                f"{self.hidden_size}, dropout={self.dropout}, {self.dtype.name}, "
+                f"{self.num_params} params)")
+
+    def reset_parameters(self) -> None:
+        """Initialise as PyTorch: recurrent and decoder weights and biases
+        uniform(-1/sqrt(H), 1/sqrt(H)); the embedding N(0, 1)."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for name, view in self._params.items():
+            if name == "embedding.weight":
+                view[...] = self._rng.standard_normal(view.shape)
+            else:
+                view[...] = self._rng.uniform(-k, k, view.shape)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """A copy of every parameter by PyTorch name."""
+        return {name: view.copy() for name, view in self._params.items()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Copy parameters in from a dict of arrays (numpy, or anything
+        ``np.asarray`` takes, e.g. CPU torch tensors). Names and shapes must
+        match exactly; nothing is changed when any does not."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        missing = [k for k in self._params if k not in state]
+        unexpected = [k for k in state if k not in self._params]
+        if missing or unexpected:
+            raise ValueError(f"state_dict does not match the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        arrays = {}
+        for name, view in self._params.items():
+            v = state[name]
+            if hasattr(v, "detach"):
+                v = v.detach().cpu().numpy()
+            a = np.asarray(v)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+            if a.shape != view.shape:
+                raise ValueError(f"{name}: expected shape {view.shape}, got {a.shape}")
+            arrays[name] = a
+        for name, a in arrays.items():
+            self._params[name][...] = a
+
+    # ------------------------------------------------------------------- state
+    def initial_state(self, batch_size: int = 1) -> State:
+        """Zeros: [L, B, H], or (h, c) for the LSTM."""
+        batch_size = _check_int("batch_size", batch_size, 1)
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        if self.cell == "lstm":
+            return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
+        return np.zeros(shape, self.dtype)
+
+    def _pack_state(self, state: Optional[State], batch_size: int) -> np.ndarray:
+        """The user's state as the core's contiguous [S, L, B, H] buffer (a copy)."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        slots = 2 if self.cell == "lstm" else 1
+        packed = np.zeros((slots,) + shape, self.dtype)
+        if state is None:
+            return packed
+        if self.cell == "lstm":
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise TypeError("an LSTM state is a pair (h, c)")
+            parts = state
+        else:
+            parts = (state,)
+        for i, part in enumerate(parts):
+            a = np.asarray(part)
+            if a.dtype.kind != "f":
+                raise TypeError(f"state must be a float array, got dtype {a.dtype}")
+            if a.shape != shape:
+                raise ValueError(f"state must have shape {shape} [layers, batch, hidden], "
+                                 f"got {a.shape}")
+            packed[i] = a
+        return packed
+
+    def _unpack_state(self, packed: np.ndarray) -> State:
+        if self.cell == "lstm":
+            return packed[0], packed[1]
+        return packed[0]
+
+    def _dropout_seed(self) -> int:
+        return int(self._rng.integers(0, 2**63))
+
+    # ----------------------------------------------------------------- compute
+    def forward(self, x: Any, state: Optional[State] = None) -> Tuple[np.ndarray, State]:
+        """Logits [B, T, V] for ids x [B, T] (1-D: one sequence), and the final state.
+        Evaluation mode: no dropout."""
+        x = as_ids(x, self.vocab_size, "x")
+        s0 = self._pack_state(state, x.shape[0])
+        s1 = np.empty_like(s0)
+        logits = np.empty(x.shape + (self.vocab_size,), self.dtype)
+        self._core.forward(self._flat_params, x, s0, s1, logits, False, 0)
+        return logits, self._unpack_state(s1)
+
+    def _xy(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
+        x = as_ids(x, self.vocab_size, "x")
+        y = as_ids(y, self.vocab_size, "y")
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+        return x, y
+
+    def loss(self, x: Any, y: Any, state: Optional[State] = None) -> Tuple[float, State]:
+        """Mean cross-entropy in nats of predicting y from x, and the final state.
+        Evaluation mode: no dropout."""
+        x, y = self._xy(x, y)
+        s0 = self._pack_state(state, x.shape[0])
+        s1 = np.empty_like(s0)
+        loss = self._core.loss(self._flat_params, x, y, s0, s1, False, 0)
+        return float(loss), self._unpack_state(s1)
+
+    def forward_backward(self, x: Any, y: Any,
+                         state: Optional[State] = None) -> Tuple[float, State]:
+        """Loss and final state as :meth:`loss`, and every gradient: fills
+        :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
+        (d loss / d initial state). Dropout is applied when ``training``."""
+        x, y = self._xy(x, y)
+        s0 = self._pack_state(state, x.shape[0])
+        s1 = np.empty_like(s0)
+        ds = np.empty_like(s0)
+        train = self.training and self.dropout > 0
+        seed = self._dropout_seed() if train else 0
+        loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
+                                           ds, train, seed)
+        self.state_grad = self._unpack_state(ds)
+        return float(loss), self._unpack_state(s1)
+
+    def train(self, mode: bool = True) -> "CharRNN":
+        """Training mode (dropout in forward_backward) on or off."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "CharRNN":
+        return self.train(False)
+
+    # ---------------------------------------------------------------- sampling
+    def sample_ids(self, length: int, prime: Any = None, temperature: float = 1.0,
+                   top_k: Optional[int] = None, seed: Optional[int] = None) -> np.ndarray:
+        """Generate ``length`` ids after the ids ``prime``.
+
+        Without a prime the first id is drawn uniformly. temperature 0 takes
+        the most likely id (argmax); top_k keeps only the k most likely.
+        The same seed gives the same ids.
+        """
+        length = _check_int("length", length, 0)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError("temperature must be a number")
+        if not (temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+        if top_k is not None:
+            top_k = _check_int("top_k", top_k, 1)
+        rng = np.random.default_rng(seed)
+        out = np.empty(length, dtype=np.int32)
+        if length == 0:
+            return out
+        s = self._pack_state(None, 1)
+        s_next = np.empty_like(s)
+        logits = np.empty((1, 1, self.vocab_size), self.dtype)
+        if prime is not None and len(prime) > 0:
+            p = as_ids(np.asarray(prime).reshape(1, -1), self.vocab_size, "prime")
+            plog = np.empty(p.shape + (self.vocab_size,), self.dtype)
+            self._core.forward(self._flat_params, p, s, s_next, plog, False, 0)
+            s, s_next = s_next, s
+            last = plog[0, -1]
+            start = 0
+        else:
+            out[0] = rng.integers(self.vocab_size)
+            last = None
+            start = 1
+        x = np.empty((1, 1), dtype=np.int32)
+        for i in range(start, length):
+            if last is None:
+                x[0, 0] = out[i - 1]
+                self._core.forward(self._flat_params, x, s, s_next, logits, False, 0)
+                s, s_next = s_next, s
+                last = logits[0, 0]
+            out[i] = _draw(last, temperature, top_k, rng)
+            last = None
+        return out
+
+    def sample(self, length: int, prime: str = "", temperature: float = 1.0,
+               top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
+        """Generate ``length`` characters that follow ``prime`` (the prime is
+        not repeated in the result). See :meth:`sample_ids`."""
+        if self.vocab is None:
+            raise ValueError("this model has no Vocab (it was built from a vocabulary size); "
+                             "use sample_ids")
+        if not isinstance(prime, str):
+            raise TypeError(f"prime must be a str, got {type(prime).__name__}")
+        prime_ids = self.vocab.encode(prime) if prime else None
+        ids = self.sample_ids(length, prime_ids, temperature, top_k, seed)
+        return self.vocab.decode(ids)
+
+    # --------------------------------------------------------------------- I/O
+    def save(self, path: str) -> None:
+        """Write parameters, vocab and config to one file (atomically)."""
+        from .checkpoint import save_model
+
+        save_model(self, path)
+
+
+def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
+          rng: np.random.Generator) -> int:
+    z = logits.astype(np.float64)
+    if temperature == 0:
+        return int(np.argmax(z))
+    z = z / temperature
+    if top_k is not None and top_k < z.size:
+        kth = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= kth, z, -np.inf)
+    p = np.exp(z - z.max())
+    c = np.cumsum(p)
+    return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), z.size - 1))
