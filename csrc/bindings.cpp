@@ -123,7 +123,9 @@ void bind_model(py::module_& m, const char* cls) {
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
              T* lo = nullptr;
              if (!logits.is_none()) {
-               py::array la = logits.cast<py::array>();
+               if (!py::isinstance<py::array>(logits))
+                 throw py::type_error("logits must be a numpy array or None");
+               py::array la = py::reinterpret_borrow<py::array>(logits);
                lo = out_ptr<T>(la, "logits", {B, Tn, self.V});
              }
              const auto* xp = static_cast<const std::int32_t*>(x.data());

@@ -41,11 +41,13 @@ def build_info() -> dict:
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads every kernel uses (process-wide)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    import numbers
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:

@@ -36,6 +36,12 @@ LATEST = "latest.npz"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, flush it to
     disk and rename it to ``path``."""
@@ -47,6 +53,7 @@ def atomic_write(path: PathLike, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -70,23 +77,29 @@ def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path} is a single numpy array, not a pycharrnn file")
+        with z:
             if HEADER_KEY not in z.files:
                 raise CheckpointError(f"{path} is not a pycharrnn file (no header)")
             arrays = {k: z[k] for k in z.files}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} is not a readable pycharrnn file "
                               f"(truncated, corrupt or foreign): {e}") from None
+    blob = arrays.pop(HEADER_KEY)
+    if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8:
+        raise CheckpointError(f"{path}: corrupt header entry")
     try:
-        header = json.loads(arrays.pop(HEADER_KEY).tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        header = json.loads(blob.tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: corrupt header: {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pycharrnn file")
     version = header.get("version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"{path}: invalid format version {version!r}")
     if version > VERSION:
         raise CheckpointError(f"{path} has format version {version}; this pycharrnn reads "
@@ -153,11 +166,11 @@ def model_from(header: Dict[str, Any], arrays: Dict[str, np.ndarray], path: Path
             dropout=cfg["dropout"],
             dtype=cfg["dtype"],
         )
+        if model.vocab_size != cfg["vocab_size"]:
+            raise ValueError(f"vocabulary has {model.vocab_size} symbols but the config "
+                             f"says {cfg['vocab_size']}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model config: {e!r}") from None
-    if model.vocab_size != cfg["vocab_size"]:
-        raise CheckpointError(f"{path}: vocabulary has {model.vocab_size} symbols but the "
-                              f"config says {cfg['vocab_size']}")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     try:
         model.load_state_dict(params)

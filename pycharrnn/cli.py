@@ -32,7 +32,7 @@ def _add_train(sub) -> None:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-length", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1, help="AdaGrad learning rate")
+    p.add_argument("--lr", type=float, default=0.02, help="AdaGrad learning rate")
     p.add_argument("--clip", type=float, default=5.0, help="clip each gradient element")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="kernel threads (default: all cores)")

@@ -19,7 +19,7 @@ _CELLS = {"rnn": None, "gru": 2, "lstm": 3}
 _NONLINEARITIES = {"tanh": 0, "relu": 1}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 #: Cells whose C++ kernels are enabled (the others raise NotImplementedError).
-SUPPORTED_CELLS = ("rnn",)
+SUPPORTED_CELLS = ("rnn", "gru", "lstm")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -37,6 +37,8 @@ def as_ids(x: Any, vocab_size: int, name: str = "x") -> np.ndarray:
     are refused (a float is never silently taken as an id).
     """
     a = np.asarray(x)
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer token ids, got dtype {a.dtype}")
     if a.ndim == 1:
@@ -67,6 +69,9 @@ class CharRNN:
         dropout: inverted dropout between layers, in [0, 1).
         dtype: "float32" (default) or "float64" (for checks).
         seed: seeds the initial weights and the dropout masks.
+        forget_bias: LSTM only: initialise the forget-gate bias to this value
+            (in ``bias_ih``; the ``bias_hh`` part set to 0) instead of
+            PyTorch's uniform init. 1.0 is a common choice.
 
     Parameters are named and shaped as PyTorch's Embedding -> nn.RNN/GRU/LSTM
     -> Linear (see :meth:`state_dict`) and live in one flat buffer; the
@@ -84,6 +89,7 @@ class CharRNN:
         dropout: float = 0.0,
         dtype: str = "float32",
         seed: Optional[int] = None,
+        forget_bias: Optional[float] = None,
     ):
         if isinstance(vocab, Vocab):
             self.vocab: Optional[Vocab] = vocab
@@ -107,10 +113,19 @@ class CharRNN:
             raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and
+                                           issubclass(dtype, np.generic)):
+            dtype = np.dtype(dtype).name  # np.float32 / np.dtype("float64")
         if str(dtype) not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if seed is not None:
             seed = _check_int("seed", seed, 0)
+        if forget_bias is not None:
+            if cell != "lstm":
+                raise ValueError("forget_bias applies to cell='lstm' only")
+            if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)) \
+                    or not math.isfinite(forget_bias):
+                raise TypeError("forget_bias must be a finite number")
 
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -121,6 +136,7 @@ class CharRNN:
         self.dropout = float(dropout)
         self.dtype = np.dtype(_DTYPES[str(dtype)])
         self.seed = seed
+        self.forget_bias = forget_bias
         self.training = True
 
         code = _CELLS[cell] if cell != "rnn" else _NONLINEARITIES[nonlinearity]
@@ -199,6 +215,11 @@ class CharRNN:
                 view[...] = self._rng.standard_normal(view.shape)
             else:
                 view[...] = self._rng.uniform(-k, k, view.shape)
+        if self.forget_bias is not None:
+            H = self.hidden_size
+            for layer in range(self.num_layers):
+                self._params[f"rnn.bias_ih_l{layer}"][H:2 * H] = self.forget_bias
+                self._params[f"rnn.bias_hh_l{layer}"][H:2 * H] = 0.0
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """A copy of every parameter by PyTorch name."""
@@ -330,7 +351,7 @@ class CharRNN:
         The same seed gives the same ids.
         """
         length = _check_int("length", length, 0)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)):
             raise TypeError("temperature must be a number")
         if not (temperature >= 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be finite and >= 0, got {temperature}")

@@ -109,6 +109,6 @@ class Vocab:
             ):
                 raise TypeError("'code_points' must be a list of ints")
             chars = [chr(c) for c in cps]
-        except (ValueError, TypeError, KeyError, OverflowError) as e:
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
             raise ValueError(f"not a vocabulary JSON: {e}") from None
         return cls(chars)
