@@ -1,0 +1,43 @@
+"""Shared fixtures. tests/ is on sys.path (pytest's rootdir insertion), so
+``import reference`` gives the NumPy oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")]
+
+
+def cell_id(c) -> str:
+    return c[0] if c[0] != "rnn" else f"rnn-{c[1]}"
+
+
+def make_model(cell, nonlinearity, V, H, L, E, dtype="float64", seed=0):
+    return pc.CharRNN(V, hidden_size=H, num_layers=L, cell=cell, nonlinearity=nonlinearity,
+                      embedding_dim=E, dtype=dtype, seed=seed)
+
+
+def random_state(rng, cell, L, B, H, scale=0.5):
+    h = rng.standard_normal((L, B, H)) * scale
+    if cell == "lstm":
+        return h, rng.standard_normal((L, B, H)) * scale
+    return h
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def restore_threads():
+    n = pc.get_num_threads()
+    yield
+    pc.set_num_threads(n)
