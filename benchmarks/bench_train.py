@@ -9,8 +9,8 @@ repeats is reported. Run, with NumPy's OpenBLAS tuning variables cleared:
         --data ../shared/data/tinyshakespeare.txt --batch 1,32 --hidden 128
 
 --check verifies first that the NumPy baseline computes pycharrnn's loss and gradients.
-Thread count matters: on a VM whose vCPUs share less real CPU than they claim, every
-spin-waiting runtime (OpenMP, OpenBLAS) collapses at threads > 1; compare --threads 1.
+Run it on an otherwise idle machine: OpenMP and OpenBLAS threads spin while they wait,
+so any other load on the cores distorts multi-threaded numbers badly (compare --threads 1).
 """
 
 import argparse

@@ -23,7 +23,7 @@ def _add_train(sub) -> None:
     p.add_argument("--steps", type=int, help="training steps (chunks of B x T characters)")
     p.add_argument("--time", type=float, dest="seconds",
                    help="stop after this many seconds (with --steps: whichever comes first)")
-    p.add_argument("--cell", default="rnn", choices=["rnn", "gru", "lstm"])
+    p.add_argument("--cell", default="lstm", choices=["rnn", "gru", "lstm"])
     p.add_argument("--nonlinearity", default="tanh", choices=["tanh", "relu"])
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--layers", type=int, default=1)
