@@ -177,17 +177,90 @@ void bind_model(py::module_& m, const char* cls) {
            py::arg("train") = true, py::arg("seed") = 0);
 }
 
+// Optimizer entry points: params, grads and state buffers are flat [n] of one
+// dtype; an optional buffer is None when the configuration does not use it.
 template <typename T>
-void adagrad(py::array params, py::array grads, py::array mem, double lr, double eps,
-             double clip, double scale, bool eps_inside) {
-  const idx n = params.size();
-  T* p = out_ptr<T>(params, "params", {n});
-  const T* g = in_ptr<T>(grads, "grads", {n});
-  T* s = out_ptr<T>(mem, "mem", {n});
-  py::gil_scoped_release nogil;
-  pcr::adagrad_update<T>(p, g, s, n, static_cast<T>(lr), static_cast<T>(eps),
-                         static_cast<T>(clip), static_cast<T>(scale), eps_inside);
+T* opt_buf(py::object a, const char* name, idx n, bool needed) {
+  if (a.is_none()) {
+    if (needed) throw py::value_error(std::string(name) + " is required");
+    return nullptr;
+  }
+  if (!py::isinstance<py::array>(a))
+    throw py::type_error(std::string(name) + " must be a numpy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(a);
+  return out_ptr<T>(arr, name, {n});
 }
+
+pcr::GradIn grad_in(double scale, double clip, double weight_decay) {
+  if (!(scale >= 0) || !(clip >= 0) || !(weight_decay >= 0))
+    throw py::value_error("scale, clip and weight_decay must be >= 0");
+  pcr::GradIn g;
+  g.scale = scale;
+  g.clip = clip;
+  g.weight_decay = weight_decay;
+  return g;
+}
+
+template <typename T>
+struct Opt {
+  static void sgd(py::array params, py::array grads, py::object buf, double lr, double momentum,
+                  double dampening, bool nesterov, bool first, double weight_decay,
+                  double scale, double clip) {
+    const idx n = params.size();
+    T* p = out_ptr<T>(params, "params", {n});
+    const T* g = in_ptr<T>(grads, "grads", {n});
+    T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum != 0);
+    const auto gi = grad_in(scale, clip, weight_decay);
+    py::gil_scoped_release nogil;
+    pcr::sgd_update<T>(p, g, b, n, gi, T(lr), T(momentum), T(dampening), nesterov, first);
+  }
+  static void adagrad(py::array params, py::array grads, py::array mem, double clr, double eps,
+                      bool eps_inside, double weight_decay, double scale, double clip) {
+    const idx n = params.size();
+    T* p = out_ptr<T>(params, "params", {n});
+    const T* g = in_ptr<T>(grads, "grads", {n});
+    T* s = out_ptr<T>(mem, "sum", {n});
+    const auto gi = grad_in(scale, clip, weight_decay);
+    py::gil_scoped_release nogil;
+    pcr::adagrad_update<T>(p, g, s, n, gi, T(clr), T(eps), eps_inside);
+  }
+  static void rmsprop(py::array params, py::array grads, py::array sq, py::object gavg,
+                      py::object buf, double lr, double alpha, double eps, double momentum,
+                      bool centered, double weight_decay, double scale, double clip) {
+    const idx n = params.size();
+    T* p = out_ptr<T>(params, "params", {n});
+    const T* g = in_ptr<T>(grads, "grads", {n});
+    T* s = out_ptr<T>(sq, "square_avg", {n});
+    T* ga = opt_buf<T>(gavg, "grad_avg", n, centered);
+    T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum > 0);
+    const auto gi = grad_in(scale, clip, weight_decay);
+    py::gil_scoped_release nogil;
+    pcr::rmsprop_update<T>(p, g, s, ga, b, n, gi, T(lr), T(alpha), T(eps), T(momentum),
+                           centered);
+  }
+  static void adam(py::array params, py::array grads, py::array m, py::array v, py::object vmax,
+                   double lr, double beta1, double beta2, double eps, double bc1, double bc2,
+                   bool decoupled, bool amsgrad, double weight_decay, double scale,
+                   double clip) {
+    const idx n = params.size();
+    T* p = out_ptr<T>(params, "params", {n});
+    const T* g = in_ptr<T>(grads, "grads", {n});
+    T* mp = out_ptr<T>(m, "exp_avg", {n});
+    T* vp = out_ptr<T>(v, "exp_avg_sq", {n});
+    T* vm = opt_buf<T>(vmax, "max_exp_avg_sq", n, amsgrad);
+    if (!(bc1 > 0) || !(bc2 > 0)) throw py::value_error("bias corrections must be > 0");
+    const auto gi = grad_in(scale, clip, weight_decay);
+    py::gil_scoped_release nogil;
+    pcr::adam_update<T>(p, g, mp, vp, vm, n, gi, T(lr), T(beta1), T(beta2), T(eps), bc1, bc2,
+                        decoupled, amsgrad);
+  }
+  static double sum_squares(py::array grads) {
+    const idx n = grads.size();
+    const T* g = in_ptr<T>(grads, "grads", {n});
+    py::gil_scoped_release nogil;
+    return pcr::sum_squares<T>(g, n);
+  }
+};
 
 // C = beta*C + op(A) op(B) for 2-D arrays; the kernel tests compare the
 // packed kernel with the reference loop through this.
@@ -215,18 +288,59 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "pycharrnn C++ kernels";
   bind_model<float>(m, "ModelF32");
   bind_model<double>(m, "ModelF64");
-  m.def("adagrad_update",
-        [](py::array params, py::array grads, py::array mem, double lr, double eps,
-           double clip, double scale, bool eps_inside) {
-          if (is_f64(params))
-            adagrad<double>(params, grads, mem, lr, eps, clip, scale, eps_inside);
-          else
-            adagrad<float>(params, grads, mem, lr, eps, clip, scale, eps_inside);
+  // Dispatch on the dtype of the first array (float64 or else float32; the
+  // float32 path then checks every array's dtype exactly).
+  m.def("sgd_update",
+        [](py::array params, py::array grads, py::object buf, double lr, double momentum,
+           double dampening, bool nesterov, bool first, double weight_decay, double scale,
+           double clip) {
+          (is_f64(params) ? Opt<double>::sgd : Opt<float>::sgd)(
+              params, grads, buf, lr, momentum, dampening, nesterov, first, weight_decay, scale,
+              clip);
         },
-        py::arg("params"), py::arg("grads"), py::arg("mem"), py::arg("lr"), py::arg("eps"),
-        py::arg("clip"), py::arg("scale") = 1.0, py::arg("eps_inside") = true,
-        "AdaGrad over flat buffers; gradients scaled by scale, then clipped to "
-        "[-clip, clip] (clip <= 0: none)");
+        py::arg("params"), py::arg("grads"), py::arg("momentum_buffer"), py::arg("lr"),
+        py::arg("momentum"), py::arg("dampening"), py::arg("nesterov"), py::arg("first"),
+        py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+  m.def("adagrad_update",
+        [](py::array params, py::array grads, py::array sum, double clr, double eps,
+           bool eps_inside, double weight_decay, double scale, double clip) {
+          (is_f64(params) ? Opt<double>::adagrad : Opt<float>::adagrad)(
+              params, grads, sum, clr, eps, eps_inside, weight_decay, scale, clip);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("sum"), py::arg("clr"), py::arg("eps"),
+        py::arg("eps_inside"), py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0,
+        py::arg("clip") = 0.0);
+  m.def("rmsprop_update",
+        [](py::array params, py::array grads, py::array sq, py::object gavg, py::object buf,
+           double lr, double alpha, double eps, double momentum, bool centered,
+           double weight_decay, double scale, double clip) {
+          (is_f64(params) ? Opt<double>::rmsprop : Opt<float>::rmsprop)(
+              params, grads, sq, gavg, buf, lr, alpha, eps, momentum, centered, weight_decay,
+              scale, clip);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("square_avg"), py::arg("grad_avg"),
+        py::arg("momentum_buffer"), py::arg("lr"), py::arg("alpha"), py::arg("eps"),
+        py::arg("momentum"), py::arg("centered"), py::arg("weight_decay") = 0.0,
+        py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+  m.def("adam_update",
+        [](py::array params, py::array grads, py::array m_, py::array v, py::object vmax,
+           double lr, double beta1, double beta2, double eps, double bc1, double bc2,
+           bool decoupled, bool amsgrad, double weight_decay, double scale, double clip) {
+          (is_f64(params) ? Opt<double>::adam : Opt<float>::adam)(
+              params, grads, m_, v, vmax, lr, beta1, beta2, eps, bc1, bc2, decoupled, amsgrad,
+              weight_decay, scale, clip);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+        py::arg("max_exp_avg_sq"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+        py::arg("eps"), py::arg("bias_correction1"), py::arg("bias_correction2"),
+        py::arg("decoupled"), py::arg("amsgrad"), py::arg("weight_decay") = 0.0,
+        py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+  m.def("sum_squares",
+        [](py::array grads) {
+          return is_f64(grads) ? Opt<double>::sum_squares(grads)
+                               : Opt<float>::sum_squares(grads);
+        },
+        py::arg("grads"), "sum of squares of a flat float array, in double");
   m.def("gemm",
         [](bool ta, bool tb, py::array A, py::array B, py::array C, double beta,
            bool reference) {

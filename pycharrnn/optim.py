@@ -1,101 +1,267 @@
-"""Optimizers: one fused C++ update over the model's flat parameter buffer."""
+"""Optimizers: one fused C++ update over the model's flat parameter buffer.
+
+Each matches its torch.optim namesake (keyword names, defaults and update
+rule; float64 runs agree to ~1e-15 per step) and adds gradient clipping:
+
+- ``clip_norm``: rescale the whole gradient so that its global L2 norm is at
+  most clip_norm, as ``torch.nn.utils.clip_grad_norm_`` (factor
+  ``clip_norm / (norm + 1e-6)`` when below 1). The norm before clipping is
+  ``last_grad_norm``.
+- ``clip_value``: then clip every element to [-clip_value, clip_value], as
+  ``torch.nn.utils.clip_grad_value_``.
+
+Clipping is applied inside the update; ``model.grads`` is never modified.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["Optimizer", "AdaGrad"]
+__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS"]
 
 
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _number(name: str, value: Any, lo: float = 0.0, lo_open: bool = False,
+            hi: Optional[float] = None, hi_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo)
+    if hi is not None:
+        ok = ok and (v < hi if hi_open else v <= hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}" \
+              f"{')' if hi_open or hi is None else ']'}"
+        raise ValueError(f"{name} must be in {rng}, got {value}")
     return v
 
 
 class Optimizer:
-    """Base class: owns flat state buffers shaped like ``model.flat_params``.
+    """Base class: state buffers shaped like ``model.flat_params`` (same dtype).
 
-    ``clip_value`` clips each gradient element to [-clip_value, clip_value];
-    ``clip_norm`` first rescales the whole gradient so that its global L2
-    norm is at most clip_norm. ``last_grad_norm`` is the norm before clipping
-    (computed only when clip_norm is set).
+    ``lr`` may be changed between steps (schedules do). ``step_count`` counts
+    the updates applied.
     """
+
+    #: hyper-parameters saved in state_dict (besides lr) and checked on load
+    _hparams: Tuple[str, ...] = ()
 
     def __init__(self, model, lr: float, clip_value: Optional[float] = None,
                  clip_norm: Optional[float] = None):
         self.model = model
-        self.lr = _positive("lr", lr)
-        self.clip_value = None if clip_value is None else _positive("clip_value", clip_value)
-        self.clip_norm = None if clip_norm is None else _positive("clip_norm", clip_norm)
+        self.lr = _number("lr", lr)
+        self.clip_value = None if clip_value is None else \
+            _number("clip_value", clip_value, lo_open=True)
+        self.clip_norm = None if clip_norm is None else \
+            _number("clip_norm", clip_norm, lo_open=True)
         self.step_count = 0
         self.last_grad_norm: Optional[float] = None
+        self.buffers: Dict[str, np.ndarray] = {}
 
-    def _scale(self) -> float:
-        if self.clip_norm is None:
-            return 1.0
-        norm = float(np.linalg.norm(self.model.flat_grads.astype(np.float64, copy=False)))
-        self.last_grad_norm = norm
-        return self.clip_norm / norm if norm > self.clip_norm else 1.0
+    def _zeros(self, *names: str) -> None:
+        for n in names:
+            self.buffers[n] = np.zeros_like(self.model.flat_params)
 
-    def step(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def grad_norm(self) -> float:
+        """Global L2 norm of the model's gradients (accumulated in double)."""
+        return math.sqrt(_core.sum_squares(self.model.flat_grads))
 
-    def _buffers(self) -> Dict[str, np.ndarray]:
-        return {}
-
-    def state_dict(self) -> Dict[str, Any]:
-        """Copies of the state buffers plus the step count and hyper-parameters."""
-        return {"type": type(self).__name__, "step_count": self.step_count,
-                "lr": self.lr, **{k: v.copy() for k, v in self._buffers().items()}}
-
-    def load_state_dict(self, d: Dict[str, Any]) -> None:
-        if d.get("type") != type(self).__name__:
-            raise ValueError(f"optimizer state is for {d.get('type')!r}, "
-                             f"not {type(self).__name__}")
-        bufs = self._buffers()
-        for k, buf in bufs.items():
-            a = np.asarray(d[k])
-            if a.shape != buf.shape:
-                raise ValueError(f"optimizer state {k!r}: shape {a.shape} does not match "
-                                 f"the model's {buf.shape}")
-        for k, buf in bufs.items():
-            buf[...] = d[k]
-        self.step_count = int(d["step_count"])
-        self.lr = float(d["lr"])
-
-
-class AdaGrad(Optimizer):
-    """AdaGrad: ``mem += g*g`` then
-
-    - ``eps_inside_sqrt=False`` (torch.optim.Adagrad): ``p -= lr * g / (sqrt(mem) + eps)``
-    - ``eps_inside_sqrt=True`` (min-char-rnn): ``p -= lr * g / sqrt(mem + eps)``
-
-    with g the clipped gradient (see :class:`Optimizer`).
-    """
-
-    def __init__(self, model, lr: float = 0.01, eps: float = 1e-10,
-                 clip_value: Optional[float] = None, clip_norm: Optional[float] = None,
-                 eps_inside_sqrt: bool = False):
-        super().__init__(model, lr, clip_value, clip_norm)
-        self.eps = _positive("eps", eps, allow_zero=True)
-        self.eps_inside_sqrt = bool(eps_inside_sqrt)
-        self.mem = np.zeros_like(model.flat_params)
-
-    def _buffers(self) -> Dict[str, np.ndarray]:
-        return {"mem": self.mem}
+    def _clip_args(self) -> Dict[str, float]:
+        scale = 1.0
+        if self.clip_norm is not None:
+            norm = self.grad_norm()
+            self.last_grad_norm = norm
+            coef = self.clip_norm / (norm + 1e-6)
+            if coef < 1.0:
+                scale = coef
+        return {"scale": scale, "clip": self.clip_value or 0.0}
 
     def step(self) -> None:
         """Apply ``model.grads`` to the parameters in one fused C++ loop."""
-        scale = self._scale()
-        _core.adagrad_update(self.model.flat_params, self.model.flat_grads, self.mem, self.lr,
-                             self.eps, self.clip_value or 0.0, scale, self.eps_inside_sqrt)
         self.step_count += 1
+        self._update(self.model.flat_params, self.model.flat_grads, **self._clip_args())
+
+    def _update(self, p: np.ndarray, g: np.ndarray, scale: float, clip: float) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def hparams(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in ("lr", "clip_value", "clip_norm") + self._hparams}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """type, step_count, hyper-parameters and copies of the buffers."""
+        return {"type": type(self).__name__, "step_count": self.step_count,
+                "hparams": self.hparams(),
+                "buffers": {k: v.copy() for k, v in self.buffers.items()}}
+
+    def load_state_dict(self, d: Dict[str, Any]) -> None:
+        """Restore a state_dict of the same optimizer type for the same model
+        layout; everything is checked before anything changes."""
+        if d.get("type") != type(self).__name__:
+            raise ValueError(f"optimizer state is for {d.get('type')!r}, "
+                             f"not {type(self).__name__}")
+        hp = d.get("hparams", {})
+        fixed = [k for k in self._hparams if k in hp and hp[k] != getattr(self, k)
+                 and k in self._structural]
+        if fixed:
+            raise ValueError("optimizer state does not match: " + ", ".join(
+                f"{k}={hp[k]!r} in the state, {getattr(self, k)!r} here" for k in fixed))
+        bufs = d.get("buffers", {})
+        if set(bufs) != set(self.buffers):
+            raise ValueError(f"optimizer buffers {sorted(bufs)} do not match "
+                             f"{sorted(self.buffers)}")
+        for k, buf in self.buffers.items():
+            a = np.asarray(bufs[k])
+            if a.shape != buf.shape:
+                raise ValueError(f"optimizer buffer {k!r}: shape {a.shape}, the model "
+                                 f"needs {buf.shape}")
+        for k, buf in self.buffers.items():
+            buf[...] = bufs[k]
+        for k, v in hp.items():
+            if k in ("lr", "clip_value", "clip_norm") + self._hparams:
+                setattr(self, k, v)
+        self.step_count = int(d["step_count"])
+
+    #: hyper-parameters that decide which buffers exist: must match on load
+    _structural: Tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self.hparams().items() if v is not None)
+        return f"{type(self).__name__}({hp})"
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: momentum, dampening, Nesterov, weight decay."""
+
+    _hparams = ("momentum", "dampening", "weight_decay", "nesterov")
+    _structural = ("momentum",)
+
+    def __init__(self, model, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False,
+                 clip_value: Optional[float] = None, clip_norm: Optional[float] = None):
+        super().__init__(model, lr, clip_value, clip_norm)
+        self.momentum = _number("momentum", momentum)
+        self.dampening = _number("dampening", dampening)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if self.momentum != 0:
+            self._zeros("momentum_buffer")
+
+    def _update(self, p, g, scale, clip):
+        _core.sgd_update(p, g, self.buffers.get("momentum_buffer"), self.lr, self.momentum,
+                         self.dampening, self.nesterov, self.step_count == 1,
+                         self.weight_decay, scale, clip)
+
+
+class AdaGrad(Optimizer):
+    """torch.optim.Adagrad: ``sum += g*g``, ``p -= clr * g / (sqrt(sum) + eps)``
+    with ``clr = lr / (1 + (step - 1) * lr_decay)``.
+
+    ``eps_inside_sqrt=True`` gives min-char-rnn's form ``p -= clr * g /
+    sqrt(sum + eps)`` (use eps=1e-8 there, as min-char-rnn does).
+    """
+
+    _hparams = ("lr_decay", "weight_decay", "eps", "eps_inside_sqrt")
+
+    def __init__(self, model, lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, clip_value: Optional[float] = None,
+                 clip_norm: Optional[float] = None, eps_inside_sqrt: bool = False):
+        super().__init__(model, lr, clip_value, clip_norm)
+        self.lr_decay = _number("lr_decay", lr_decay)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.eps = _number("eps", eps)
+        self.eps_inside_sqrt = bool(eps_inside_sqrt)
+        init = _number("initial_accumulator_value", initial_accumulator_value)
+        self._zeros("sum")
+        self.buffers["sum"][:] = init
+
+    def _update(self, p, g, scale, clip):
+        clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
+        _core.adagrad_update(p, g, self.buffers["sum"], clr, self.eps, self.eps_inside_sqrt,
+                             self.weight_decay, scale, clip)
+
+
+class RMSProp(Optimizer):
+    """torch.optim.RMSprop (alpha, eps, centered, momentum, weight decay).
+    char-rnn uses alpha=0.95."""
+
+    _hparams = ("alpha", "eps", "weight_decay", "momentum", "centered")
+    _structural = ("momentum", "centered")
+
+    def __init__(self, model, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 clip_value: Optional[float] = None, clip_norm: Optional[float] = None):
+        super().__init__(model, lr, clip_value, clip_norm)
+        self.alpha = _number("alpha", alpha, hi=1.0)
+        self.eps = _number("eps", eps)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.momentum = _number("momentum", momentum)
+        self.centered = bool(centered)
+        self._zeros("square_avg")
+        if self.centered:
+            self._zeros("grad_avg")
+        if self.momentum > 0:
+            self._zeros("momentum_buffer")
+
+    def _update(self, p, g, scale, clip):
+        _core.rmsprop_update(p, g, self.buffers["square_avg"], self.buffers.get("grad_avg"),
+                             self.buffers.get("momentum_buffer"), self.lr, self.alpha, self.eps,
+                             self.momentum, self.centered, self.weight_decay, scale, clip)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: bias-corrected moments; weight decay added to the
+    gradient (L2). ``amsgrad`` keeps the running maximum of exp_avg_sq."""
+
+    _hparams = ("betas", "eps", "weight_decay", "amsgrad")
+    _structural = ("amsgrad",)
+    _decoupled = False
+
+    def __init__(self, model, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 clip_value: Optional[float] = None, clip_norm: Optional[float] = None):
+        super().__init__(model, lr, clip_value, clip_norm)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise TypeError("betas must be a pair (beta1, beta2)")
+        self.betas = (_number("beta1", betas[0], hi=1.0, hi_open=True),
+                      _number("beta2", betas[1], hi=1.0, hi_open=True))
+        self.eps = _number("eps", eps)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.amsgrad = bool(amsgrad)
+        self._zeros("exp_avg", "exp_avg_sq")
+        if self.amsgrad:
+            self._zeros("max_exp_avg_sq")
+
+    def load_state_dict(self, d: Dict[str, Any]) -> None:
+        super().load_state_dict(d)
+        self.betas = tuple(self.betas)  # JSON gives a list
+
+    def _update(self, p, g, scale, clip):
+        b1, b2 = self.betas
+        t = self.step_count
+        _core.adam_update(p, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
+                          self.buffers.get("max_exp_avg_sq"), self.lr, b1, b2, self.eps,
+                          1 - b1 ** t, 1 - b2 ** t, self._decoupled, self.amsgrad,
+                          self.weight_decay, scale, clip)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay
+    (``p *= 1 - lr * weight_decay`` before the update); default 0.01."""
+
+    _decoupled = True
+
+    def __init__(self, model, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                 clip_value: Optional[float] = None, clip_norm: Optional[float] = None):
+        super().__init__(model, lr, betas, eps, weight_decay, amsgrad, clip_value, clip_norm)
+
+
+#: name -> class, for the command line and checkpoints
+OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
