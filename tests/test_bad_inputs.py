@@ -944,11 +944,11 @@ def _adagrad_arrays(dtype):
     rng = np.random.default_rng(0)
     return {"params": np.full(N, SENTINEL, dtype),
             "grads": rng.standard_normal(N).astype(dtype),
-            "mem": np.full(N, SENTINEL, dtype)}
+            "sum": np.full(N, SENTINEL, dtype)}
 
 
 def _adagrad(a):
-    _core.adagrad_update(a["params"], a["grads"], a["mem"], 0.1, 1e-8, 5.0)
+    _core.adagrad_update(a["params"], a["grads"], a["sum"], 0.1, 1e-8, 5.0)
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
@@ -962,12 +962,12 @@ def _check_adagrad_rejected(a, exc, match):
     keep = {k: v.copy() for k, v in a.items()}
     with pytest.raises(exc, match=match):
         _adagrad(a)
-    for k in ("params", "mem"):
+    for k in ("params", "sum"):
         assert np.array_equal(a[k], keep[k]), f"{k} was written"
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
-@pytest.mark.parametrize("arg", ["grads", "mem"])
+@pytest.mark.parametrize("arg", ["grads", "sum"])
 def test_adagrad_mixed_dtypes(dtype, arg):
     a = _adagrad_arrays(dtype)
     a[arg] = a[arg].astype(OTHER[dtype])
@@ -975,7 +975,7 @@ def test_adagrad_mixed_dtypes(dtype, arg):
 
 
 @pytest.mark.parametrize("bad_dtype", [np.int32, np.int64, np.float16, np.complex128])
-@pytest.mark.parametrize("arg", ["params", "grads", "mem"])
+@pytest.mark.parametrize("arg", ["params", "grads", "sum"])
 def test_adagrad_non_float(arg, bad_dtype):
     a = _adagrad_arrays(np.float32)
     a[arg] = a[arg].astype(bad_dtype)
@@ -984,7 +984,7 @@ def test_adagrad_non_float(arg, bad_dtype):
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
-@pytest.mark.parametrize("arg", ["params", "grads", "mem"])
+@pytest.mark.parametrize("arg", ["params", "grads", "sum"])
 def test_adagrad_non_contiguous(dtype, arg):
     a = _adagrad_arrays(dtype)
     a[arg] = np.repeat(a[arg], 2)[::2]
@@ -992,7 +992,7 @@ def test_adagrad_non_contiguous(dtype, arg):
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
-@pytest.mark.parametrize("arg", ["params", "mem"])
+@pytest.mark.parametrize("arg", ["params", "sum"])
 def test_adagrad_read_only(dtype, arg):
     a = _adagrad_arrays(dtype)
     a[arg].setflags(write=False)
@@ -1007,8 +1007,8 @@ def test_adagrad_read_only_grads_fine(dtype):
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
-@pytest.mark.parametrize("arg,shape", [("grads", (N - 1,)), ("mem", (N + 1,)),
-                                       ("grads", (1, N)), ("mem", (N, 1))])
+@pytest.mark.parametrize("arg,shape", [("grads", (N - 1,)), ("sum", (N + 1,)),
+                                       ("grads", (1, N)), ("sum", (N, 1))])
 def test_adagrad_wrong_shape(dtype, arg, shape):
     a = _adagrad_arrays(dtype)
     a[arg] = np.full(shape, SENTINEL, dtype)
