@@ -542,11 +542,24 @@ def test_trainer_empty_text(vocab_model):
 def test_trainer_text_too_short(vocab_model, length, batch_size, seq_length):
     text = ("abcd" * 10)[:length]
     with pytest.raises(ValueError, match="batch_size"):
-        pc.Trainer(vocab_model, text, batch_size=batch_size, seq_length=seq_length)
+        pc.Trainer(vocab_model, text, batch_size=batch_size, seq_length=seq_length,
+                   val_fraction=0)
+
+
+def test_trainer_validation_too_small(vocab_model):
+    with pytest.raises(ValueError, match="validation"):
+        pc.Trainer(vocab_model, "abcdabcdab", batch_size=1, seq_length=2, val_fraction=0.1)
+
+
+@pytest.mark.parametrize("frac", [-0.1, 1.0, 2, "0.1", True])
+def test_trainer_bad_val_fraction(vocab_model, frac):
+    with pytest.raises(ValueError, match="val_fraction"):
+        pc.Trainer(vocab_model, "abcd" * 50, batch_size=1, seq_length=2, val_fraction=frac)
 
 
 def test_trainer_text_just_long_enough(vocab_model):
-    t = pc.Trainer(vocab_model, "abcdabc", batch_size=2, seq_length=3)   # 2*3+1 chars
+    t = pc.Trainer(vocab_model, "abcdabc", batch_size=2, seq_length=3,   # 2*3+1 chars
+                   val_fraction=0)
     m = t.step()
     assert math.isfinite(m["loss"])
 
