@@ -13,34 +13,62 @@ from typing import List, Optional
 import numpy as np
 
 
+# Model options default to None so that --resume can tell which ones the
+# user set (and check them against the checkpoint); DEFAULTS fills the rest.
+MODEL_DEFAULTS = {"cell": "lstm", "nonlinearity": "tanh", "hidden_size": 256, "num_layers": 1,
+                  "embedding_dim": None, "dropout": 0.0, "dtype": "float32"}
+DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw": 2e-3}
+RUN_FILE = "run.json"
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a text file or a built-in corpus",
-                       description="Train a character-level model. Writes RUN_DIR/latest.npz "
-                                   "and prints progress and a final sample.")
+                       description="Train a character-level model. RUN_DIR receives "
+                                   "latest.npz (every --checkpoint-every steps, each epoch "
+                                   "and at the end), best.npz (lowest validation loss) and "
+                                   "run.json (the data and options of the run).")
     p.add_argument("data", nargs="?", help="a UTF-8 text file to train on")
     p.add_argument("--corpus", help="a built-in corpus instead of a file (shakespeare)")
-    p.add_argument("--out", required=True, help="run directory for checkpoints")
-    p.add_argument("--steps", type=int, help="training steps (chunks of B x T characters)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR (same data; --steps is the run's total)")
+    p.add_argument("--steps", type=int, help="train until the run has made this many steps")
     p.add_argument("--time", type=float, dest="seconds",
                    help="stop after this many seconds (with --steps: whichever comes first)")
-    p.add_argument("--cell", default="lstm", choices=["rnn", "gru", "lstm"])
-    p.add_argument("--nonlinearity", default="tanh", choices=["tanh", "relu"])
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--embedding-dim", type=int, default=None,
-                   help="embedding size (default: one-hot input)")
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-length", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.02, help="AdaGrad learning rate")
-    p.add_argument("--clip", type=float, default=5.0, help="clip each gradient element")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
-    p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--sample-length", type=int, default=400,
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=["rnn", "gru", "lstm"], help="default lstm")
+    g.add_argument("--nonlinearity", choices=["tanh", "relu"], help="rnn only; default tanh")
+    g.add_argument("--hidden-size", type=int, help="default 256")
+    g.add_argument("--layers", type=int, dest="num_layers", help="default 1")
+    g.add_argument("--embedding-dim", type=int, help="default: one-hot input")
+    g.add_argument("--dropout", type=float, help="between layers; default 0")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
+    g = p.add_argument_group("training")
+    g.add_argument("--batch-size", type=int, help="default 32")
+    g.add_argument("--seq-length", type=int, help="default 64")
+    g.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
+    g.add_argument("--lr", type=float, help="default: 2e-3 (adam, adamw, rmsprop), "
+                                            "0.02 (adagrad), 0.1 (sgd)")
+    g.add_argument("--clip", type=float, default=5.0,
+                   help="clip each gradient element to [-C, C] (0: off)")
+    g.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine", "plateau"],
+                   default="constant")
+    g.add_argument("--lr-decay", type=float, default=0.97,
+                   help="step: factor per epoch; plateau: factor per plateau")
+    g.add_argument("--lr-decay-after", type=float, default=10,
+                   help="step: first epoch to decay after")
+    g.add_argument("--warmup", type=int, default=0, help="cosine: warm-up steps")
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--eval-every", type=int, default=200, help="validation interval (steps)")
+    g.add_argument("--checkpoint-every", type=int, default=500)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    g = p.add_argument_group("output")
+    g.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
+    g.add_argument("--sample-length", type=int, default=400,
                    help="characters sampled at the end (0: none)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _add_sample(sub) -> None:
@@ -58,61 +86,122 @@ def _add_info(sub) -> None:
     p.add_argument("checkpoint", nargs="?")
 
 
+def _load_text(data: Optional[str], corpus: Optional[str]) -> str:
+    if corpus is not None:
+        from .corpus import load_corpus
+
+        return load_corpus(corpus)
+    return Path(data).read_text(encoding="utf-8")
+
+
+def _schedule(args, lr: float, total: Optional[int]):
+    from . import schedule as sch
+
+    if args.schedule == "step":
+        return sch.StepDecay(lr, gamma=args.lr_decay, every=1, start=args.lr_decay_after)
+    if args.schedule == "cosine":
+        if total is None:
+            raise ValueError("--schedule cosine needs --steps")
+        return sch.CosineWarmup(lr, total_steps=total, warmup_steps=args.warmup)
+    if args.schedule == "plateau":
+        return sch.ReduceOnPlateau(lr, factor=args.lr_decay if args.lr_decay < 1 else 0.5)
+    return None
+
+
 def _train(args) -> int:
     import pycharrnn as pc
     from .checkpoint import LATEST
+    from .train import check_compatible
 
-    if (args.data is None) == (args.corpus is None):
-        print("error: give a DATA_FILE or --corpus NAME (one of them)", file=sys.stderr)
-        return 2
     if args.steps is None and args.seconds is None:
         print("error: give --steps N and/or --time SECONDS", file=sys.stderr)
         return 2
     if args.threads is not None:
         pc.set_num_threads(args.threads)
-    if args.corpus is not None:
-        from .corpus import load_corpus
-
-        text = load_corpus(args.corpus)
-    else:
-        text = Path(args.data).read_text(encoding="utf-8")
-    vocab = pc.Vocab.from_text(text)
-    model = pc.CharRNN(vocab, hidden_size=args.hidden_size, num_layers=args.layers,
-                       cell=args.cell, nonlinearity=args.nonlinearity,
-                       embedding_dim=args.embedding_dim, dropout=args.dropout,
-                       seed=args.seed)
-    opt = pc.optim.AdaGrad(model, lr=args.lr, eps=1e-8, clip_value=args.clip or None,
-                           eps_inside_sqrt=True)
-    trainer = pc.Trainer(model, text, batch_size=args.batch_size,
-                         seq_length=args.seq_length, optimizer=opt)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    model_args = {k: getattr(args, k) for k in MODEL_DEFAULTS}
     log = print if not args.quiet else (lambda *a, **k: None)
-    log(f"{model}\n{len(text):,} characters, {len(vocab)} symbols, "
-        f"{pc.get_num_threads()} threads; writing {out / LATEST}")
+    if args.resume:
+        if not (out / LATEST).is_file():
+            print(f"error: {out / LATEST} does not exist: nothing to resume", file=sys.stderr)
+            return 2
+        run = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        data, corpus = args.data, args.corpus
+        if data is None and corpus is None:
+            data, corpus = run.get("data"), run.get("corpus")
+        text = _load_text(data, corpus)
+        saved = pc.load(out / LATEST).config()
+        check_compatible(saved, model_args)
+        fixed = {k: getattr(args, k) for k in ("batch_size", "seq_length")
+                 if getattr(args, k) is not None}
+        trainer = pc.Trainer.resume(out, text, **fixed)
+        model = trainer.model
+        log(f"resuming {out} at step {trainer.step_count}")
+    else:
+        if (args.data is None) == (args.corpus is None):
+            print("error: give a DATA_FILE or --corpus NAME (one of them)", file=sys.stderr)
+            return 2
+        if (out / LATEST).exists():
+            print(f"error: {out} already holds a run; continue it with --resume or choose "
+                  "another --out", file=sys.stderr)
+            return 2
+        text = _load_text(args.data, args.corpus)
+        args.batch_size = args.batch_size or 32
+        args.seq_length = args.seq_length or 64
+        cfg = {k: (v if v is not None else MODEL_DEFAULTS[k]) for k, v in model_args.items()}
+        model = pc.CharRNN(pc.Vocab.from_text(text), seed=args.seed, **cfg)
+        lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+        kw = dict(lr=lr, clip_value=args.clip or None, clip_norm=args.clip_norm)
+        if args.optimizer == "adagrad":
+            kw.update(eps=1e-8, eps_inside_sqrt=True)
+        opt = pc.optim.OPTIMIZERS[args.optimizer](model, **kw)
+        trainer = pc.Trainer(model, text, batch_size=args.batch_size,
+                             seq_length=args.seq_length, optimizer=opt,
+                             schedule=_schedule(args, lr, args.steps),
+                             val_fraction=args.val_fraction, eval_every=args.eval_every,
+                             checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
+        out.mkdir(parents=True, exist_ok=True)
+        run = {"data": str(Path(args.data).resolve()) if args.data else None,
+               "corpus": args.corpus, "args": {k: v for k, v in vars(args).items()
+                                               if k not in ("func",)}}
+        from .checkpoint import atomic_write
+
+        atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(run, indent=2).encode()))
+    log(f"{model}\n{len(text):,} characters ({trainer.batches.ids.size:,} for training, "
+        f"{trainer.val_ids.size:,} for validation), {model.vocab_size} symbols, "
+        f"{trainer.optimizer!r}, {pc.get_num_threads()} threads -> {out}")
     t0 = time.perf_counter()
     chars = 0
 
-    def on_step(m) -> None:
+    def on_event(tr, event, m) -> None:
         nonlocal chars
-        chars += args.batch_size * args.seq_length
+        if event == "eval":
+            log(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
+                f"({m['val_bpc']:.3f} bpc)", flush=True)
+            return
+        if event != "step":
+            return
+        chars += tr.batches.batch_size * tr.batches.seq_length
         s = m["step"]
         if s % args.log_every == 0 or s == 1:
             el = time.perf_counter() - t0
             log(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bpc)  "
-                f"ema {m['ema_loss']:.4f}  epoch {m['epoch']:.3f}  "
+                f"ema {m['ema_loss']:.4f}  lr {m['lr']:.3g}  epoch {m['epoch']:.3f}  "
                 f"{chars / el:,.0f} chars/s  {el:6.1f}s", flush=True)
-        if args.checkpoint_every and s % args.checkpoint_every == 0:
-            model.save(out / LATEST)
 
-    trainer.run(steps=args.steps, seconds=args.seconds, callback=on_step)
-    model.save(out / LATEST)
+    trainer.callbacks.append(on_event)
+    trainer.run(until_step=args.steps, seconds=args.seconds)
     el = time.perf_counter() - t0
-    last = trainer.history[-1] if trainer.history else None
-    if last is not None:
-        log(f"done: {last['step']} steps in {el:.1f}s, {chars / el:,.0f} chars/s, "
-            f"final loss {last['loss']:.4f} nats ({last['bpc']:.3f} bpc), "
-            f"ema {last['ema_loss']:.4f}")
+    if trainer.history:
+        last = trainer.history[-1]
+        recent = trainer.history[-min(50, len(trainer.history)):]
+        train_loss = sum(h["loss"] for h in recent) / len(recent)
+        msg = (f"done: step {int(last['step'])} ({chars / max(el, 1e-9):,.0f} chars/s), "
+               f"train loss {train_loss:.4f} (mean of the last {len(recent)} steps)")
+        if trainer.val_ids.size:
+            v = trainer.evaluate()
+            msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bpc)"
+        log(msg)
     if args.sample_length > 0:
         print("--- sample ---")
         print(model.sample(args.sample_length, temperature=0.8, seed=args.seed))

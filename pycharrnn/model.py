@@ -18,8 +18,6 @@ State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 _CELLS = {"rnn": None, "gru": 2, "lstm": 3}
 _NONLINEARITIES = {"tanh": 0, "relu": 1}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-#: Cells whose C++ kernels are enabled (the others raise NotImplementedError).
-SUPPORTED_CELLS = ("rnn", "gru", "lstm")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -103,8 +101,6 @@ class CharRNN:
             embedding_dim = _check_int("embedding_dim", embedding_dim, 1)
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-        if cell not in SUPPORTED_CELLS:
-            raise NotImplementedError(f"cell={cell!r} is not available yet; use cell='rnn'")
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         if cell != "rnn" and nonlinearity != "tanh":
