@@ -60,7 +60,8 @@ def _add_train(sub) -> None:
                    help="step: first epoch to decay after")
     g.add_argument("--warmup", type=int, default=0, help="cosine: warm-up steps")
     g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--eval-every", type=int, default=200, help="validation interval (steps)")
+    g.add_argument("--eval-every", type=int, default=1000,
+                   help="validation interval (steps); also at each epoch end and the end")
     g.add_argument("--checkpoint-every", type=int, default=500)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
@@ -199,7 +200,9 @@ def _train(args) -> int:
         msg = (f"done: step {int(last['step'])} ({chars / max(el, 1e-9):,.0f} chars/s), "
                f"train loss {train_loss:.4f} (mean of the last {len(recent)} steps)")
         if trainer.val_ids.size:
-            v = trainer.evaluate()
+            vh = trainer.val_history
+            v = vh[-1]["val_loss"] if vh and vh[-1]["step"] == trainer.step_count \
+                else trainer.evaluate()
             msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bpc)"
         log(msg)
     if args.sample_length > 0:
