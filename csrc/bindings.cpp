@@ -11,9 +11,9 @@
 
 #include <sstream>
 
-#include "gemm.hpp"
+#include "gemm_ref.hpp"
 #include "model.hpp"
-#include "optim.hpp"
+#include "types.hpp"
 
 namespace py = pybind11;
 using pcr::idx;
@@ -212,7 +212,7 @@ struct Opt {
     T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum != 0);
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
-    pcr::sgd_update<T>(p, g, b, n, gi, T(lr), T(momentum), T(dampening), nesterov, first);
+    pcr::kern<T>().sgd(p, g, b, n, gi, T(lr), T(momentum), T(dampening), nesterov, first);
   }
   static void adagrad(py::array params, py::array grads, py::array mem, double clr, double eps,
                       bool eps_inside, double weight_decay, double scale, double clip) {
@@ -222,7 +222,7 @@ struct Opt {
     T* s = out_ptr<T>(mem, "sum", {n});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
-    pcr::adagrad_update<T>(p, g, s, n, gi, T(clr), T(eps), eps_inside);
+    pcr::kern<T>().adagrad(p, g, s, n, gi, T(clr), T(eps), eps_inside);
   }
   static void rmsprop(py::array params, py::array grads, py::array sq, py::object gavg,
                       py::object buf, double lr, double alpha, double eps, double momentum,
@@ -235,7 +235,7 @@ struct Opt {
     T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum > 0);
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
-    pcr::rmsprop_update<T>(p, g, s, ga, b, n, gi, T(lr), T(alpha), T(eps), T(momentum),
+    pcr::kern<T>().rmsprop(p, g, s, ga, b, n, gi, T(lr), T(alpha), T(eps), T(momentum),
                            centered);
   }
   static void adam(py::array params, py::array grads, py::array m, py::array v, py::object vmax,
@@ -251,14 +251,14 @@ struct Opt {
     if (!(bc1 > 0) || !(bc2 > 0)) throw py::value_error("bias corrections must be > 0");
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
-    pcr::adam_update<T>(p, g, mp, vp, vm, n, gi, T(lr), T(beta1), T(beta2), T(eps), bc1, bc2,
+    pcr::kern<T>().adam(p, g, mp, vp, vm, n, gi, T(lr), T(beta1), T(beta2), T(eps), bc1, bc2,
                         decoupled, amsgrad);
   }
   static double sum_squares(py::array grads) {
     const idx n = grads.size();
     const T* g = in_ptr<T>(grads, "grads", {n});
     py::gil_scoped_release nogil;
-    return pcr::sum_squares<T>(g, n);
+    return pcr::kern<T>().sum_squares(g, n);
   }
 };
 
@@ -276,8 +276,8 @@ void gemm_py(bool ta, bool tb, py::array A, py::array B, py::array C, double bet
   const T* b = in_ptr<T>(B, "B", shape_of(B));
   T* c = out_ptr<T>(C, "C", {M, N});
   py::gil_scoped_release nogil;
-  (reference ? pcr::gemm_ref<T> : pcr::gemm<T>)(ta, tb, M, N, K, a, A.shape(1), b,
-                                                  B.shape(1), static_cast<T>(beta), c, N);
+  (reference ? pcr::gemm_ref<T> : pcr::kern<T>().gemm)(ta, tb, M, N, K, a, A.shape(1), b,
+                                                       B.shape(1), static_cast<T>(beta), c, N);
 }
 
 bool is_f64(const py::array& a) { return py::isinstance<py::array_t<double>>(a); }
@@ -356,6 +356,18 @@ PYBIND11_MODULE(_core, m) {
     pcr::set_num_threads(n);
   });
   m.def("get_num_threads", &pcr::num_threads);
+  m.def("isa", []() { return std::string(pcr::isa_active()); },
+        "the instruction set whose kernels are in use");
+  m.def("isa_available", []() {
+    py::list out;
+    for (const char* const* n = pcr::isa_compiled(); *n; ++n)
+      if (pcr::isa_supported(*n)) out.append(*n);
+    return out;
+  }, "instruction sets compiled in and supported by this CPU, best first");
+  m.def("set_isa", [](const std::string& name) {
+    if (!pcr::set_isa(name.c_str()))
+      throw py::value_error("instruction set '" + name + "' is not available here");
+  }, py::arg("name"), "use the kernels of another instruction set (tests, comparisons)");
   m.def("build_info", []() {
     py::dict d;
 #ifdef _OPENMP
@@ -365,7 +377,11 @@ PYBIND11_MODULE(_core, m) {
     d["openmp"] = false;
 #endif
     d["num_threads"] = pcr::num_threads();
-    d["simd"] = PCR_KERNEL_DISPATCH;
+    d["simd"] = pcr::isa_active();
+    py::list compiled;
+    for (const char* const* n = pcr::isa_compiled(); *n; ++n)
+      if (pcr::isa_supported(*n)) compiled.append(*n);
+    d["simd_available"] = compiled;
     d["native"] = static_cast<bool>(PYCHARRNN_NATIVE_BUILD);
     d["cuda"] = false;
     d["compiler"] = PYCHARRNN_COMPILER;

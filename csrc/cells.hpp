@@ -1,44 +1,18 @@
 // Recurrent cells: the pointwise part of one time step, forward and backward.
 //
-// The time loop (layer.hpp) computes, for step t and each batch row b,
+// The time loop (model.hpp) computes, for step t and each batch row b,
 //   xp[G*H] = W_ih x_t + b_ih   (all T steps in one GEMM before the loop)
 //   hp[G*H] = W_hh h_{t-1} + b_hh
 // and calls the cell, which turns them into h_t (and c_t). A cell is its gate
-// count G plus these two functions; everything else is shared.
-//
-// Storage per step (time-major rows r = t*B + b):
-//   gates[r, G*H]  forward: whatever backward needs (activated gates);
-//                  backward overwrites it in place with d(loss)/d(xp)
-//   dhp[r, G*H]    d(loss)/d(hp); the same memory as gates except for GRU,
-//                  whose n gate sees r * (W_hn h + b_hn)
-//   aux[r, H]      GRU only: W_hn h + b_hn
+// count G plus these two functions; everything else is shared. StepIO
+// (types.hpp) says what is stored per step. Compiled inside pcr::PCR_ISA_NS.
 #pragma once
 
-#include "common.hpp"
+#include "fastmath.hpp"
+#include "types.hpp"
 
 namespace pcr {
-
-enum class CellKind : int { RNN_TANH = 0, RNN_RELU = 1, GRU = 2, LSTM = 3 };
-
-inline int gate_count(CellKind k) {
-  return k == CellKind::GRU ? 3 : k == CellKind::LSTM ? 4 : 1;
-}
-inline bool has_cell_state(CellKind k) { return k == CellKind::LSTM; }
-inline bool has_separate_dhp(CellKind k) { return k == CellKind::GRU; }
-
-// Pointers for one time step, rows b = 0..B-1 contiguous.
-template <typename T>
-struct StepIO {
-  idx B, H;
-  T* gates;          // [B, G*H] in: xp (forward) / activated gates (backward)
-  const T* hp;       // [B, G*H] forward only
-  const T* h_prev;   // [B, H]
-  T* h;              // [B, H]  forward out
-  const T* c_prev;   // [B, H]  LSTM
-  T* c;              // [B, H]  LSTM (forward out; backward in)
-  T* aux;            // [B, H]  GRU hn
-  T* dhp;            // [B, G*H] backward out (GRU; else == gates)
-};
+namespace PCR_ISA_NS {
 
 template <typename T>
 void cell_forward(CellKind kind, const StepIO<T>& s) {
@@ -52,7 +26,7 @@ void cell_forward(CellKind kind, const StepIO<T>& s) {
     switch (kind) {
       case CellKind::RNN_TANH:
 #pragma omp simd
-        for (idx j = 0; j < H; ++j) h[j] = g[j] = std::tanh(g[j] + hp[j]);
+        for (idx j = 0; j < H; ++j) h[j] = g[j] = tanh_t(g[j] + hp[j]);
         break;
       case CellKind::RNN_RELU:
 #pragma omp simd
@@ -64,10 +38,11 @@ void cell_forward(CellKind kind, const StepIO<T>& s) {
       case CellKind::GRU: {
         const T* hprev = s.h_prev + b * H;
         T* hn = s.aux + b * H;
+#pragma omp simd
         for (idx j = 0; j < H; ++j) {
-          const T r = sigmoid(g[j] + hp[j]);
-          const T z = sigmoid(g[H + j] + hp[H + j]);
-          const T n = std::tanh(g[2 * H + j] + r * hp[2 * H + j]);
+          const T r = sigmoid_t(g[j] + hp[j]);
+          const T z = sigmoid_t(g[H + j] + hp[H + j]);
+          const T n = tanh_t(g[2 * H + j] + r * hp[2 * H + j]);
           hn[j] = hp[2 * H + j];
           g[j] = r;
           g[H + j] = z;
@@ -79,17 +54,18 @@ void cell_forward(CellKind kind, const StepIO<T>& s) {
       case CellKind::LSTM: {
         const T* cprev = s.c_prev + b * H;
         T* c = s.c + b * H;
+#pragma omp simd
         for (idx j = 0; j < H; ++j) {
-          const T i = sigmoid(g[j] + hp[j]);
-          const T f = sigmoid(g[H + j] + hp[H + j]);
-          const T gg = std::tanh(g[2 * H + j] + hp[2 * H + j]);
-          const T o = sigmoid(g[3 * H + j] + hp[3 * H + j]);
+          const T i = sigmoid_t(g[j] + hp[j]);
+          const T f = sigmoid_t(g[H + j] + hp[H + j]);
+          const T gg = tanh_t(g[2 * H + j] + hp[2 * H + j]);
+          const T o = sigmoid_t(g[3 * H + j] + hp[3 * H + j]);
           g[j] = i;
           g[H + j] = f;
           g[2 * H + j] = gg;
           g[3 * H + j] = o;
           c[j] = f * cprev[j] + i * gg;
-          h[j] = o * std::tanh(c[j]);
+          h[j] = o * tanh_t(c[j]);
         }
         break;
       }
@@ -123,6 +99,7 @@ bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
         const T* hprev = s.h_prev + b * H;
         const T* hn = s.aux + b * H;
         T* dhp = s.dhp + b * GH;
+#pragma omp simd
         for (idx j = 0; j < H; ++j) {
           const T r = g[j], z = g[H + j], n = g[2 * H + j], dhj = d[j];
           const T dan = dhj * (T(1) - z) * (T(1) - n * n);
@@ -140,9 +117,10 @@ bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
         const T* cprev = s.c_prev + b * H;
         const T* c = s.c + b * H;
         T* dcb = dc + b * H;
+#pragma omp simd
         for (idx j = 0; j < H; ++j) {
           const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-          const T tc = std::tanh(c[j]);
+          const T tc = tanh_t(c[j]);
           const T dcj = dcb[j] + d[j] * o * (T(1) - tc * tc);
           g[j] = dcj * gg * i * (T(1) - i);
           g[H + j] = dcj * cprev[j] * f * (T(1) - f);
@@ -157,4 +135,5 @@ bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
   return kind == CellKind::GRU;
 }
 
+}  // namespace PCR_ISA_NS
 }  // namespace pcr

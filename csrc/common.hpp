@@ -2,7 +2,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,39 +14,30 @@ namespace pcr {
 
 using idx = std::int64_t;  // every size and offset is 64-bit
 
-// Threads used by every kernel. A process-wide setting (not OpenMP's
-// per-thread ICV) so that a value set from one Python thread applies to
-// kernels started from any other.
-inline std::atomic<int>& thread_setting() {
-  static std::atomic<int> n{
-#ifdef _OPENMP
-      omp_get_max_threads()
-#else
-      1
-#endif
-  };
-  return n;
-}
-inline int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
-inline void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n); }
+// Threads used by every kernel: a process-wide setting (not OpenMP's
+// per-thread ICV), so a value set from one Python thread applies to kernels
+// started from any other. Defined once, in kernels.cpp.
+int num_threads();
+void set_num_threads(int n);
 
 // Work (in multiply-adds or element updates) below which a loop stays serial:
 // forking a team costs a few microseconds.
 constexpr idx kParallelWork = 1 << 15;
 
-inline int threads_for(idx work) {
-  return work < kParallelWork ? 1 : num_threads();
-}
+// Helpers here are `static` (internal linkage): this header is compiled into
+// kernel files built for different instruction sets, and a shared inline
+// definition could otherwise be taken from a build the CPU cannot run.
+static inline int threads_for(idx work) { return work < kParallelWork ? 1 : num_threads(); }
 
 // y[0:n] = x[0:n]
 template <typename T>
-inline void copy_n(const T* x, idx n, T* y) {
+static inline void copy_n(const T* x, idx n, T* y) {
   if (n > 0) std::memcpy(y, x, sizeof(T) * static_cast<size_t>(n));
 }
 
 // Rows of C[M, N] (row stride ldc) set to the vector b[N].
 template <typename T>
-inline void broadcast_rows(T* C, idx M, idx N, idx ldc, const T* b) {
+static inline void broadcast_rows(T* C, idx M, idx N, idx ldc, const T* b) {
   const int nt = threads_for(M * N);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (idx i = 0; i < M; ++i) copy_n(b, N, C + i * ldc);
@@ -57,7 +47,7 @@ inline void broadcast_rows(T* C, idx M, idx N, idx ldc, const T* b) {
 // Summed row by row in a fixed order, so the result does not depend on
 // the number of threads (columns are split between threads).
 template <typename T>
-inline void column_sums(const T* A, idx M, idx N, idx lda, T* out, bool accumulate) {
+static inline void column_sums(const T* A, idx M, idx N, idx lda, T* out, bool accumulate) {
   const int nt = threads_for(M * N);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -76,11 +66,6 @@ inline void column_sums(const T* A, idx M, idx N, idx lda, T* out, bool accumula
       for (idx j = j0; j < j1; ++j) out[j] += a[j];
     }
   }
-}
-
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
 }
 
 }  // namespace pcr

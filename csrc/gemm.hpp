@@ -5,34 +5,42 @@
 // C(i,j)     = C[i*ldc + j]
 // beta is 0 (C is overwritten; its old contents are never read) or any value.
 //
-// gemm_ref is the plain triple loop kept as the oracle. gemm packs blocks
-// of A and B into contiguous panels and runs an MR x NR register-blocked
-// micro-kernel (the layout of Goto and van de Geijn). Every element of C is
-// summed over k in the same order whatever the thread count, so results are
-// reproducible bit for bit at any number of threads.
+// Blocks of A and B are packed into contiguous panels and an MR x NR
+// register-blocked micro-kernel runs over them (the layout of Goto and van
+// de Geijn). Every element of C is summed over k in the same order whatever
+// the thread count, so results are reproducible bit for bit. This header is
+// compiled once per instruction set (kernels_*.cpp) inside the namespace
+// pcr::PCR_ISA_NS; the blocking follows the vector registers available.
+// The plain triple loop (gemm_ref.hpp) is the oracle the tests compare with.
 #pragma once
 
-#include <vector>
+#include <cstdlib>
+#include <cstring>
 
-#include "common.hpp"
+#include "types.hpp"
 
 namespace pcr {
+namespace PCR_ISA_NS {
 
-template <typename T>
-void gemm_ref(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B,
-              idx ldb, T beta, T* C, idx ldc) {
-  for (idx i = 0; i < M; ++i)
-    for (idx j = 0; j < N; ++j) {
-      T acc = 0;
-      for (idx k = 0; k < K; ++k)
-        acc += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
-      T& c = C[i * ldc + j];
-      c = (beta == T(0) ? T(0) : beta * c) + acc;
-    }
-}
+inline idx mn(idx a, idx b) { return a < b ? a : b; }
+inline idx mx(idx a, idx b) { return a > b ? a : b; }
 
 template <typename T>
 struct Blocking;
+#if defined(__AVX512F__)
+// 32 zmm registers: 12 rows x 2 vectors of accumulators.
+template <>
+struct Blocking<float> {
+  static constexpr int MR = 12, NR = 32;
+  static constexpr idx KC = 256, MC = 144, NC = 4096;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int MR = 12, NR = 16;
+  static constexpr idx KC = 256, MC = 144, NC = 2048;
+};
+#elif defined(__AVX2__)
+// 16 ymm registers: 6 rows x 2 vectors of accumulators.
 template <>
 struct Blocking<float> {
   static constexpr int MR = 6, NR = 16;
@@ -43,55 +51,78 @@ struct Blocking<double> {
   static constexpr int MR = 6, NR = 8;
   static constexpr idx KC = 256, MC = 96, NC = 2048;
 };
-
-// Micro-kernels: acc[MR*NR] = sum_k Ap[k*MR + i] * Bp[k*NR + j].
-// On x86-64 Linux with GCC, clones for AVX-512, AVX2+FMA and the baseline
-// are compiled and the loader picks one for the running CPU, so the default
-// build stays portable. A native build compiles only one.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !PYCHARRNN_NATIVE_BUILD
-#define PCR_KERNEL_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
-#define PCR_KERNEL_DISPATCH "runtime (avx512f, avx2+fma, baseline)"
-#elif PYCHARRNN_NATIVE_BUILD
-#define PCR_KERNEL_CLONES
-#define PCR_KERNEL_DISPATCH "native"
 #else
-#define PCR_KERNEL_CLONES
-#define PCR_KERNEL_DISPATCH "baseline"
+// 16 xmm registers: 4 rows x 2 vectors of accumulators.
+template <>
+struct Blocking<float> {
+  static constexpr int MR = 4, NR = 8;
+  static constexpr idx KC = 256, MC = 96, NC = 4096;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int MR = 4, NR = 4;
+  static constexpr idx KC = 256, MC = 96, NC = 2048;
+};
 #endif
 
-// The accumulators are GCC/Clang vector-extension values of NR elements
-// (64 bytes), which the compiler maps onto the widest registers of each clone.
-#define PCR_DEFINE_KERNEL(NAME, T, MR, NR)                                          \
-  PCR_KERNEL_CLONES __attribute__((noinline)) inline void NAME(                     \
-      idx kc, const T* __restrict Ap, const T* __restrict Bp, T* __restrict acc) {  \
-    typedef T vec __attribute__((vector_size(NR * sizeof(T))));                     \
-    vec c[MR];                                                                      \
-    for (int i = 0; i < MR; ++i) c[i] = vec{};                                      \
-    for (idx k = 0; k < kc; ++k) {                                                  \
-      vec b;                                                                        \
-      std::memcpy(&b, Bp + k * NR, sizeof(vec));                                    \
-      const T* a = Ap + k * MR;                                                     \
-      for (int i = 0; i < MR; ++i) c[i] += a[i] * b;                                \
-    }                                                                               \
-    for (int i = 0; i < MR; ++i) std::memcpy(acc + i * NR, &c[i], sizeof(vec));     \
+// Native vector width in bytes of this build.
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX2__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+
+// acc[R][NR] = sum_k Ap[k*MR + i] * Bp[k*NR + j] for the first R rows of a
+// packed panel. The R x NR accumulators are R x (NR / W) vector-extension
+// values of the native width W, so the compiler keeps them all in registers
+// (a vector wider than a register would be kept in memory).
+template <typename T, int MR, int NR, int R>
+__attribute__((noinline)) void micro_kernel(idx kc, const T* __restrict Ap,
+                                            const T* __restrict Bp, T* __restrict acc) {
+  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  constexpr int NV = NR / W;
+  static_assert(NR % W == 0, "NR must be a multiple of the vector width");
+  typedef T vec __attribute__((vector_size(W * sizeof(T))));
+  vec c[R][NV];
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < NV; ++v) c[i][v] = vec{};
+  for (idx k = 0; k < kc; ++k) {
+    vec b[NV];
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(&b[v], Bp + k * NR + v * W, sizeof(vec));
+    const T* a = Ap + k * MR;
+    for (int i = 0; i < R; ++i) {
+      const T ai = a[i];
+      for (int v = 0; v < NV; ++v) c[i][v] += ai * b[v];
+    }
   }
-
-PCR_DEFINE_KERNEL(micro_kernel_f32, float, 6, 16)
-PCR_DEFINE_KERNEL(micro_kernel_f64, double, 6, 8)
-
-inline void micro_kernel(idx kc, const float* Ap, const float* Bp, float* acc) {
-  micro_kernel_f32(kc, Ap, Bp, acc);
-}
-inline void micro_kernel(idx kc, const double* Ap, const double* Bp, double* acc) {
-  micro_kernel_f64(kc, Ap, Bp, acc);
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(acc + i * NR + v * W, &c[i][v], sizeof(vec));
 }
 
-namespace detail {
+template <typename T, int MR, int NR, int R = MR>
+struct KernelFor {
+  static void run(int rows, idx kc, const T* Ap, const T* Bp, T* acc) {
+    if (rows == R)
+      micro_kernel<T, MR, NR, R>(kc, Ap, Bp, acc);
+    else
+      KernelFor<T, MR, NR, R - 1>::run(rows, kc, Ap, Bp, acc);
+  }
+};
+template <typename T, int MR, int NR>
+struct KernelFor<T, MR, NR, 0> {
+  static void run(int, idx, const T*, const T*, T*) {}
+};
 
 // Ap[kc][MR] for rows i0..i0+mr of op(A), columns p0..p0+kc; rows >= mr are 0.
 template <typename T, int MR>
 inline void pack_a(bool ta, const T* A, idx lda, idx i0, idx mr, idx p0, idx kc, T* Ap) {
+  if (ta && mr == MR) {
+    for (idx k = 0; k < kc; ++k) __builtin_memcpy(Ap + k * MR, A + (p0 + k) * lda + i0,
+                                                  sizeof(T) * MR);
+    return;
+  }
   for (idx k = 0; k < kc; ++k) {
     T* dst = Ap + k * MR;
     for (idx i = 0; i < MR; ++i)
@@ -101,9 +132,10 @@ inline void pack_a(bool ta, const T* A, idx lda, idx i0, idx mr, idx p0, idx kc,
 
 // Bp[kc][NR] for columns j0..j0+nr of op(B), rows p0..p0+kc; columns >= nr are 0.
 template <typename T, int NR>
-inline void pack_b(bool tb, const T* B, idx ldb, idx j0, idx nr, idx p0, idx kc, T* Bp) {
+inline void pack_b_panel(bool tb, const T* B, idx ldb, idx j0, idx nr, idx p0, idx kc, T* Bp) {
   if (!tb && nr == NR) {
-    for (idx k = 0; k < kc; ++k) copy_n(B + (p0 + k) * ldb + j0, NR, Bp + k * NR);
+    for (idx k = 0; k < kc; ++k) __builtin_memcpy(Bp + k * NR, B + (p0 + k) * ldb + j0,
+                                                  sizeof(T) * NR);
     return;
   }
   for (idx k = 0; k < kc; ++k) {
@@ -113,26 +145,93 @@ inline void pack_b(bool tb, const T* B, idx ldb, idx j0, idx nr, idx p0, idx kc,
   }
 }
 
-template <typename T>
-inline std::vector<T>& scratch(int which) {
-  thread_local std::vector<T> bufs[3];
-  return bufs[which];
+// A per-thread scratch buffer that grows and is reused (no allocation once
+// warm), 64-byte aligned.
+template <typename T, int Which>
+inline T* scratch(idx n) {
+  struct Buf {
+    T* p = nullptr;
+    idx n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.n < n) {
+    std::free(buf.p);
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!buf.p) {
+      buf.n = 0;
+      return nullptr;
+    }
+    buf.n = n;
+  }
+  return buf.p;
 }
 
 template <typename T>
-inline T* scratch_ptr(int which, idx n) {
-  auto& v = scratch<T>(which);
-  if (static_cast<idx>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
+inline void store_tile(T* C, idx ldc, idx mr, idx nr, const T* acc, int NR, bool first,
+                       T beta) {
+  for (idx i = 0; i < mr; ++i) {
+    T* c = C + i * ldc;
+    const T* s = acc + i * NR;
+    if (!first)
+      for (idx j = 0; j < nr; ++j) c[j] += s[j];
+    else if (beta == T(0))
+      for (idx j = 0; j < nr; ++j) c[j] = s[j];
+    else
+      for (idx j = 0; j < nr; ++j) c[j] = beta * c[j] + s[j];
+  }
 }
 
-// M <= 4: the recurrent step at small batch. No packing of B (it would
+// The macro-kernel for one K block: C[0:M, cols of panels] (+)= A[:, kc] * Bp,
+// Bp holding nb_panels packed panels of kc x NR. Threads split (row block,
+// column chunk) tasks; each packs its own A block.
+template <typename T>
+void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, const T* Bp,
+                  idx panel_stride, bool first, T beta, T* C, idx ldc, int nt) {
+  using Bk = Blocking<T>;
+  constexpr int MR = Bk::MR, NR = Bk::NR;
+  const idx nb_panels = (N + NR - 1) / NR;
+  const idx n_mblocks = (M + Bk::MC - 1) / Bk::MC;
+  const idx n_jchunks = mx(1, mn(nb_panels, (2 * nt + n_mblocks - 1) / n_mblocks));
+  const idx per_chunk = (nb_panels + n_jchunks - 1) / n_jchunks;
+  const idx ntasks = n_mblocks * n_jchunks;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    T* Ap = scratch<T, 0>(((Bk::MC + MR - 1) / MR) * MR * Bk::KC);
+    alignas(64) T acc[MR * NR];
+    idx packed_mb = -1;  // tasks of one thread are consecutive: reuse its A block
+#pragma omp for schedule(static)
+    for (idx task = 0; task < ntasks; ++task) {
+      const idx mb = task / n_jchunks, jchunk = task % n_jchunks;
+      const idx ic = mb * Bk::MC, mc = mn(Bk::MC, M - ic);
+      const idx na_panels = (mc + MR - 1) / MR;
+      if (mb != packed_mb) {
+        for (idx pa = 0; pa < na_panels; ++pa)
+          pack_a<T, MR>(ta, A, lda, ic + pa * MR, mn(MR, mc - pa * MR), pc, kc,
+                        Ap + pa * kc * MR);
+        packed_mb = mb;
+      }
+      const idx pb0 = jchunk * per_chunk, pb1 = mn(nb_panels, pb0 + per_chunk);
+      for (idx pb = pb0; pb < pb1; ++pb) {
+        const idx j0 = pb * NR, nr = mn(NR, N - j0);
+        for (idx pa = 0; pa < na_panels; ++pa) {
+          const idx i0 = ic + pa * MR, mr = mn(MR, mc - pa * MR);
+          KernelFor<T, MR, NR>::run(static_cast<int>(mr), kc, Ap + pa * kc * MR,
+                                    Bp + pb * panel_stride, acc);
+          store_tile(C + i0 * ldc + j0, ldc, mr, nr, acc, NR, first, beta);
+        }
+      }
+    }
+  }
+}
+
+// M <= 4 (the recurrent step at small batch): no packing of B (it would
 // double the memory traffic of the weights); dot products or row updates.
 template <typename T>
 void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B,
                   idx ldb, T beta, T* C, idx ldc) {
-  // Rows of op(A), made contiguous.
-  T* a = scratch_ptr<T>(0, M * K);
+  T* a = scratch<T, 1>(M * K);
   for (idx i = 0; i < M; ++i)
     for (idx k = 0; k < K; ++k) a[i * K + k] = ta ? A[k * lda + i] : A[i * lda + k];
   const int nt = threads_for(M * N * K);
@@ -150,11 +249,11 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
       }
     }
   } else {
-    const idx nchunk = std::max<idx>(1, std::min<idx>(nt, (N + 63) / 64));
+    const idx nchunk = mx(1, mn(nt, (N + 63) / 64));
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (idx ch = 0; ch < nchunk; ++ch) {
       const idx per = (N + nchunk - 1) / nchunk;
-      const idx j0 = ch * per, j1 = std::min(N, j0 + per);
+      const idx j0 = ch * per, j1 = mn(N, j0 + per);
       for (idx i = 0; i < M; ++i) {
         T* c = C + i * ldc;
         if (beta == T(0))
@@ -172,81 +271,76 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
   }
 }
 
-}  // namespace detail
+template <typename T>
+void scale_c(idx M, idx N, T beta, T* C, idx ldc) {
+  for (idx i = 0; i < M; ++i)
+    for (idx j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+}
 
 template <typename T>
 void gemm(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B, idx ldb,
           T beta, T* C, idx ldc) {
   using Bk = Blocking<T>;
-  constexpr int MR = Bk::MR, NR = Bk::NR;
+  constexpr int NR = Bk::NR;
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    for (idx i = 0; i < M; ++i)
-      for (idx j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
-    return;
-  }
-  if (M <= 4) {
-    detail::gemm_small_m(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
+  if (K <= 0) return scale_c(M, N, beta, C, ldc);
+  if (M <= 4) return gemm_small_m(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
   const int nt = threads_for(M * N * K);
   for (idx jc = 0; jc < N; jc += Bk::NC) {
-    const idx nc = std::min(Bk::NC, N - jc);
+    const idx nc = mn(Bk::NC, N - jc);
     const idx nb_panels = (nc + NR - 1) / NR;
     for (idx pc = 0; pc < K; pc += Bk::KC) {
-      const idx kc = std::min(Bk::KC, K - pc);
-      const bool first = pc == 0;
-      T* Bp = detail::scratch_ptr<T>(1, nb_panels * kc * NR);
-      const idx n_mblocks = (M + Bk::MC - 1) / Bk::MC;
-      // Split the columns too when there are fewer row blocks than threads.
-      const idx n_jchunks =
-          std::max<idx>(1, std::min<idx>(nb_panels, (2 * nt + n_mblocks - 1) / n_mblocks));
-      const idx panels_per_chunk = (nb_panels + n_jchunks - 1) / n_jchunks;
-      const idx ntasks = n_mblocks * n_jchunks;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-      {
-#pragma omp for schedule(static)
-        for (idx pb = 0; pb < nb_panels; ++pb)
-          detail::pack_b<T, NR>(tb, B, ldb, jc + pb * NR, std::min<idx>(NR, nc - pb * NR), pc,
-                                kc, Bp + pb * kc * NR);
-        // (implicit barrier: Bp is complete)
-        T* Ap = detail::scratch_ptr<T>(2, ((Bk::MC + MR - 1) / MR) * MR * kc);
-        alignas(64) T acc[MR * NR];
-        idx packed_mb = -1;
-#pragma omp for schedule(static)
-        for (idx task = 0; task < ntasks; ++task) {
-          const idx mb = task / n_jchunks, jchunk = task % n_jchunks;
-          const idx ic = mb * Bk::MC, mc = std::min(Bk::MC, M - ic);
-          const idx na_panels = (mc + MR - 1) / MR;
-          if (mb != packed_mb) {
-            for (idx pa = 0; pa < na_panels; ++pa)
-              detail::pack_a<T, MR>(ta, A, lda, ic + pa * MR, std::min<idx>(MR, mc - pa * MR),
-                                    pc, kc, Ap + pa * kc * MR);
-            packed_mb = mb;
-          }
-          const idx pb0 = jchunk * panels_per_chunk;
-          const idx pb1 = std::min(nb_panels, pb0 + panels_per_chunk);
-          for (idx pb = pb0; pb < pb1; ++pb) {
-            const idx j0 = jc + pb * NR, nr = std::min<idx>(NR, nc - pb * NR);
-            for (idx pa = 0; pa < na_panels; ++pa) {
-              const idx i0 = ic + pa * MR, mr = std::min<idx>(MR, mc - pa * MR);
-              micro_kernel(kc, Ap + pa * kc * MR, Bp + pb * kc * NR, acc);
-              for (idx i = 0; i < mr; ++i) {
-                T* c = C + (i0 + i) * ldc + j0;
-                const T* s = acc + i * NR;
-                if (!first)
-                  for (idx j = 0; j < nr; ++j) c[j] += s[j];
-                else if (beta == T(0))
-                  for (idx j = 0; j < nr; ++j) c[j] = s[j];
-                else
-                  for (idx j = 0; j < nr; ++j) c[j] = beta * c[j] + s[j];
-              }
-            }
-          }
-        }
-      }
+      const idx kc = mn(Bk::KC, K - pc);
+      T* Bp = scratch<T, 2>(nb_panels * kc * NR);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+      for (idx pb = 0; pb < nb_panels; ++pb)
+        pack_b_panel<T, NR>(tb, B, ldb, jc + pb * NR, mn(NR, nc - pb * NR), pc, kc,
+                            Bp + pb * kc * NR);
+      macro_kernel<T>(ta, M, nc, A, lda, pc, kc, Bp, kc * NR, pc == 0, beta, C + jc, ldc, nt);
     }
   }
 }
 
+// B packed once and used for many products (the recurrent weights over all
+// time steps). Layout: for each K block p0 (KC rows), ceil(N/NR) panels of
+// kc x NR, at offset p0 * Npad + panel * kc * NR, Npad = ceil(N/NR) * NR.
+template <typename T>
+idx packed_b_size(idx N, idx K) {
+  constexpr int NR = Blocking<T>::NR;
+  return (N + NR - 1) / NR * NR * K;
+}
+
+template <typename T>
+void pack_b(bool tb, const T* B, idx ldb, idx N, idx K, T* packed) {
+  using Bk = Blocking<T>;
+  constexpr int NR = Bk::NR;
+  const idx nb_panels = (N + NR - 1) / NR, npad = nb_panels * NR;
+  const int nt = threads_for(N * K);
+  for (idx pc = 0; pc < K; pc += Bk::KC) {
+    const idx kc = mn(Bk::KC, K - pc);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (idx pb = 0; pb < nb_panels; ++pb)
+      pack_b_panel<T, NR>(tb, B, ldb, pb * NR, mn(NR, N - pb * NR), pc, kc,
+                          packed + pc * npad + pb * kc * NR);
+  }
+}
+
+// C = beta * C + op(A) * B with B from pack_b (same N, K).
+template <typename T>
+void gemm_packed(bool ta, idx M, idx N, idx K, const T* A, idx lda, const T* packed, T beta,
+                 T* C, idx ldc) {
+  using Bk = Blocking<T>;
+  constexpr int NR = Bk::NR;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return scale_c(M, N, beta, C, ldc);
+  const idx npad = (N + NR - 1) / NR * NR;
+  const int nt = threads_for(M * N * K);
+  for (idx pc = 0; pc < K; pc += Bk::KC) {
+    const idx kc = mn(Bk::KC, K - pc);
+    macro_kernel<T>(ta, M, N, A, lda, pc, kc, packed + pc * npad, kc * NR, pc == 0, beta, C,
+                    ldc, nt);
+  }
+}
+
+}  // namespace PCR_ISA_NS
 }  // namespace pcr

@@ -1,11 +1,12 @@
 // Fused softmax + cross-entropy over rows of logits, mean over rows.
+// Compiled inside pcr::PCR_ISA_NS.
 #pragma once
 
-#include <vector>
-
-#include "common.hpp"
+#include "fastmath.hpp"
+#include "types.hpp"
 
 namespace pcr {
+namespace PCR_ISA_NS {
 
 // logits [N, V], targets [N]. Returns mean over rows of
 //   logsumexp(logits[r]) - logits[r, targets[r]]   (nats)
@@ -24,14 +25,15 @@ double softmax_xent(T* logits, idx N, idx V, const std::int32_t* targets, bool g
     T m = z[0];
     for (idx v = 1; v < V; ++v) m = z[v] > m ? z[v] : m;
     T sum = 0;
-    for (idx v = 0; v < V; ++v) sum += std::exp(z[v] - m);
-    const T lse = m + std::log(sum);
+#pragma omp simd reduction(+ : sum)
+    for (idx v = 0; v < V; ++v) sum += exp_t(z[v] - m);
+    const T lse = m + log_t(sum);
     const idx y = targets[r];
     row_loss[r] = static_cast<double>(lse - z[y]);
     if (grad) {
       const T inv = scale / sum;
 #pragma omp simd
-      for (idx v = 0; v < V; ++v) z[v] = std::exp(z[v] - m) * inv;
+      for (idx v = 0; v < V; ++v) z[v] = exp_t(z[v] - m) * inv;
       z[y] -= scale;
     }
   }
@@ -40,4 +42,5 @@ double softmax_xent(T* logits, idx N, idx V, const std::int32_t* targets, bool g
   return total / static_cast<double>(N);
 }
 
+}  // namespace PCR_ISA_NS
 }  // namespace pcr

@@ -2,7 +2,12 @@
 // forward and backward through time, on one flat parameter buffer and one
 // workspace that is sized once per (B, T) and reused.
 //
-// Callers (bindings.cpp) have checked every pointer, shape and token id.
+// Callers (bindings.cpp) have checked every pointer, shape and token id. The
+// heavy kernels come from the table of the instruction set in use (types.hpp).
+//
+// Small batches (B <= kGemvRows) multiply by the recurrent weights directly
+// (matrix-vector products); larger ones pack W_hh once per layer and pass
+// and reuse the packed panels at every time step.
 #pragma once
 
 #include <mutex>
@@ -10,11 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cells.hpp"
 #include "common.hpp"
 #include "embedding.hpp"
-#include "gemm.hpp"
-#include "loss.hpp"
+#include "types.hpp"
 
 namespace pcr {
 
@@ -99,7 +102,8 @@ class Model {
     prepare(B, Tn, x, y);
     run_forward(P, state_in, train, seed);
     write_state(state_out);
-    return softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), false, row_loss_.data());
+    return K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), false,
+                            row_loss_.data());
   }
 
   // Loss, and every gradient: grads [num_params] (overwritten), dstate
@@ -112,7 +116,7 @@ class Model {
     run_forward(P, state_in, train, seed);
     write_state(state_out);
     const double loss =
-        softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
+        K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
     run_backward(P, grads, dstate, train);
     return loss;
   }
@@ -122,20 +126,22 @@ class Model {
   idx num_params_ = 0, off_emb_ = -1, off_decw_ = 0, off_decb_ = 0;
   std::vector<idx> off_wih_, off_whh_, off_bih_, off_bhh_;
 
+  static constexpr idx kGemvRows = 4;
   std::mutex mu_;
+  const Kernels<T>* K_ = nullptr;  // the table the workspace was planned for
   std::vector<T> ws_;
   std::vector<std::int32_t> ids_, tgt_;  // time-major [Tn, B]
   std::vector<double> row_loss_;
   idx B_ = 0, T_ = 0;
   // Workspace offsets (elements of ws_), per layer and shared.
   std::vector<idx> xp_, hs_, cs_, aux_, din_, mask_;
-  idx emb_ = 0, hp_ = 0, dhp_ = 0, dh_ = 0, dc_ = 0, logits_ = 0, dout_ = 0;
+  idx emb_ = 0, hp_ = 0, dhp_ = 0, dh_ = 0, dc_ = 0, logits_ = 0, dout_ = 0, wpack_ = 0;
   bool masks_ready_ = false;
 
   T* w(idx off) { return ws_.data() + off; }
 
   void prepare(idx B, idx Tn, const std::int32_t* x, const std::int32_t* y) {
-    if (B != B_ || Tn != T_) plan(B, Tn);
+    if (B != B_ || Tn != T_ || K_ != &kern<T>()) plan(B, Tn);
     for (idx b = 0; b < B; ++b)
       for (idx t = 0; t < Tn; ++t) {
         ids_[t * B + b] = x[b * Tn + t];
@@ -174,6 +180,9 @@ class Model {
     dc_ = take(BH);
     logits_ = take(N * V);
     dout_ = take(N * std::max(H, E));
+    K_ = &kern<T>();
+    if (B > kGemvRows)
+      wpack_ = take(std::max(K_->packed_b_size(GH, H), K_->packed_b_size(H, GH)));
     if (static_cast<idx>(ws_.size()) < off) {
       ws_.clear();
       ws_.shrink_to_fit();
@@ -229,7 +238,7 @@ class Model {
         const T* in = l == 0 ? w(emb_) : layer_input(l);
         const idx in_dim = l == 0 ? E : H;
         broadcast_rows(xp, N, GH, GH, P + off_bih_[l]);
-        gemm<T>(false, true, N, GH, in_dim, in, in_dim, Wih, in_dim, T(1), xp, GH);
+        K_->gemm(false, true, N, GH, in_dim, in, in_dim, Wih, in_dim, T(1), xp, GH);
       }
       // The recurrence.
       T* hs = w(hs_[l]);
@@ -237,9 +246,14 @@ class Model {
       copy_n(state_in + l * BH, BH, hs);
       if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
       T* hp = w(hp_);
+      const bool packed = B > kGemvRows;
+      if (packed) K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
       for (idx t = 0; t < Tn; ++t) {
         broadcast_rows(hp, B, GH, GH, P + off_bhh_[l]);
-        gemm<T>(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
+        if (packed)
+          K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
+        else
+          K_->gemm(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
         StepIO<T> s{B,
                     H,
                     xp + t * B * GH,
@@ -250,13 +264,13 @@ class Model {
                     cs ? cs + (t + 1) * BH : nullptr,
                     cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
                     nullptr};
-        cell_forward(cell, s);
+        K_->cell_forward(cell, s);
       }
     }
     // Decoder on the top layer's outputs.
     const T* top = w(hs_[L - 1]) + BH;
     broadcast_rows(w(logits_), N, V, V, P + off_decb_);
-    gemm<T>(false, true, N, V, H, top, H, P + off_decw_, H, T(1), w(logits_), V);
+    K_->gemm(false, true, N, V, H, top, H, P + off_decw_, H, T(1), w(logits_), V);
   }
 
   void write_state(T* state_out) {
@@ -273,9 +287,9 @@ class Model {
     const T* dlogits = w(logits_);
     const T* top = w(hs_[L - 1]) + BH;
     T* dout = w(dout_);
-    gemm<T>(true, false, V, H, N, dlogits, V, top, H, T(0), Gr + off_decw_, H);
+    K_->gemm(true, false, V, H, N, dlogits, V, top, H, T(0), Gr + off_decw_, H);
     column_sums(dlogits, N, V, V, Gr + off_decb_, false);
-    gemm<T>(false, false, N, H, V, dlogits, V, P + off_decw_, H, T(0), dout, H);
+    K_->gemm(false, false, N, H, V, dlogits, V, P + off_decw_, H, T(0), dout, H);
     T* dh = w(dh_);
     T* dc = w(dc_);
     for (idx l = L - 1; l >= 0; --l) {
@@ -287,6 +301,8 @@ class Model {
       T* dhp_all = has_separate_dhp(cell) ? w(dhp_) : xp;
       std::fill(dh, dh + BH, T(0));
       std::fill(dc, dc + BH, T(0));
+      const bool packed = B > kGemvRows;
+      if (packed) K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
       for (idx t = Tn - 1; t >= 0; --t) {
         const T* dy = dout + t * BH;
         for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
@@ -300,14 +316,17 @@ class Model {
                     cs ? cs + (t + 1) * BH : nullptr,
                     cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
                     dhp_all + t * B * GH};
-        const bool direct = cell_backward(cell, s, dh, dc);
-        gemm<T>(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, direct ? T(1) : T(0),
-                dh, H);
+        const bool direct = K_->cell_backward(cell, s, dh, dc);
+        const T beta = direct ? T(1) : T(0);
+        if (packed)
+          K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_), beta, dh, H);
+        else
+          K_->gemm(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
       }
       copy_n(dh, BH, dstate + l * BH);
       if (cs) copy_n(dc, BH, dstate + (L + l) * BH);
       // Weight gradients over all Tn steps at once.
-      gemm<T>(true, false, GH, H, N, dhp_all, GH, hs, H, T(0), Gr + off_whh_[l], H);
+      K_->gemm(true, false, GH, H, N, dhp_all, GH, hs, H, T(0), Gr + off_whh_[l], H);
       column_sums(dhp_all, N, GH, GH, Gr + off_bhh_[l], false);
       column_sums(xp, N, GH, GH, Gr + off_bih_[l], false);
       if (l == 0 && E == 0) {
@@ -316,9 +335,9 @@ class Model {
       }
       const T* in = l == 0 ? w(emb_) : layer_input(l);
       const idx in_dim = l == 0 ? E : H;
-      gemm<T>(true, false, GH, in_dim, N, xp, GH, in, in_dim, T(0), Gr + off_wih_[l], in_dim);
+      K_->gemm(true, false, GH, in_dim, N, xp, GH, in, in_dim, T(0), Gr + off_wih_[l], in_dim);
       // d(loss)/d(input of layer l): the outputs of layer l-1, or the embedding.
-      gemm<T>(false, false, N, in_dim, GH, xp, GH, Wih, in_dim, T(0), dout, in_dim);
+      K_->gemm(false, false, N, in_dim, GH, xp, GH, Wih, in_dim, T(0), dout, in_dim);
       if (l > 0 && masks_ready_) {
         const T* m = w(mask_[l]);
         for (idx i = 0; i < N * H; ++i) dout[i] *= m[i];

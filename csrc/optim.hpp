@@ -1,4 +1,5 @@
 // Optimizer updates over the flat parameter buffer, one fused loop each.
+// Compiled inside pcr::PCR_ISA_NS.
 //
 // Semantics follow torch.optim's single-tensor implementations, operation
 // for operation where it matters for rounding, so that float64 runs agree
@@ -9,22 +10,57 @@
 // place. Elements are independent, so any thread count gives the same bits.
 #pragma once
 
-#include <vector>
+#include <cstdlib>
+#include <type_traits>
 
-#include "common.hpp"
+#include "fastmath.hpp"
+#include "gemm.hpp"
+#include "types.hpp"
 
 namespace pcr {
+namespace PCR_ISA_NS {
 
-template <typename T>
-inline T clipped(T g, T scale, T clip) {
-  g *= scale;
-  if (clip > T(0)) g = g > clip ? clip : (g < -clip ? -clip : g);
+// Every loop below is branch-free inside (the options are template
+// arguments), so the compiler vectorizes it; threads take contiguous chunks.
+template <typename F>
+inline void parallel_chunks(idx n, F&& body) {
+  const int nt = threads_for(n * 4);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#ifdef _OPENMP
+    const idx tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+    const idx tid = 0, nth = 1;
+#endif
+    const idx chunk = (n + nth - 1) / nth;
+    const idx i0 = mn(n, tid * chunk), i1 = mn(n, i0 + chunk);
+    body(i0, i1);
+  }
+}
+
+// g = clip(scale * grad, -clip, clip) (+ wd * p). clip is +inf when off, so
+// the selects never fire; NaN passes through (comparisons are false).
+template <typename T, bool WD>
+inline T grad_in(const T* grad, const T* p, idx i, T scale, T clip, T wd) {
+  T g = grad[i] * scale;
+  g = g > clip ? clip : (g < -clip ? -clip : g);
+  if (WD) g += wd * p[i];
   return g;
 }
 
-struct GradIn {
-  double scale = 1.0, clip = 0.0, weight_decay = 0.0;
-};
+template <typename T>
+inline T clip_bound(const GradIn& gi) {
+  return gi.clip > 0 ? T(gi.clip) : T(__builtin_inf());
+}
+
+// Calls f(std::integral_constant<bool, b>) for a runtime bool b.
+template <typename F>
+inline void with_flag(bool b, F&& f) {
+  if (b)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
 
 // SGD with momentum / dampening / Nesterov (torch.optim.SGD):
 //   g += wd * p
@@ -34,37 +70,48 @@ struct GradIn {
 template <typename T>
 void sgd_update(T* p, const T* grad, T* buf, idx n, const GradIn& gi, T lr, T momentum,
                 T dampening, bool nesterov, bool first) {
-  const T scale = T(gi.scale), clip = T(gi.clip), wd = T(gi.weight_decay);
-  const int nt = threads_for(n * 4);
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (idx i = 0; i < n; ++i) {
-    T g = clipped(grad[i], scale, clip);
-    if (wd != T(0)) g += wd * p[i];
-    if (momentum != T(0)) {
-      buf[i] = first ? g : momentum * buf[i] + (T(1) - dampening) * g;
-      g = nesterov ? g + momentum * buf[i] : buf[i];
-    }
-    p[i] -= lr * g;
-  }
+  const T scale = T(gi.scale), clip = clip_bound<T>(gi), wd = T(gi.weight_decay);
+  const T damp1 = T(1) - dampening;
+  with_flag(wd != T(0), [&](auto WD) {
+    with_flag(momentum != T(0), [&](auto MOM) {
+      parallel_chunks(n, [&](idx i0, idx i1) {
+#pragma omp simd
+        for (idx i = i0; i < i1; ++i) {
+          T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
+          if (MOM) {
+            const T b = first ? g : momentum * buf[i] + damp1 * g;
+            buf[i] = b;
+            g = nesterov ? g + momentum * b : b;
+          }
+          p[i] -= lr * g;
+        }
+      });
+    });
+  });
 }
 
-// AdaGrad:  g += wd * p;  mem += g * g
-//   eps_inside (min-char-rnn):  p -= clr * g / sqrt(mem + eps)
-//   otherwise (torch.optim):    p -= clr * g / (sqrt(mem) + eps)
+// AdaGrad:  g += wd * p;  sum += g * g
+//   eps_inside (min-char-rnn):  p -= clr * g / sqrt(sum + eps)
+//   otherwise (torch.optim):    p -= clr * g / (sqrt(sum) + eps)
 // clr = lr / (1 + (step - 1) * lr_decay) is computed by the caller.
 template <typename T>
 void adagrad_update(T* p, const T* grad, T* mem, idx n, const GradIn& gi, T clr, T eps,
                     bool eps_inside) {
-  const T scale = T(gi.scale), clip = T(gi.clip), wd = T(gi.weight_decay);
-  const int nt = threads_for(n * 4);
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (idx i = 0; i < n; ++i) {
-    T g = clipped(grad[i], scale, clip);
-    if (wd != T(0)) g += wd * p[i];
-    mem[i] += g * g;
-    const T den = eps_inside ? std::sqrt(mem[i] + eps) : std::sqrt(mem[i]) + eps;
-    p[i] -= clr * (g / den);
-  }
+  const T scale = T(gi.scale), clip = clip_bound<T>(gi), wd = T(gi.weight_decay);
+  with_flag(wd != T(0), [&](auto WD) {
+    with_flag(eps_inside, [&](auto IN) {
+      parallel_chunks(n, [&](idx i0, idx i1) {
+#pragma omp simd
+        for (idx i = i0; i < i1; ++i) {
+          const T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
+          const T m = mem[i] + g * g;
+          mem[i] = m;
+          const T den = IN ? sqrt_t(m + eps) : sqrt_t(m) + eps;
+          p[i] -= clr * (g / den);
+        }
+      });
+    });
+  });
 }
 
 // RMSProp (torch.optim.RMSprop):
@@ -77,27 +124,37 @@ void adagrad_update(T* p, const T* grad, T* mem, idx n, const GradIn& gi, T clr,
 template <typename T>
 void rmsprop_update(T* p, const T* grad, T* sq, T* gavg, T* buf, idx n, const GradIn& gi, T lr,
                     T alpha, T eps, T momentum, bool centered) {
-  const T scale = T(gi.scale), clip = T(gi.clip), wd = T(gi.weight_decay);
-  const int nt = threads_for(n * 4);
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (idx i = 0; i < n; ++i) {
-    T g = clipped(grad[i], scale, clip);
-    if (wd != T(0)) g += wd * p[i];
-    sq[i] = sq[i] * alpha + (T(1) - alpha) * g * g;
-    T avg;
-    if (centered) {
-      gavg[i] += (g - gavg[i]) * (T(1) - alpha);
-      avg = std::sqrt(sq[i] - gavg[i] * gavg[i]) + eps;
-    } else {
-      avg = std::sqrt(sq[i]) + eps;
-    }
-    if (momentum > T(0)) {
-      buf[i] = momentum * buf[i] + g / avg;
-      p[i] -= lr * buf[i];
-    } else {
-      p[i] -= lr * (g / avg);
-    }
-  }
+  const T scale = T(gi.scale), clip = clip_bound<T>(gi), wd = T(gi.weight_decay);
+  const T a1 = T(1) - alpha;
+  with_flag(wd != T(0), [&](auto WD) {
+    with_flag(centered, [&](auto CEN) {
+      with_flag(momentum > T(0), [&](auto MOM) {
+        parallel_chunks(n, [&](idx i0, idx i1) {
+#pragma omp simd
+          for (idx i = i0; i < i1; ++i) {
+            const T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
+            const T s = sq[i] * alpha + a1 * g * g;
+            sq[i] = s;
+            T avg;
+            if (CEN) {
+              const T ga = gavg[i] + (g - gavg[i]) * a1;
+              gavg[i] = ga;
+              avg = sqrt_t(s - ga * ga) + eps;
+            } else {
+              avg = sqrt_t(s) + eps;
+            }
+            if (MOM) {
+              const T b = momentum * buf[i] + g / avg;
+              buf[i] = b;
+              p[i] -= lr * b;
+            } else {
+              p[i] -= lr * (g / avg);
+            }
+          }
+        });
+      });
+    });
+  });
 }
 
 // Adam / AdamW (torch.optim.Adam, AdamW), bias-corrected:
@@ -109,29 +166,35 @@ void rmsprop_update(T* p, const T* grad, T* sq, T* gavg, T* buf, idx n, const Gr
 template <typename T>
 void adam_update(T* p, const T* grad, T* m, T* v, T* vmax, idx n, const GradIn& gi, T lr, T b1,
                  T b2, T eps, double bc1, double bc2, bool decoupled, bool amsgrad) {
-  const T scale = T(gi.scale), clip = T(gi.clip), wd = T(gi.weight_decay);
+  const T scale = T(gi.scale), clip = clip_bound<T>(gi), wd = T(gi.weight_decay);
   const T step_size = T(double(lr) / bc1);
-  const T bc2_sqrt = T(std::sqrt(bc2));
+  const T bc2_sqrt = T(__builtin_sqrt(bc2));
   const T decay = T(1) - lr * wd;
-  const int nt = threads_for(n * 4);
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (idx i = 0; i < n; ++i) {
-    T g = clipped(grad[i], scale, clip);
-    if (wd != T(0)) {
-      if (decoupled)
-        p[i] *= decay;
-      else
-        g += wd * p[i];
-    }
-    m[i] += (g - m[i]) * (T(1) - b1);
-    v[i] = v[i] * b2 + g * g * (T(1) - b2);
-    T vv = v[i];
-    if (amsgrad) {
-      vmax[i] = vmax[i] > vv ? vmax[i] : vv;
-      vv = vmax[i];
-    }
-    p[i] -= step_size * (m[i] / (std::sqrt(vv) / bc2_sqrt + eps));
-  }
+  const T one_b1 = T(1) - b1, one_b2 = T(1) - b2;
+  with_flag(wd != T(0) && !decoupled, [&](auto L2) {
+    with_flag(wd != T(0) && decoupled, [&](auto DEC) {
+      with_flag(amsgrad, [&](auto AMS) {
+        parallel_chunks(n, [&](idx i0, idx i1) {
+#pragma omp simd
+          for (idx i = i0; i < i1; ++i) {
+            const T g = grad_in<T, L2>(grad, p, i, scale, clip, wd);
+            T pi = p[i];
+            if (DEC) pi *= decay;
+            const T mi = m[i] + (g - m[i]) * one_b1;
+            const T vi = v[i] * b2 + g * g * one_b2;
+            m[i] = mi;
+            v[i] = vi;
+            T vv = vi;
+            if (AMS) {
+              vv = vmax[i] > vi ? vmax[i] : vi;
+              vmax[i] = vv;
+            }
+            p[i] = pi - step_size * (mi / (sqrt_t(vv) / bc2_sqrt + eps));
+          }
+        });
+      });
+    });
+  });
 }
 
 // Sum of squares of scale-free gradients, in double, for clipping by norm.
@@ -144,16 +207,23 @@ double sum_squares(const T* g, idx n) {
   double total = 0;
   // Partial sums per chunk, combined serially.
   const int nt = threads_for(n * 2);
-  std::vector<double> part(static_cast<size_t>(nchunks > 0 ? nchunks : 1), 0.0);
+  double* part = static_cast<double*>(std::malloc(sizeof(double) * (nchunks > 0 ? nchunks : 1)));
+  if (!part) {
+    for (idx i = 0; i < n; ++i) total += double(g[i]) * double(g[i]);
+    return total;
+  }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (idx c = 0; c < nchunks; ++c) {
     double s = 0;
-    const idx i1 = std::min(n, (c + 1) * kChunk);
+    const idx i1 = (c + 1) * kChunk < n ? (c + 1) * kChunk : n;
+#pragma omp simd reduction(+ : s)
     for (idx i = c * kChunk; i < i1; ++i) s += double(g[i]) * double(g[i]);
-    part[static_cast<size_t>(c)] = s;
+    part[c] = s;
   }
-  for (idx c = 0; c < nchunks; ++c) total += part[static_cast<size_t>(c)];
+  for (idx c = 0; c < nchunks; ++c) total += part[c];
+  std::free(part);
   return total;
 }
 
+}  // namespace PCR_ISA_NS
 }  // namespace pcr
