@@ -17,9 +17,7 @@ namespace PCR_ISA_NS {
 template <typename T>
 void cell_forward(CellKind kind, const StepIO<T>& s) {
   const idx B = s.B, H = s.H, G = gate_count(kind), GH = G * H;
-  const int nt = threads_for(B * GH * 8);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx b = 0; b < B; ++b) {
+  parallel_for(B, threads_for(B * GH * 8), [&](idx b) {
     T* g = s.gates + b * GH;
     const T* hp = s.hp + b * GH;
     T* h = s.h + b * H;
@@ -70,7 +68,7 @@ void cell_forward(CellKind kind, const StepIO<T>& s) {
         break;
       }
     }
-  }
+  });
 }
 
 // Backward of one step. dh[B,H]: total d(loss)/d(h_t) on entry; on exit the
@@ -81,9 +79,7 @@ void cell_forward(CellKind kind, const StepIO<T>& s) {
 template <typename T>
 bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
   const idx B = s.B, H = s.H, G = gate_count(kind), GH = G * H;
-  const int nt = threads_for(B * GH * 8);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx b = 0; b < B; ++b) {
+  parallel_for(B, threads_for(B * GH * 8), [&](idx b) {
     T* g = s.gates + b * GH;
     T* d = dh + b * H;
     switch (kind) {
@@ -131,7 +127,7 @@ bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
         break;
       }
     }
-  }
+  });
   return kind == CellKind::GRU;
 }
 

@@ -29,6 +29,47 @@ constexpr idx kParallelWork = 1 << 15;
 // definition could otherwise be taken from a build the CPU cannot run.
 static inline int threads_for(idx work) { return work < kParallelWork ? 1 : num_threads(); }
 
+// Multiply-adds below which a matrix product stays on one thread.
+constexpr idx kParallelGemm = 1 << 19;
+static inline int threads_for_gemm(idx macs) {
+  return macs < kParallelGemm ? 1 : num_threads();
+}
+
+// body(i) for i in [0, n), split statically over nt threads. With one
+// thread no OpenMP region is entered at all (even a one-thread region costs
+// a fraction of a microsecond, which adds up over the time steps).
+template <typename F>
+static inline void parallel_for(idx n, int nt, F&& body) {
+  if (nt <= 1 || n <= 1) {
+    for (idx i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (idx i = 0; i < n; ++i) body(i);
+}
+
+// body(tid, nthreads) on a team of nt threads, or body(0, 1) inline.
+template <typename F>
+static inline void parallel_team(int nt, F&& body) {
+  if (nt <= 1) {
+    body(0, 1);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  body(omp_get_thread_num(), omp_get_num_threads());
+#else
+  body(0, 1);
+#endif
+}
+
+// [i0, i1) of n items for thread tid of nth (contiguous chunks).
+static inline void chunk_of(idx n, int tid, int nth, idx* i0, idx* i1) {
+  const idx per = (n + nth - 1) / nth;
+  *i0 = per * tid < n ? per * tid : n;
+  *i1 = *i0 + per < n ? *i0 + per : n;
+}
+
 // y[0:n] = x[0:n]
 template <typename T>
 static inline void copy_n(const T* x, idx n, T* y) {
@@ -38,9 +79,7 @@ static inline void copy_n(const T* x, idx n, T* y) {
 // Rows of C[M, N] (row stride ldc) set to the vector b[N].
 template <typename T>
 static inline void broadcast_rows(T* C, idx M, idx N, idx ldc, const T* b) {
-  const int nt = threads_for(M * N);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx i = 0; i < M; ++i) copy_n(b, N, C + i * ldc);
+  parallel_for(M, threads_for(M * N), [&](idx i) { copy_n(b, N, C + i * ldc); });
 }
 
 // out[N] = (beta ? out : 0) + sum over rows of A[M, N] (row stride lda).
@@ -48,16 +87,9 @@ static inline void broadcast_rows(T* C, idx M, idx N, idx ldc, const T* b) {
 // the number of threads (columns are split between threads).
 template <typename T>
 static inline void column_sums(const T* A, idx M, idx N, idx lda, T* out, bool accumulate) {
-  const int nt = threads_for(M * N);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int tid = 0, nth = 1;
-#endif
-    const idx chunk = (N + nth - 1) / nth;
-    const idx j0 = std::min(N, chunk * tid), j1 = std::min(N, j0 + chunk);
+  parallel_team(threads_for(M * N), [&](int tid, int nth) {
+    idx j0, j1;
+    chunk_of(N, tid, nth, &j0, &j1);
     if (!accumulate)
       for (idx j = j0; j < j1; ++j) out[j] = T(0);
     for (idx i = 0; i < M; ++i) {
@@ -65,7 +97,7 @@ static inline void column_sums(const T* A, idx M, idx N, idx lda, T* out, bool a
 #pragma omp simd
       for (idx j = j0; j < j1; ++j) out[j] += a[j];
     }
-  }
+  });
 }
 
 }  // namespace pcr

@@ -84,21 +84,42 @@ __attribute__((noinline)) void micro_kernel(idx kc, const T* __restrict Ap,
   constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a multiple of the vector width");
+  // With few rows there are too few accumulators to hide the FMA latency,
+  // so KS interleaved partial sums over k are kept and added at the end.
+  constexpr int KS = R * NV >= 8 ? 1 : (R * NV >= 4 ? 2 : 4);
   typedef T vec __attribute__((vector_size(W * sizeof(T))));
-  vec c[R][NV];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < NV; ++v) c[i][v] = vec{};
-  for (idx k = 0; k < kc; ++k) {
+  vec c[KS][R][NV];
+  for (int s = 0; s < KS; ++s)
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < NV; ++v) c[s][i][v] = vec{};
+  idx k = 0;
+  for (; k + KS <= kc; k += KS) {
+    for (int s = 0; s < KS; ++s) {
+      vec b[NV];
+      for (int v = 0; v < NV; ++v)
+        __builtin_memcpy(&b[v], Bp + (k + s) * NR + v * W, sizeof(vec));
+      const T* a = Ap + (k + s) * MR;
+      for (int i = 0; i < R; ++i) {
+        const T ai = a[i];
+        for (int v = 0; v < NV; ++v) c[s][i][v] += ai * b[v];
+      }
+    }
+  }
+  for (; k < kc; ++k) {
     vec b[NV];
     for (int v = 0; v < NV; ++v) __builtin_memcpy(&b[v], Bp + k * NR + v * W, sizeof(vec));
     const T* a = Ap + k * MR;
     for (int i = 0; i < R; ++i) {
       const T ai = a[i];
-      for (int v = 0; v < NV; ++v) c[i][v] += ai * b[v];
+      for (int v = 0; v < NV; ++v) c[0][i][v] += ai * b[v];
     }
   }
+  for (int s = 1; s < KS; ++s)
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < NV; ++v) c[0][i][v] += c[s][i][v];
   for (int i = 0; i < R; ++i)
-    for (int v = 0; v < NV; ++v) __builtin_memcpy(acc + i * NR + v * W, &c[i][v], sizeof(vec));
+    for (int v = 0; v < NV; ++v)
+      __builtin_memcpy(acc + i * NR + v * W, &c[0][i][v], sizeof(vec));
 }
 
 template <typename T, int MR, int NR, int R = MR>
@@ -115,18 +136,21 @@ struct KernelFor<T, MR, NR, 0> {
   static void run(int, idx, const T*, const T*, T*) {}
 };
 
-// Ap[kc][MR] for rows i0..i0+mr of op(A), columns p0..p0+kc; rows >= mr are 0.
+// Ap[kc][MR] for rows i0..i0+mr of op(A), columns p0..p0+kc. Rows >= mr
+// are left unset: the micro-kernel for a partial panel reads only mr rows.
 template <typename T, int MR>
 inline void pack_a(bool ta, const T* A, idx lda, idx i0, idx mr, idx p0, idx kc, T* Ap) {
-  if (ta && mr == MR) {
-    for (idx k = 0; k < kc; ++k) __builtin_memcpy(Ap + k * MR, A + (p0 + k) * lda + i0,
-                                                  sizeof(T) * MR);
+  if (ta) {
+    for (idx k = 0; k < kc; ++k) {
+      const T* src = A + (p0 + k) * lda + i0;
+      T* dst = Ap + k * MR;
+      for (idx i = 0; i < mr; ++i) dst[i] = src[i];
+    }
     return;
   }
-  for (idx k = 0; k < kc; ++k) {
-    T* dst = Ap + k * MR;
-    for (idx i = 0; i < MR; ++i)
-      dst[i] = i < mr ? (ta ? A[(p0 + k) * lda + i0 + i] : A[(i0 + i) * lda + p0 + k]) : T(0);
+  for (idx i = 0; i < mr; ++i) {
+    const T* src = A + (i0 + i) * lda + p0;
+    for (idx k = 0; k < kc; ++k) Ap[k * MR + i] = src[k];
   }
 }
 
@@ -196,13 +220,13 @@ void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, co
   const idx n_jchunks = mx(1, mn(nb_panels, (2 * nt + n_mblocks - 1) / n_mblocks));
   const idx per_chunk = (nb_panels + n_jchunks - 1) / n_jchunks;
   const idx ntasks = n_mblocks * n_jchunks;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     T* Ap = scratch<T, 0>(((Bk::MC + MR - 1) / MR) * MR * Bk::KC);
     alignas(64) T acc[MR * NR];
-    idx packed_mb = -1;  // tasks of one thread are consecutive: reuse its A block
-#pragma omp for schedule(static)
-    for (idx task = 0; task < ntasks; ++task) {
+    idx packed_mb = -1;  // a thread's tasks are consecutive: reuse its A block
+    idx t0, t1;
+    chunk_of(ntasks, tid, nth, &t0, &t1);
+    for (idx task = t0; task < t1; ++task) {
       const idx mb = task / n_jchunks, jchunk = task % n_jchunks;
       const idx ic = mb * Bk::MC, mc = mn(Bk::MC, M - ic);
       const idx na_panels = (mc + MR - 1) / MR;
@@ -223,7 +247,7 @@ void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, co
         }
       }
     }
-  }
+  });
 }
 
 // M <= 4 (the recurrent step at small batch): no packing of B (it would
@@ -234,10 +258,9 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
   T* a = scratch<T, 1>(M * K);
   for (idx i = 0; i < M; ++i)
     for (idx k = 0; k < K; ++k) a[i * K + k] = ta ? A[k * lda + i] : A[i * lda + k];
-  const int nt = threads_for(M * N * K);
+  const int nt = threads_for_gemm(M * N * K);
   if (tb) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (idx j = 0; j < N; ++j) {
+    parallel_for(N, nt, [&](idx j) {
       const T* b = B + j * ldb;
       for (idx i = 0; i < M; ++i) {
         const T* ai = a + i * K;
@@ -247,11 +270,10 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
         T& c = C[i * ldc + j];
         c = (beta == T(0) ? T(0) : beta * c) + acc;
       }
-    }
+    });
   } else {
     const idx nchunk = mx(1, mn(nt, (N + 63) / 64));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (idx ch = 0; ch < nchunk; ++ch) {
+    parallel_for(nchunk, nt, [&](idx ch) {
       const idx per = (N + nchunk - 1) / nchunk;
       const idx j0 = ch * per, j1 = mn(N, j0 + per);
       for (idx i = 0; i < M; ++i) {
@@ -267,7 +289,7 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
           for (idx j = j0; j < j1; ++j) c[j] += aik * b[j];
         }
       }
-    }
+    });
   }
 }
 
@@ -285,17 +307,17 @@ void gemm(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
   if (M <= 4) return gemm_small_m(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-  const int nt = threads_for(M * N * K);
+  const int nt = threads_for_gemm(M * N * K);
   for (idx jc = 0; jc < N; jc += Bk::NC) {
     const idx nc = mn(Bk::NC, N - jc);
     const idx nb_panels = (nc + NR - 1) / NR;
     for (idx pc = 0; pc < K; pc += Bk::KC) {
       const idx kc = mn(Bk::KC, K - pc);
       T* Bp = scratch<T, 2>(nb_panels * kc * NR);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-      for (idx pb = 0; pb < nb_panels; ++pb)
+      parallel_for(nb_panels, threads_for(nb_panels * kc * NR), [&](idx pb) {
         pack_b_panel<T, NR>(tb, B, ldb, jc + pb * NR, mn(NR, nc - pb * NR), pc, kc,
                             Bp + pb * kc * NR);
+      });
       macro_kernel<T>(ta, M, nc, A, lda, pc, kc, Bp, kc * NR, pc == 0, beta, C + jc, ldc, nt);
     }
   }
@@ -318,10 +340,10 @@ void pack_b(bool tb, const T* B, idx ldb, idx N, idx K, T* packed) {
   const int nt = threads_for(N * K);
   for (idx pc = 0; pc < K; pc += Bk::KC) {
     const idx kc = mn(Bk::KC, K - pc);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (idx pb = 0; pb < nb_panels; ++pb)
+    parallel_for(nb_panels, nt, [&](idx pb) {
       pack_b_panel<T, NR>(tb, B, ldb, pb * NR, mn(NR, N - pb * NR), pc, kc,
                           packed + pc * npad + pb * kc * NR);
+    });
   }
 }
 
@@ -334,7 +356,7 @@ void gemm_packed(bool ta, idx M, idx N, idx K, const T* A, idx lda, const T* pac
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
   const idx npad = (N + NR - 1) / NR * NR;
-  const int nt = threads_for(M * N * K);
+  const int nt = threads_for_gemm(M * N * K);
   for (idx pc = 0; pc < K; pc += Bk::KC) {
     const idx kc = mn(Bk::KC, K - pc);
     macro_kernel<T>(ta, M, N, A, lda, pc, kc, packed + pc * npad, kc * NR, pc == 0, beta, C,

@@ -19,10 +19,10 @@ double softmax_xent(T* logits, idx N, idx V, const std::int32_t* targets, bool g
                     double* row_loss) {
   const int nt = threads_for(N * V * 4);
   const T scale = T(1) / static_cast<T>(N);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx r = 0; r < N; ++r) {
+  parallel_for(N, nt, [&](idx r) {
     T* z = logits + r * V;
     T m = z[0];
+#pragma omp simd reduction(max : m)
     for (idx v = 1; v < V; ++v) m = z[v] > m ? z[v] : m;
     T sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -36,7 +36,7 @@ double softmax_xent(T* logits, idx N, idx V, const std::int32_t* targets, bool g
       for (idx v = 0; v < V; ++v) z[v] = exp_t(z[v] - m) * inv;
       z[y] -= scale;
     }
-  }
+  });
   double total = 0;
   for (idx r = 0; r < N; ++r) total += row_loss[r];
   return total / static_cast<double>(N);

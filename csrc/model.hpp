@@ -5,9 +5,9 @@
 // Callers (bindings.cpp) have checked every pointer, shape and token id. The
 // heavy kernels come from the table of the instruction set in use (types.hpp).
 //
-// Small batches (B <= kGemvRows) multiply by the recurrent weights directly
-// (matrix-vector products); larger ones pack W_hh once per layer and pass
-// and reuse the packed panels at every time step.
+// The recurrent weights are packed into the GEMM's panel layout once per
+// layer and call, and the panels are reused at every time step (at B = 1
+// the product is a row times the panels: vector FMAs, no reductions).
 #pragma once
 
 #include <mutex>
@@ -126,7 +126,6 @@ class Model {
   idx num_params_ = 0, off_emb_ = -1, off_decw_ = 0, off_decb_ = 0;
   std::vector<idx> off_wih_, off_whh_, off_bih_, off_bhh_;
 
-  static constexpr idx kGemvRows = 4;
   std::mutex mu_;
   const Kernels<T>* K_ = nullptr;  // the table the workspace was planned for
   std::vector<T> ws_;
@@ -181,8 +180,7 @@ class Model {
     logits_ = take(N * V);
     dout_ = take(N * std::max(H, E));
     K_ = &kern<T>();
-    if (B > kGemvRows)
-      wpack_ = take(std::max(K_->packed_b_size(GH, H), K_->packed_b_size(H, GH)));
+    wpack_ = take(std::max(K_->packed_b_size(GH, H), K_->packed_b_size(H, GH)));
     if (static_cast<idx>(ws_.size()) < off) {
       ws_.clear();
       ws_.shrink_to_fit();
@@ -246,14 +244,10 @@ class Model {
       copy_n(state_in + l * BH, BH, hs);
       if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
       T* hp = w(hp_);
-      const bool packed = B > kGemvRows;
-      if (packed) K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
+      K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
       for (idx t = 0; t < Tn; ++t) {
         broadcast_rows(hp, B, GH, GH, P + off_bhh_[l]);
-        if (packed)
-          K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
-        else
-          K_->gemm(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
+        K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
         StepIO<T> s{B,
                     H,
                     xp + t * B * GH,
@@ -301,10 +295,10 @@ class Model {
       T* dhp_all = has_separate_dhp(cell) ? w(dhp_) : xp;
       std::fill(dh, dh + BH, T(0));
       std::fill(dc, dc + BH, T(0));
-      const bool packed = B > kGemvRows;
-      if (packed) K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
+      K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
       for (idx t = Tn - 1; t >= 0; --t) {
         const T* dy = dout + t * BH;
+#pragma omp simd
         for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
         StepIO<T> s{B,
                     H,
@@ -317,11 +311,8 @@ class Model {
                     cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
                     dhp_all + t * B * GH};
         const bool direct = K_->cell_backward(cell, s, dh, dc);
-        const T beta = direct ? T(1) : T(0);
-        if (packed)
-          K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_), beta, dh, H);
-        else
-          K_->gemm(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
+        K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_),
+                        direct ? T(1) : T(0), dh, H);
       }
       copy_n(dh, BH, dstate + l * BH);
       if (cs) copy_n(dc, BH, dstate + (L + l) * BH);

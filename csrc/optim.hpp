@@ -24,18 +24,11 @@ namespace PCR_ISA_NS {
 // arguments), so the compiler vectorizes it; threads take contiguous chunks.
 template <typename F>
 inline void parallel_chunks(idx n, F&& body) {
-  const int nt = threads_for(n * 4);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const idx tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const idx tid = 0, nth = 1;
-#endif
-    const idx chunk = (n + nth - 1) / nth;
-    const idx i0 = mn(n, tid * chunk), i1 = mn(n, i0 + chunk);
+  parallel_team(threads_for(n * 4), [&](int tid, int nth) {
+    idx i0, i1;
+    chunk_of(n, tid, nth, &i0, &i1);
     body(i0, i1);
-  }
+  });
 }
 
 // g = clip(scale * grad, -clip, clip) (+ wd * p). clip is +inf when off, so
