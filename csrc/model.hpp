@@ -244,10 +244,15 @@ class Model {
       copy_n(state_in + l * BH, BH, hs);
       if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
       T* hp = w(hp_);
-      K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
+      // Packing pays off over several steps; one step (sampling) uses W_hh as is.
+      const bool packed = Tn > 2;
+      if (packed) K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
       for (idx t = 0; t < Tn; ++t) {
         broadcast_rows(hp, B, GH, GH, P + off_bhh_[l]);
-        K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
+        if (packed)
+          K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
+        else
+          K_->gemm(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
         StepIO<T> s{B,
                     H,
                     xp + t * B * GH,
@@ -295,7 +300,8 @@ class Model {
       T* dhp_all = has_separate_dhp(cell) ? w(dhp_) : xp;
       std::fill(dh, dh + BH, T(0));
       std::fill(dc, dc + BH, T(0));
-      K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
+      const bool packed = Tn > 2;
+      if (packed) K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
       for (idx t = Tn - 1; t >= 0; --t) {
         const T* dy = dout + t * BH;
 #pragma omp simd
@@ -311,8 +317,11 @@ class Model {
                     cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
                     dhp_all + t * B * GH};
         const bool direct = K_->cell_backward(cell, s, dh, dc);
-        K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_),
-                        direct ? T(1) : T(0), dh, H);
+        const T beta = direct ? T(1) : T(0);
+        if (packed)
+          K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_), beta, dh, H);
+        else
+          K_->gemm(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
       }
       copy_n(dh, BH, dstate + l * BH);
       if (cs) copy_n(dc, BH, dstate + (L + l) * BH);

@@ -1,0 +1,134 @@
+"""The benchmark harness (pycharrnn.bench): fast checks, no wall-clock assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn import bench
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_numpy_baseline_equals_pycharrnn():
+    errors = bench.check()
+    assert len(errors) == 6  # rnn / gru / lstm x one-hot (AdaGrad) / embedding (Adam)
+    assert max(errors.values()) < 1e-6
+
+
+def test_numpy_baseline_float32_close_to_pycharrnn():
+    V, H, L, B, T = 13, 16, 2, 2, 6
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, V, (2, B, T)).astype(np.int32)
+    m = pc.CharRNN(V, H, L, "lstm", embedding_dim=4, seed=2)
+    ref = bench.NumpyCharRNN("lstm", V, H, L, 4)
+    for name, a in m.state_dict().items():
+        ref.p[name][...] = a
+    l1, _ = m.forward_backward(x, y)
+    l2, _ = ref.forward_backward(x, y, ref.initial_state(B))
+    assert ref.flat.dtype == np.float32
+    assert abs(l1 - l2) < 1e-5 * abs(l2)
+    for k in ref.g:
+        np.testing.assert_allclose(m.grads[k], ref.g[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_numpy_sampling_gives_ids():
+    ref = bench.NumpyCharRNN("gru", 9, 8, 2, 3)
+    ids = ref.sample_ids(20, prime=np.array([1, 2, 3]), seed=0)
+    assert ids.shape == (20,) and ids.min() >= 0 and ids.max() < 9
+    np.testing.assert_array_equal(ids, ref.sample_ids(20, prime=np.array([1, 2, 3]), seed=0))
+
+
+def test_flops_per_char_by_hand():
+    # min-char-rnn: one-hot (gather, 0) + recurrent 2*100*100 + decoder 2*100*65
+    assert bench.flops_per_char(bench.MIN_CHAR_RNN) == 3 * (20_000 + 13_000)
+    # lab LSTM: layer 0 2*4*512*(100+512), layers 1-2 2*4*512*1024, decoder 2*512*65
+    lab = bench.Config("train", "lstm", 512, 3, 100, 32, 50)
+    fwd = 2_506_752 + 2 * 4_194_304 + 66_560
+    assert bench.flops_per_char(lab) == 3 * fwd
+    assert bench.flops_per_char(bench.Config("sample", "lstm", 512, 3, 100, 1, 1)) == fwd
+    # GRU one-hot, 2 layers: layer 0 recurrent only 2*3*8*8, layer 1 2*3*8*16, decoder 2*8*5
+    assert bench.flops_per_char(bench.Config("train", "gru", 8, 2, None, 1, 1, V=5)) == \
+        3 * (384 + 768 + 80)
+
+
+def _fake_results():
+    row = {"task": "train", "cell": "gru", "H": 128, "L": 1, "E": None, "B": 1, "T": 50,
+           "V": 65, "opt": "adam", "scaling": True, "memory": True, "name": "small",
+           "threads": 2, "flops_per_char": 1.0e6,
+           "chars_per_s": {"pycharrnn": 123456.7, "torch": 61728.3},
+           "runs": {}, "errors": {}, "background_load": 0.5,
+           "gflops": {"pycharrnn": 123.4567, "torch": 61.7},
+           "ratio_vs_torch": 2.0, "ratio_vs_numpy": None, "pct_sgemm": 61.2,
+           "chars_per_s_1thread": 70000.0, "speedup_1_to_n": 1.7636,
+           "peak_mib": {"pycharrnn": 3.25, "torch": 40.0}}
+    sample = dict(row, task="sample", E=100, T=1, scaling=False, memory=False,
+                  background_load=0.0, peak_mib={}, speedup_1_to_n=None,
+                  chars_per_s={"pycharrnn": 5000.0, "numpy": 1000.0}, ratio_vs_torch=None,
+                  ratio_vs_numpy=5.0)
+    meta = {"date": "2024-01-01T00:00:00", "cpu": "Test CPU", "cpu_count": 2,
+            "build_info": {"simd": "avx2"}, "pycharrnn": "0.1.0", "numpy": "2.0",
+            "torch": "2.1", "python": "3.11", "threads": 2, "repeats": 3, "seconds": 0.5,
+            "data": "random ids", "sgemm": {"2": {"1024": 190.0, "2048": 201.5}}}
+    return {"meta": meta, "rows": [row, sample]}
+
+
+def test_format_markdown():
+    text = bench.format_markdown(_fake_results())
+    lines = text.splitlines()
+    table = [ln for ln in lines if ln.startswith("| ")]
+    assert len(table) == 3  # header + 2 rows
+    header, first, second = table
+    assert "pycharrnn chars/s" in header and "% SGEMM" in header and "speedup" in header
+    cells = [c.strip() for c in first.strip("|").split("|")]
+    assert cells[:9] == ["train (!)", "gru", "128", "1", "one-hot", "1", "50", "adam", "2"]
+    assert cells[9:] == ["123,457", "61,728", "-", "2.00x", "-", "123.46", "61.2%",
+                         "3.2 / 40.0", "1.76x"]
+    cells = [c.strip() for c in second.strip("|").split("|")]
+    assert cells[0] == "sample" and cells[4] == "100" and cells[11] == "1,000"
+    assert cells[12] == "-" and cells[13] == "5.00x" and cells[16] == "-"
+    assert "Test CPU" in text and "2048^3 201.5" in text and "'simd': 'avx2'" in text
+    assert "2*G*H*(in_k + H)" in text  # the FLOP formula
+    assert "0.50 cores" in text  # the loaded row is listed
+
+
+def _check_row(row, impls):
+    for impl in impls:
+        assert row["chars_per_s"][impl] > 0
+        assert row["gflops"][impl] > 0
+        assert row["peak_mib"][impl] > 0
+    assert row["flops_per_char"] > 0 and row["pct_sgemm"] > 0
+    assert row["speedup_1_to_n"] > 0 and row["chars_per_s_1thread"] > 0
+    assert not row["errors"]
+
+
+def test_end_to_end_tiny(tmp_path):
+    cfg = bench.Config("train", "rnn", 16, 1, None, 2, 8, scaling=True, memory=True)
+    sample = bench.Config("sample", "lstm", 16, 2, 4, 1, 1)
+    out = tmp_path / "r.json"
+    results = bench.run([cfg, sample], threads=2, repeats=1, seconds=0.05, json_path=str(out),
+                        impls=("pycharrnn", "numpy"), sgemm_sizes=(64,), idle_wait=0,
+                        log=lambda msg: None)
+    assert json.loads(out.read_text())["rows"][0]["task"] == "train"
+    train, samp = results["rows"]
+    _check_row(train, ["pycharrnn", "numpy"])
+    assert train["ratio_vs_numpy"] > 0 and train["ratio_vs_torch"] is None
+    assert samp["chars_per_s"]["pycharrnn"] > 0 and samp["chars_per_s"]["numpy"] > 0
+    assert results["meta"]["sgemm"]["2"]["64"] > 0
+    text = bench.format_markdown(results)
+    assert text.count("\n| train") == 1 and "| sample" in text
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_end_to_end_with_torch():
+    cfg = bench.Config("train", "gru", 8, 1, 4, 2, 5, opt="adagrad")
+    results = bench.run([cfg], threads=1, repeats=1, seconds=0.05, impls=("pycharrnn", "torch"),
+                        sgemm_sizes=(64,), idle_wait=0, log=lambda msg: None)
+    row = results["rows"][0]
+    assert not row["errors"]
+    assert row["chars_per_s"]["torch"] > 0 and row["ratio_vs_torch"] > 0
+    assert results["meta"]["torch"]
