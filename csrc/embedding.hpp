@@ -37,41 +37,42 @@ void embedding_backward(const T* dout, idx E, const std::int32_t* ids, idx N, id
   }
 }
 
-// One-hot input to the first layer: W_ih x for x = onehot(id) is column id
-// of W_ih.   xp[r, :] = W[:, ids[r]] + bias      W [GH, V], xp [N, GH]
+// out[j, i] = in[i, j]: in [R, C] -> out [C, R].
 template <typename T>
-void onehot_forward(const T* W, const T* bias, idx GH, idx V, const std::int32_t* ids, idx N,
-                    T* xp) {
-  const int nt = threads_for(N * GH);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx r = 0; r < N; ++r) {
-    const T* col = W + ids[r];
-    T* out = xp + r * GH;
-    for (idx g = 0; g < GH; ++g) out[g] = col[g * V] + bias[g];
-  }
+void transpose(const T* in, idx R, idx C, T* out) {
+  constexpr idx kB = 32;
+  parallel_for((R + kB - 1) / kB, threads_for(R * C), [&](idx bi) {
+    const idx i0 = bi * kB, i1 = std::min(R, i0 + kB);
+    for (idx j0 = 0; j0 < C; j0 += kB) {
+      const idx j1 = std::min(C, j0 + kB);
+      for (idx i = i0; i < i1; ++i)
+        for (idx j = j0; j < j1; ++j) out[j * R + i] = in[i * C + j];
+    }
+  });
 }
 
-// dW = 0; dW[:, ids[r]] += dxp[r, :]        dW [GH, V], dxp [N, GH]
-// Rows of dW are split between threads.
+// One-hot input to the first layer: W_ih x for x = onehot(id) is column id
+// of W_ih. W [GH, V] is transposed once per call into WT [V, GH] so that each
+// step reads one contiguous row:  xp[r, :] = WT[ids[r], :] + bias.
 template <typename T>
-void onehot_backward(const T* dxp, idx GH, idx V, const std::int32_t* ids, idx N, T* dW) {
-  const int nt = threads_for(N * GH);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int tid = 0, nth = 1;
-#endif
-    const idx chunk = (GH + nth - 1) / nth;
-    const idx g0 = std::min(GH, chunk * tid), g1 = std::min(GH, g0 + chunk);
-    std::fill(dW + g0 * V, dW + g1 * V, T(0));
-    for (idx r = 0; r < N; ++r) {
-      const T* src = dxp + r * GH;
-      const idx id = ids[r];
-      for (idx g = g0; g < g1; ++g) dW[g * V + id] += src[g];
-    }
-  }
+void onehot_forward(const T* W, const T* bias, idx GH, idx V, const std::int32_t* ids, idx N,
+                    T* xp, T* WT) {
+  transpose(W, GH, V, WT);
+  parallel_for(N, threads_for(N * GH), [&](idx r) {
+    const T* row = WT + static_cast<idx>(ids[r]) * GH;
+    T* out = xp + r * GH;
+#pragma omp simd
+    for (idx g = 0; g < GH; ++g) out[g] = row[g] + bias[g];
+  });
+}
+
+// dW [GH, V] = sum over r of dxp[r, :] into column ids[r]: accumulated
+// row-wise into dWT [V, GH] (embedding_backward), then transposed.
+template <typename T>
+void onehot_backward(const T* dxp, idx GH, idx V, const std::int32_t* ids, idx N, T* dW,
+                     T* dWT) {
+  embedding_backward(dxp, GH, ids, N, V, dWT);
+  transpose(dWT, V, GH, dW);
 }
 
 }  // namespace pcr

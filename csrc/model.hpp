@@ -135,6 +135,7 @@ class Model {
   // Workspace offsets (elements of ws_), per layer and shared.
   std::vector<idx> xp_, hs_, cs_, aux_, din_, mask_;
   idx emb_ = 0, hp_ = 0, dhp_ = 0, dh_ = 0, dc_ = 0, logits_ = 0, dout_ = 0, wpack_ = 0;
+  idx wt_ = 0;  // one-hot input: W_ih_l0 transposed [V, GH] (and its gradient)
   bool masks_ready_ = false;
 
   T* w(idx off) { return ws_.data() + off; }
@@ -173,6 +174,7 @@ class Model {
       }
     }
     if (E > 0) emb_ = take(N * E);
+    if (E == 0) wt_ = take(V * GH);
     hp_ = take(B * GH);
     if (has_separate_dhp(cell)) dhp_ = take(N * GH);
     dh_ = take(BH);
@@ -227,7 +229,7 @@ class Model {
       T* xp = w(xp_[l]);
       // Input projection for all Tn steps at once.
       if (l == 0 && E == 0) {
-        onehot_forward(Wih, P + off_bih_[l], GH, V, ids_.data(), N, xp);
+        onehot_forward(Wih, P + off_bih_[l], GH, V, ids_.data(), N, xp, w(wt_));
       } else {
         if (l > 0 && dropout_active(train)) {
           make_dropout(l, seed);
@@ -330,7 +332,7 @@ class Model {
       column_sums(dhp_all, N, GH, GH, Gr + off_bhh_[l], false);
       column_sums(xp, N, GH, GH, Gr + off_bih_[l], false);
       if (l == 0 && E == 0) {
-        onehot_backward(xp, GH, V, ids_.data(), N, Gr + off_wih_[0]);
+        onehot_backward(xp, GH, V, ids_.data(), N, Gr + off_wih_[0], w(wt_));
         continue;
       }
       const T* in = l == 0 ? w(emb_) : layer_input(l);
