@@ -87,6 +87,14 @@ std::pair<idx, idx> check_ids(const py::array& a, const char* name, idx V) {
   return {B, Tn};
 }
 
+// x and y: token ids of the same shape [B, T]. Returns (B, T).
+std::pair<idx, idx> check_xy(const py::array& x, const py::array& y, idx V) {
+  const auto xs = check_ids(x, "x", V);
+  const auto ys = check_ids(y, "y", V);
+  if (xs != ys) throw py::value_error("y must have the same shape as x");
+  return xs;
+}
+
 template <typename T>
 void bind_model(py::module_& m, const char* cls) {
   using M = pcr::Model<T>;
@@ -137,10 +145,7 @@ void bind_model(py::module_& m, const char* cls) {
       .def("loss",
            [](M& self, py::array params, py::array x, py::array y, py::array state_in,
               py::array state_out, bool train, std::uint64_t seed) {
-             const auto [B, Tn] = check_ids(x, "x", self.V);
-             const auto yB = check_ids(y, "y", self.V);
-             if (yB.first != B || yB.second != Tn)
-               throw py::value_error("y must have the same shape as x");
+             const auto [B, Tn] = check_xy(x, y, self.V);
              const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
@@ -156,10 +161,7 @@ void bind_model(py::module_& m, const char* cls) {
            [](M& self, py::array params, py::array grads, py::array x, py::array y,
               py::array state_in, py::array state_out, py::array dstate, bool train,
               std::uint64_t seed) {
-             const auto [B, Tn] = check_ids(x, "x", self.V);
-             const auto yB = check_ids(y, "y", self.V);
-             if (yB.first != B || yB.second != Tn)
-               throw py::value_error("y must have the same shape as x");
+             const auto [B, Tn] = check_xy(x, y, self.V);
              const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});
