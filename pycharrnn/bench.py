@@ -590,9 +590,13 @@ def _call_worker(job: Dict[str, Any], retries: int = 1) -> Dict[str, Any]:
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(job["threads"])
     cmd = [sys.executable, "-m", "pycharrnn.bench", "--worker", json.dumps(job)]
+    # Run from the folder that holds the imported package: `python -m` puts the
+    # working directory first on sys.path, and a source checkout there (no
+    # compiled _core) must not shadow the installed package.
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for attempt in range(retries + 1):
         with _LoadMeter() as meter:
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(_MARK)]
         if p.returncode == 0 and lines:
             return {**json.loads(lines[-1][len(_MARK):]), "background_load": meter.load}

@@ -1,4 +1,4 @@
-"""The ``pycharrnn`` command: train, sample, info."""
+"""The ``pycharrnn`` command: train, sample, bench, info, plot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 
 
 # Model options default to None so that --resume can tell which ones the
@@ -33,8 +32,11 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR (same data; --steps is the run's total)")
     p.add_argument("--steps", type=int, help="train until the run has made this many steps")
+    p.add_argument("--epochs", type=float,
+                   help="train until the run has made this many passes over the text")
     p.add_argument("--time", type=float, dest="seconds",
-                   help="stop after this many seconds (with --steps: whichever comes first)")
+                   help="stop after this many seconds of this session "
+                        "(with --steps/--epochs: whichever comes first)")
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=["rnn", "gru", "lstm"], help="default lstm")
     g.add_argument("--nonlinearity", choices=["tanh", "relu"], help="rnn only; default tanh")
@@ -66,20 +68,47 @@ def _add_train(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
     g = p.add_argument_group("output")
-    g.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
+    g.add_argument("--log-every", type=int, default=50,
+                   help="steps between progress lines (without tqdm, or with --no-bar)")
+    g.add_argument("--sample-every", type=int, default=0,
+                   help="print a sample every N steps (0: only at the end)")
     g.add_argument("--sample-length", type=int, default=400,
-                   help="characters sampled at the end (0: none)")
-    g.add_argument("--quiet", action="store_true", help="no progress lines")
+                   help="characters of each sample (0: no samples)")
+    g.add_argument("--no-bar", action="store_true", help="progress lines instead of a bar")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint or run directory")
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
-    p.add_argument("--length", type=int, default=500)
+    p.add_argument("--length", type=int, default=500, help="characters to generate")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--prime", default="", help="text the sample continues")
+    p.add_argument("--argmax", action="store_true",
+                   help="always the most likely character (temperature 0)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the K most likely")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample from the smallest set of characters with probability >= P")
+    p.add_argument("--prime", default="", help="text the sample continues (printed first)")
+    p.add_argument("--warmup", default="",
+                   help="text run through the model before the prime (not printed)")
+    p.add_argument("--stop", default=None,
+                   help=r"end a sample once it ends with this text (\n, \t, \\ are escapes)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--no-stream", action="store_true",
+                   help="print when done instead of character by character")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="the quick benchmark: pycharrnn vs PyTorch vs NumPy")
+    p.add_argument("--threads", type=int, help="default: all cores")
+    p.add_argument("--json", help="also write the results to this file")
+
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw a run directory's training curves (PNG)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="PNG file (default RUN_DIR/curves.png)")
 
 
 def _add_info(sub) -> None:
@@ -114,8 +143,8 @@ def _train(args) -> int:
     from .checkpoint import LATEST
     from .train import check_compatible
 
-    if args.steps is None and args.seconds is None:
-        print("error: give --steps N and/or --time SECONDS", file=sys.stderr)
+    if args.steps is None and args.seconds is None and args.epochs is None:
+        print("error: give --steps N, --epochs E and/or --time SECONDS", file=sys.stderr)
         return 2
     if args.threads is not None:
         pc.set_num_threads(args.threads)
@@ -171,33 +200,26 @@ def _train(args) -> int:
     log(f"{model}\n{len(text):,} characters ({trainer.batches.ids.size:,} for training, "
         f"{trainer.val_ids.size:,} for validation), {model.vocab_size} symbols, "
         f"{trainer.optimizer!r}, {pc.get_num_threads()} threads -> {out}")
-    t0 = time.perf_counter()
-    chars = 0
+    until = args.steps
+    if args.epochs is not None:
+        by_epochs = int(math.ceil(args.epochs * trainer.batches.chunks_per_epoch))
+        until = by_epochs if until is None else min(until, by_epochs)
+    from .metrics import MetricsLog
 
-    def on_event(tr, event, m) -> None:
-        nonlocal chars
-        if event == "eval":
-            log(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
-                f"({m['val_bpc']:.3f} bpc)", flush=True)
-            return
-        if event != "step":
-            return
-        chars += tr.batches.batch_size * tr.batches.seq_length
-        s = m["step"]
-        if s % args.log_every == 0 or s == 1:
-            el = time.perf_counter() - t0
-            log(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bpc)  "
-                f"ema {m['ema_loss']:.4f}  lr {m['lr']:.3g}  epoch {m['epoch']:.3f}  "
-                f"{chars / el:,.0f} chars/s  {el:6.1f}s", flush=True)
-
-    trainer.callbacks.append(on_event)
-    trainer.run(until_step=args.steps, seconds=args.seconds)
-    el = time.perf_counter() - t0
+    with MetricsLog(out, resume_step=trainer.step_count) as mlog:
+        # The log first: the progress callback redraws curves.png from it.
+        trainer.callbacks.append(mlog)
+        progress = _Progress(trainer, until, args)
+        trainer.callbacks.append(progress)
+        try:
+            trainer.run(until_step=until, seconds=args.seconds)
+        finally:
+            progress.close()
+    _plot_quietly(out, log)
     if trainer.history:
-        last = trainer.history[-1]
         recent = trainer.history[-min(50, len(trainer.history)):]
         train_loss = sum(h["loss"] for h in recent) / len(recent)
-        msg = (f"done: step {int(last['step'])} ({chars / max(el, 1e-9):,.0f} chars/s), "
+        msg = (f"done: step {trainer.step_count}, {progress.rate():,.0f} chars/s, "
                f"train loss {train_loss:.4f} (mean of the last {len(recent)} steps)")
         if trainer.val_ids.size:
             vh = trainer.val_history
@@ -211,24 +233,160 @@ def _train(args) -> int:
     return 0
 
 
+class _Progress:
+    """Trainer callback: a tqdm bar (when tqdm is installed and output is not
+    --no-bar/--quiet) or progress lines, validation lines and periodic samples."""
+
+    def __init__(self, trainer, until: Optional[int], args) -> None:
+        self.args, self.t0, self.chars = args, time.perf_counter(), 0
+        self.start_step = trainer.step_count
+        self.bar = None
+        if not args.quiet and not args.no_bar:
+            try:
+                from tqdm import tqdm
+
+                total = None if until is None else max(0, until - trainer.step_count)
+                self.bar = tqdm(total=total, unit="step", dynamic_ncols=True,
+                                desc="training", initial=0)
+            except ImportError:
+                self.bar = None
+        self.val = None
+
+    def rate(self) -> float:
+        return self.chars / max(time.perf_counter() - self.t0, 1e-9)
+
+    def write(self, msg: str) -> None:
+        if self.args.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def __call__(self, tr, event, m) -> None:
+        if event == "eval":
+            self.val = m["val_loss"]
+            self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
+                       f"({m['val_bpc']:.3f} bpc)")
+            _plot_quietly(tr.checkpoint_dir, None)
+            return
+        if event != "step":
+            return
+        self.chars += tr.batches.batch_size * tr.batches.seq_length
+        s = m["step"]
+        if self.bar is not None:
+            post = {"loss": f"{m['loss']:.3f}", "ema": f"{m['ema_loss']:.3f}",
+                    "chars/s": f"{self.rate():,.0f}"}
+            if self.val is not None:
+                post["val"] = f"{self.val:.3f}"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+        elif not self.args.quiet and (s % self.args.log_every == 0 or s == self.start_step + 1):
+            el = time.perf_counter() - self.t0
+            self.write(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bpc)  "
+                       f"ema {m['ema_loss']:.4f}  lr {m['lr']:.3g}  epoch {m['epoch']:.3f}  "
+                       f"{self.rate():,.0f} chars/s  {el:6.1f}s")
+        every = self.args.sample_every
+        if every and s % every == 0 and self.args.sample_length > 0 and not self.args.quiet:
+            text = tr.model.sample(self.args.sample_length, temperature=0.8, seed=s)
+            self.write(f"--- sample at step {s} ---\n{text}\n---")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+_PLOT_HINTED = []
+
+
+def _plot_quietly(run_dir, log) -> None:
+    """Redraw RUN_DIR/curves.png when matplotlib is installed (once a hint if not)."""
+    if run_dir is None:
+        return
+    try:
+        from .plot import plot_run
+
+        plot_run(run_dir)
+    except ImportError:
+        if log is not None and not _PLOT_HINTED:
+            _PLOT_HINTED.append(True)
+            log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
+    except ValueError:  # nothing logged yet: a plot is never worth stopping a run
+        pass
+
+
+def _unescape(text: Optional[str]) -> Optional[str]:
+    r"""\n, \t and \\ in a command-line argument as newline, tab and backslash."""
+    if text is None:
+        return None
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def _sample(args) -> int:
     import pycharrnn as pc
 
     model = pc.load(args.checkpoint)
-    text = model.sample(args.length, prime=args.prime, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed)
-    sys.stdout.write(args.prime + text + "\n")
+    kw = dict(prime=args.prime, temperature=0.0 if args.argmax else args.temperature,
+              top_k=args.top_k, top_p=args.top_p, seed=args.seed, warmup=args.warmup)
+    if args.num_samples == 1 and not args.no_stream:
+        sys.stdout.write(args.prime)
+        for ch in model.generate(args.length, stop=_unescape(args.stop), **kw):
+            sys.stdout.write(ch)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    out = model.sample(args.length, stop=_unescape(args.stop), num_samples=args.num_samples,
+                       **kw)
+    for i, text in enumerate([out] if isinstance(out, str) else out):
+        if args.num_samples > 1:
+            sys.stdout.write(f"--- sample {i + 1} ---\n")
+        sys.stdout.write(args.prime + text + "\n")
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+
+    argv = ["--quick"]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.json:
+        argv += ["--json", args.json]
+    return bench.main(argv)
+
+
+def _plot(args) -> int:
+    from .plot import plot_run
+
+    print(plot_run(args.run_dir, args.out))
     return 0
 
 
 def _info(args) -> int:
     import pycharrnn as pc
+    from .checkpoint import read_arrays, resolve
 
     if args.checkpoint is None:
         info = {"version": pc.__version__, **pc.build_info()}
     else:
-        model = pc.load(args.checkpoint)
-        info = {**model.config(), "num_params": model.num_params}
+        path = resolve(args.checkpoint)
+        model = pc.load(path)
+        info = {"file": str(path), **model.config(), "num_params": model.num_params}
+        header, _ = read_arrays(path)
+        t = (header.get("extra") or {}).get("trainer")
+        if t:
+            info.update(step=t["step"], epoch=t["epoch"], best_val_loss=t["best_val_loss"],
+                        ema_loss=t["ema_loss"], batch_size=t["batch_size"],
+                        seq_length=t["seq_length"],
+                        optimizer=header["extra"]["optimizer"]["type"])
     print(json.dumps(info, indent=2))
     return 0
 
@@ -243,10 +401,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_bench(sub)
     _add_info(sub)
+    _add_plot(sub)
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample, "info": _info}[args.command](args)
+        commands = {"train": _train, "sample": _sample, "bench": _bench, "info": _info,
+                    "plot": _plot}
+        return commands[args.command](args)
     except (PyCharRNNError, ValueError, TypeError, OSError, ImportError) as e:
         print(f"pycharrnn: error: {e}", file=sys.stderr)
         return 1

@@ -77,3 +77,39 @@ def test_errors_are_clear(tmp_path, data):
 def test_python_dash_m_and_version(tmp_path):
     r = cli(tmp_path, "--version")
     assert pc.__version__ in r.stdout
+
+
+def test_train_writes_metrics_and_plot_and_info(tmp_path, data):
+    run = tmp_path / "run"
+    r = cli(tmp_path, "train", data, "--out", run, "--epochs", 1, "--cell", "rnn",
+            "--hidden-size", 8, "--batch-size", 4, "--seq-length", 16, "--eval-every", 5,
+            "--sample-every", 10, "--sample-length", 20, "--no-bar", "--log-every", 5)
+    assert "--- sample at step 10 ---" in r.stdout
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if x["event"] == "step"]
+    evals = [x for x in lines if x["event"] == "eval"]
+    assert [x["step"] for x in steps] == list(range(1, len(steps) + 1))
+    assert evals and all("val_loss" in x for x in evals)
+    info = json.loads(cli(tmp_path, "info", run).stdout)
+    assert info["step"] == len(steps) and info["best_val_loss"] > 0
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "c.png"
+    cli(tmp_path, "plot", run, "--out", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert (run / "curves.png").is_file()
+
+
+def test_streamed_sample_equals_non_streamed(tmp_path, data):
+    run = tmp_path / "run"
+    cli(tmp_path, "train", data, "--out", run, "--steps", 3, "--hidden-size", 8,
+        "--batch-size", 2, "--seq-length", 8, "--sample-length", 0, "--quiet")
+    args = ["sample", run, "--length", 60, "--seed", 5, "--prime", "to", "--top-k", 5,
+            "--temperature", 0.9]
+    streamed = cli(tmp_path, *args).stdout
+    whole = cli(tmp_path, *args, "--no-stream").stdout
+    assert streamed == whole and streamed.startswith("to")
+    many = cli(tmp_path, "sample", run, "--length", 20, "--seed", 1, "--num-samples", 3).stdout
+    assert many.count("--- sample ") == 3
+    argmax = cli(tmp_path, "sample", run, "--length", 20, "--argmax", "--prime", "to").stdout
+    assert argmax == cli(tmp_path, "sample", run, "--length", 20, "--temperature", 0,
+                         "--prime", "to", "--seed", 9).stdout

@@ -1,0 +1,182 @@
+"""Training-curve plots (needs matplotlib: ``pip install "pycharrnn[plot]"``).
+
+:func:`plot_curves` draws one or more runs in one figure: for each run the
+per-step training loss (thin, light), its centred rolling mean (solid) and the
+validation losses (markers), loss in nats per character against the step,
+with bits per character on the right-hand axis. :func:`plot_run` plots a run
+directory's ``metrics.jsonl`` (written by :class:`pycharrnn.metrics.MetricsLog`).
+
+matplotlib is imported only when a plot is made, and only through its Agg
+canvas: no window opens and pyplot's global state (the backend a notebook
+uses) is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .checkpoint import atomic_write
+from .metrics import read_metrics
+
+__all__ = ["plot_curves", "plot_run", "rolling_mean", "CURVES_FILE"]
+
+#: The file name :func:`plot_run` writes into a run directory by default.
+CURVES_FILE = "curves.png"
+
+PathLike = Union[str, "os.PathLike[str]"]
+Records = Sequence[Mapping[str, Any]]
+LN2 = math.log(2.0)
+
+
+def _matplotlib():
+    """(Figure, FigureCanvasAgg), or ImportError telling how to install."""
+    try:
+        import matplotlib  # noqa: F401  (first: a cached submodule must not hide its absence)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError('plotting needs matplotlib, which is not installed: '
+                          'pip install "pycharrnn[plot]" (or pip install matplotlib)') from e
+    return Figure, FigureCanvasAgg
+
+
+def rolling_mean(values: Sequence[float], window: int) -> List[float]:
+    """Rolling mean of ``values`` over ``window`` steps, centred on each step
+    so that it does not lag behind the curve. Early on the window is narrower
+    (value i averages values i-k..i+k with k = min(window // 2, i // 4)) so the
+    mean follows a loss's steep early drop instead of smearing it; near the
+    end it holds the values that exist."""
+    n = len(values)
+    h = max(0, int(window) // 2)
+    csum = [0.0]
+    for v in values:
+        csum.append(csum[-1] + float(v))
+    out: List[float] = []
+    for i in range(n):
+        k = min(h, i // 4)
+        lo, hi = i - k, min(n, i + k + 1)
+        out.append((csum[hi] - csum[lo]) / (hi - lo))
+    return out
+
+
+def _series(records: Records, key: str) -> Tuple[List[float], List[float]]:
+    xs, ys = [], []
+    for r in records:
+        s, v = r.get("step"), r.get(key)
+        if s is None or v is None:
+            continue
+        v = float(v)
+        if math.isfinite(v):
+            xs.append(float(s))
+            ys.append(v)
+    return xs, ys
+
+
+def _normalize(runs: Any) -> List[Tuple[str, Records, Records]]:
+    """runs -> [(label, steps, evals)]. Accepts a dict label -> run directory
+    (or metrics file, or (steps, evals)), or a list of (label, steps, evals) or
+    (label, run directory)."""
+    items: List[Tuple[Any, ...]]
+    if isinstance(runs, Mapping):
+        items = [(label, value) for label, value in runs.items()]
+    elif isinstance(runs, (str, os.PathLike)):
+        raise TypeError("runs must be a list of (label, steps, evals) or a dict label -> "
+                        "run directory; for one run directory use plot_run")
+    else:
+        items = [tuple(item) for item in runs]
+    out = []
+    for item in items:
+        if len(item) == 3:
+            label, steps, evals = item
+        elif len(item) == 2:
+            label, value = item
+            if isinstance(value, (str, os.PathLike)):
+                steps, evals = read_metrics(value)
+            elif isinstance(value, (tuple, list)) and len(value) == 2:
+                steps, evals = value
+            else:
+                raise TypeError(f"run {label!r}: expected a run directory or (steps, evals), "
+                                f"got {type(value).__name__}")
+        else:
+            raise TypeError("each run must be (label, steps, evals) or (label, run_dir), "
+                            f"got {len(item)} items")
+        out.append((str(label), list(steps or []), list(evals or [])))
+    return out
+
+
+def plot_curves(runs: Any, out_png: PathLike, title: Optional[str] = None,
+                window: int = 100) -> Path:
+    """Plot training curves of one or more runs into one PNG.
+
+    Args:
+        runs: a list of ``(label, steps, evals)``, where ``steps`` are dicts with
+            "step" and "loss" and ``evals`` dicts with "step" and "val_loss"
+            (as :func:`pycharrnn.metrics.read_metrics` returns, or a Trainer's
+            ``history`` and ``val_history``); or a dict label -> run directory.
+        out_png: the file to write (its directory must exist). It is written
+            to a temporary file beside it and renamed, so a reader never sees
+            a half-written image.
+        title: the figure title (none by default).
+        window: steps in the rolling mean of the training loss.
+
+    Returns:
+        ``out_png`` as a Path.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    data = _normalize(runs)
+    if not data:
+        raise ValueError("no runs to plot")
+    if not any(s or e for _, s, e in data):
+        raise ValueError("nothing to plot: every run is empty (no steps or validations)")
+    Figure, FigureCanvasAgg = _matplotlib()
+    out_png = Path(out_png)
+    if not out_png.parent.is_dir():
+        raise FileNotFoundError(f"no such directory: {out_png.parent}")
+
+    fig = Figure(figsize=(9, 5.5), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, steps, evals) in enumerate(data):
+        color = f"C{i % 10}"
+        xs, ys = _series(steps, "loss")
+        if xs:
+            ax.plot(xs, ys, color=color, linewidth=0.6, alpha=0.3)
+            w = min(window, len(ys))
+            ax.plot(xs, rolling_mean(ys, w), color=color, linewidth=1.8,
+                    label=f"{label}: training (rolling mean, {w} steps)")
+        vx, vy = _series(evals, "val_loss")
+        if vx:
+            ax.plot(vx, vy, color=color, linestyle=":", linewidth=1.0, marker="o",
+                    markersize=5, markeredgecolor="black", markeredgewidth=0.6,
+                    label=f"{label}: validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    right = ax.secondary_yaxis("right", functions=(lambda v: v / LN2, lambda v: v * LN2))
+    right.set_ylabel("bits per character")
+    ax.grid(True, which="major", alpha=0.4)
+    ax.minorticks_on()
+    ax.grid(True, which="minor", alpha=0.12)
+    ax.set_xlim(left=0)
+    ax.legend(loc="upper right", fontsize="small")
+    if title:
+        ax.set_title(title)
+
+    atomic_write(out_png, lambda f: fig.savefig(f, format="png"))
+    return out_png
+
+
+def plot_run(run_dir: PathLike, out_png: Optional[PathLike] = None,
+             title: Optional[str] = None, window: int = 100) -> Path:
+    """Plot ``RUN_DIR/metrics.jsonl`` to ``out_png`` (default
+    ``RUN_DIR/curves.png``); returns the path written."""
+    run_dir = Path(run_dir)
+    steps, evals = read_metrics(run_dir)
+    name = run_dir.name if run_dir.suffix != ".jsonl" else run_dir.parent.name
+    if out_png is None:
+        out_png = (run_dir if run_dir.suffix != ".jsonl" else run_dir.parent) / CURVES_FILE
+    return plot_curves([(name or "run", steps, evals)], out_png,
+                       title=title if title is not None else name or None, window=window)
