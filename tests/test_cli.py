@@ -31,7 +31,7 @@ def test_train_sample_info_resume(tmp_path, data):
     run = tmp_path / "run"
     r = cli(tmp_path, "train", data, "--out", run, "--steps", 12, "--cell", "gru",
             "--hidden-size", 16, "--batch-size", 4, "--seq-length", 16, "--eval-every", 6,
-            "--log-every", 4, "--sample-length", 30, "--seed", 1)
+            "--log-every", 4, "--sample-length", 30, "--seed", 1, "--no-bar")
     assert "step      4" in r.stdout and "validation loss" in r.stdout
     assert "--- sample ---" in r.stdout
     assert (run / "latest.npz").is_file() and (run / "best.npz").is_file()
@@ -113,3 +113,11 @@ def test_streamed_sample_equals_non_streamed(tmp_path, data):
     argmax = cli(tmp_path, "sample", run, "--length", 20, "--argmax", "--prime", "to").stdout
     assert argmax == cli(tmp_path, "sample", run, "--length", 20, "--temperature", 0,
                          "--prime", "to", "--seed", 9).stdout
+
+
+def test_progress_bar_with_tqdm(tmp_path, data):
+    pytest.importorskip("tqdm")
+    r = cli(tmp_path, "train", data, "--out", tmp_path / "run", "--steps", 6, "--hidden-size", 8,
+            "--batch-size", 2, "--seq-length", 8, "--sample-length", 0)
+    assert "training:" in r.stderr and "6/6" in r.stderr and "chars/s" in r.stderr
+    assert "step      1  loss" not in r.stdout  # the bar replaces the progress lines
