@@ -288,6 +288,13 @@ bool is_f64(const py::array& a) { return py::isinstance<py::array_t<double>>(a);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pycharrnn C++ kernels";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const pcr::WorkspaceTooLarge& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
   bind_model<float>(m, "ModelF32");
   bind_model<double>(m, "ModelF64");
   // Dispatch on the dtype of the first array (float64 or else float32; the

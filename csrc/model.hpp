@@ -11,6 +11,10 @@
 #pragma once
 
 #include <mutex>
+#include <cstdio>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -35,6 +39,30 @@ inline double hash_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// A workspace larger than the machine's memory, refused before allocating.
+struct WorkspaceTooLarge : std::runtime_error {
+  WorkspaceTooLarge(double bytes, double limit, idx B, idx Tn)
+      : std::runtime_error(message(bytes, limit, B, Tn)) {}
+  static std::string message(double bytes, double limit, idx B, idx Tn) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "the workspace for batch %lld x length %lld needs %.1f GiB, more than this "
+                  "machine's %.1f GiB of memory: use a smaller batch or shorter sequences",
+                  static_cast<long long>(B), static_cast<long long>(Tn), bytes / 1073741824.0,
+                  limit / 1073741824.0);
+    return buf;
+  }
+};
+
+// Physical memory in bytes (0 when unknown).
+inline double physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0) return static_cast<double>(pages) * static_cast<double>(page);
+#endif
+  return 0.0;
 }
 
 template <typename T>
@@ -183,6 +211,12 @@ class Model {
     dout_ = take(N * std::max(H, E));
     K_ = &kern<T>();
     wpack_ = take(std::max(K_->packed_b_size(GH, H), K_->packed_b_size(H, GH)));
+    const double bytes = static_cast<double>(off) * sizeof(T) + static_cast<double>(N) * 16.0;
+    const double limit = physical_memory_bytes();
+    if (limit > 0 && bytes > limit) {
+      B_ = T_ = 0;  // offsets above are for a shape that was refused: replan next call
+      throw WorkspaceTooLarge(bytes, limit, B, Tn);
+    }
     if (static_cast<idx>(ws_.size()) < off) {
       ws_.clear();
       ws_.shrink_to_fit();

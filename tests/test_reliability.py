@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -426,3 +429,46 @@ def test_trainer_checkpoint_crash_keeps_previous(tmp_path, monkeypatch):
     assert tr2.step_count == 2
     tr2.run(steps=2)
     assert Trainer.resume(run_dir, text).step_count == 4
+
+
+# ------------------------------------------------------------ memory limits
+def test_workspace_larger_than_memory_is_refused_before_allocating():
+    m = pycharrnn.CharRNN(65, hidden_size=2048, cell="lstm", seed=0)
+    huge = np.zeros((4096, 4096), np.int32)  # 64 MiB of ids; the workspace would be ~900 GiB
+    with pytest.raises(MemoryError, match="workspace .* GiB"):
+        m.loss(huge, huge)
+    with pytest.raises(MemoryError):
+        m.forward_backward(huge, huge)
+    small = np.zeros((2, 5), np.int32)
+    loss, _ = m.loss(small, small)  # the model is still usable afterwards
+    assert np.isfinite(loss)
+
+
+LEAK_SCRIPT = r"""
+import numpy as np, pycharrnn as pc
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+m = pc.CharRNN(30, hidden_size=32, num_layers=2, cell="lstm", embedding_dim=8, dropout=0.1, seed=0)
+opt = pc.optim.Adam(m, clip_norm=1.0)
+rng = np.random.default_rng(0)
+x = rng.integers(0, 30, (4, 20)); y = rng.integers(0, 30, (4, 20))
+state = m.initial_state(4)
+marks = []
+for step in range(1, 10001):
+    loss, state = m.forward_backward(x, y, state)
+    opt.step()
+    if step in (1000, 10000):
+        marks.append(rss_kib())
+print(marks[0], marks[1])
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_ten_thousand_steps_keep_rss_flat(tmp_path):
+    r = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after_1k, after_10k = map(int, r.stdout.split())
+    assert after_10k - after_1k < 2048, (after_1k, after_10k)  # KiB
