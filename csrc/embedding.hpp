@@ -1,4 +1,5 @@
-// Input layer: embedding lookup, and one-hot input as a column gather.
+// Input layer: embedding lookup, and one-hot input as a row gather of the
+// transposed input weights.
 #pragma once
 
 #include "common.hpp"
@@ -8,33 +9,27 @@ namespace pcr {
 // out[r, :] = table[ids[r], :]          table [V, E], out [N, E], ids [N]
 template <typename T>
 void embedding_forward(const T* table, idx E, const std::int32_t* ids, idx N, T* out) {
-  const int nt = threads_for(N * E);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx r = 0; r < N; ++r) copy_n(table + static_cast<idx>(ids[r]) * E, E, out + r * E);
+  parallel_for(N, threads_for(N * E), [&](idx r) {
+    copy_n(table + static_cast<idx>(ids[r]) * E, E, out + r * E);
+  });
 }
 
 // dtable = 0; dtable[ids[r], :] += dout[r, :]     (rows summed in order r)
 // Columns are split between threads so that no two threads write one element.
 template <typename T>
 void embedding_backward(const T* dout, idx E, const std::int32_t* ids, idx N, idx V, T* dtable) {
-  const int nt = threads_for(N * E);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int tid = 0, nth = 1;
-#endif
-    const idx chunk = (E + nth - 1) / nth;
-    const idx e0 = std::min(E, chunk * tid), e1 = std::min(E, e0 + chunk);
+  parallel_team(threads_for(N * E), [&](int tid, int nth) {
+    idx e0, e1;
+    chunk_of(E, tid, nth, &e0, &e1);
     for (idx v = 0; v < V; ++v)
       for (idx e = e0; e < e1; ++e) dtable[v * E + e] = T(0);
     for (idx r = 0; r < N; ++r) {
       T* dst = dtable + static_cast<idx>(ids[r]) * E;
       const T* src = dout + r * E;
+#pragma omp simd
       for (idx e = e0; e < e1; ++e) dst[e] += src[e];
     }
-  }
+  });
 }
 
 // out[j, i] = in[i, j]: in [R, C] -> out [C, R].

@@ -114,12 +114,10 @@ class Model {
     run_forward(P, state_in, train, seed);
     write_state(state_out);
     if (logits_out) {
-      const int nt = threads_for(B_ * T_ * V);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-      for (idx r = 0; r < B_ * T_; ++r) {
+      parallel_for(B_ * T_, threads_for(B_ * T_ * V), [&](idx r) {
         const idx t = r / B_, b = r % B_;
         copy_n(ws_.data() + logits_ + r * V, V, logits_out + (b * T_ + t) * V);
-      }
+      });
     }
   }
 
@@ -145,7 +143,7 @@ class Model {
     write_state(state_out);
     const double loss =
         K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
-    run_backward(P, grads, dstate, train);
+    run_backward(P, grads, dstate);
     return loss;
   }
 
@@ -242,15 +240,12 @@ class Model {
     T* m = w(mask_[l]);
     T* out = w(din_[l]);
     const T keep = T(1) / T(1 - dropout);
-    const int nt = threads_for(n * 4);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (idx i = 0; i < n; ++i) {
-      m[i] = hash_uniform(seed, static_cast<std::uint64_t>(l), static_cast<std::uint64_t>(i)) >=
-                     dropout
-                 ? keep
-                 : T(0);
+    parallel_for(n, threads_for(n * 4), [&](idx i) {
+      const double u =
+          hash_uniform(seed, static_cast<std::uint64_t>(l), static_cast<std::uint64_t>(i));
+      m[i] = u >= dropout ? keep : T(0);
       out[i] = h[i] * m[i];
-    }
+    });
   }
 
   void run_forward(const T* P, const T* state_in, bool train, std::uint64_t seed) {
@@ -317,7 +312,7 @@ class Model {
   }
 
   // Expects ws logits to hold d(loss)/d(logits).
-  void run_backward(const T* P, T* Gr, T* dstate, bool train) {
+  void run_backward(const T* P, T* Gr, T* dstate) {
     const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
     const T* dlogits = w(logits_);
     const T* top = w(hs_[L - 1]) + BH;
@@ -380,7 +375,6 @@ class Model {
       }
       if (l == 0) embedding_backward(dout, E, ids_.data(), N, V, Gr + off_emb_);
     }
-    (void)train;
   }
 };
 

@@ -199,22 +199,19 @@ double sum_squares(const T* g, idx n) {
   const idx nchunks = (n + kChunk - 1) / kChunk;
   double total = 0;
   // Partial sums per chunk, combined serially.
-  const int nt = threads_for(n * 2);
-  double* part = static_cast<double*>(std::malloc(sizeof(double) * (nchunks > 0 ? nchunks : 1)));
+  double* part = scratch<double, 3>(nchunks > 0 ? nchunks : 1);
   if (!part) {
     for (idx i = 0; i < n; ++i) total += double(g[i]) * double(g[i]);
     return total;
   }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (idx c = 0; c < nchunks; ++c) {
+  parallel_for(nchunks, threads_for(n * 2), [&](idx c) {
     double s = 0;
-    const idx i1 = (c + 1) * kChunk < n ? (c + 1) * kChunk : n;
+    const idx i1 = mn(n, (c + 1) * kChunk);
 #pragma omp simd reduction(+ : s)
     for (idx i = c * kChunk; i < i1; ++i) s += double(g[i]) * double(g[i]);
     part[c] = s;
-  }
+  });
   for (idx c = 0; c < nchunks; ++c) total += part[c];
-  std::free(part);
   return total;
 }
 

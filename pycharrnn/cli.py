@@ -207,7 +207,6 @@ def _train(args) -> int:
     from .metrics import MetricsLog
 
     with MetricsLog(out, resume_step=trainer.step_count) as mlog:
-        # The log first: the progress callback redraws curves.png from it.
         trainer.callbacks.append(mlog)
         progress = _Progress(trainer, until, args)
         trainer.callbacks.append(progress)
@@ -215,7 +214,7 @@ def _train(args) -> int:
             trainer.run(until_step=until, seconds=args.seconds)
         finally:
             progress.close()
-    _plot_quietly(out, log)
+    _plot_quietly(trainer, log)
     if trainer.history:
         recent = trainer.history[-min(50, len(trainer.history)):]
         train_loss = sum(h["loss"] for h in recent) / len(recent)
@@ -268,7 +267,7 @@ class _Progress:
             self.val = m["val_loss"]
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
                        f"({m['val_bpc']:.3f} bpc)")
-            _plot_quietly(tr.checkpoint_dir, None)
+            _plot_quietly(tr, None)
             return
         if event != "step":
             return
@@ -299,20 +298,20 @@ class _Progress:
 _PLOT_HINTED = []
 
 
-def _plot_quietly(run_dir, log) -> None:
-    """Redraw RUN_DIR/curves.png when matplotlib is installed (once a hint if not)."""
-    if run_dir is None:
+def _plot_quietly(trainer, log) -> None:
+    """Redraw RUN_DIR/curves.png from the trainer's histories (which a resumed
+    run restores in full) when matplotlib is installed; a hint once if not."""
+    if trainer.checkpoint_dir is None or not trainer.history:
         return
     try:
-        from .plot import plot_run
+        from .plot import plot_curves
 
-        plot_run(run_dir)
+        plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)],
+                    trainer.checkpoint_dir / "curves.png")
     except ImportError:
         if log is not None and not _PLOT_HINTED:
             _PLOT_HINTED.append(True)
             log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
-    except ValueError:  # nothing logged yet: a plot is never worth stopping a run
-        pass
 
 
 def _unescape(text: Optional[str]) -> Optional[str]:

@@ -70,20 +70,23 @@ class Optimizer:
         """Global L2 norm of the model's gradients (accumulated in double)."""
         return math.sqrt(_core.sum_squares(self.model.flat_grads))
 
-    def _clip_args(self) -> Dict[str, float]:
+    def _clip_args(self, grad_norm: Optional[float] = None) -> Dict[str, float]:
         scale = 1.0
         if self.clip_norm is not None:
-            norm = self.grad_norm()
+            norm = self.grad_norm() if grad_norm is None else float(grad_norm)
             self.last_grad_norm = norm
             coef = self.clip_norm / (norm + 1e-6)
             if coef < 1.0:
                 scale = coef
         return {"scale": scale, "clip": self.clip_value or 0.0}
 
-    def step(self) -> None:
-        """Apply ``model.grads`` to the parameters in one fused C++ loop."""
+    def step(self, grad_norm: Optional[float] = None) -> None:
+        """Apply ``model.grads`` to the parameters in one fused C++ loop.
+        ``grad_norm``: the gradients' global norm when the caller has it
+        already (clip_norm then needs no second pass over them)."""
         self.step_count += 1
-        self._update(self.model.flat_params, self.model.flat_grads, **self._clip_args())
+        self._update(self.model.flat_params, self.model.flat_grads,
+                     **self._clip_args(grad_norm))
 
     def _update(self, p: np.ndarray, g: np.ndarray, scale: float, clip: float) -> None:
         raise NotImplementedError  # pragma: no cover

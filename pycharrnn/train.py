@@ -229,7 +229,7 @@ class Trainer:
         gnorm = self.optimizer.grad_norm()
         if not _finite(gnorm):
             raise self._diverged("gradient norm", gnorm)
-        self.optimizer.step()
+        self.optimizer.step(grad_norm=gnorm)
         if not _finite(_core.sum_squares(self.model.flat_params)):
             raise self._diverged("parameter norm after the update", math.inf)
         self.state = state
