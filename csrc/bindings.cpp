@@ -21,6 +21,7 @@ using pcr::idx;
 namespace {
 
 constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+constexpr int kMaxThreads = 1024;  // far beyond any useful count; more could exhaust the OS
 
 std::string shape_str(const std::vector<idx>& s) {
   std::ostringstream o;
@@ -69,6 +70,45 @@ template <typename T>
 T* out_ptr(py::array& a, const char* name, const std::vector<idx>& shape) {
   check_array<T>(a, name, shape, true);
   return static_cast<T*>(a.mutable_data());
+}
+
+// Memory an array covers, for the overlap checks below.
+struct Mem {
+  const char* name;
+  const void* p;
+  idx bytes;
+};
+Mem mem(const py::array& a, const char* name) { return {name, a.data(), a.nbytes()}; }
+
+bool overlap(const Mem& a, const Mem& b) {
+  if (a.bytes <= 0 || b.bytes <= 0) return false;
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.p), pb = reinterpret_cast<std::uintptr_t>(b.p);
+  return pa < pb + static_cast<std::uintptr_t>(b.bytes) &&
+         pb < pa + static_cast<std::uintptr_t>(a.bytes);
+}
+
+// What a call writes must share no memory with anything else it is given:
+// kernels read inputs after writing outputs, so an overlap would give a
+// silently wrong result. Null entries (optional buffers) are skipped.
+void check_disjoint(std::initializer_list<Mem> writes, std::initializer_list<Mem> reads) {
+  for (auto i = writes.begin(); i != writes.end(); ++i) {
+    if (!i->p) continue;
+    for (auto j = i + 1; j != writes.end(); ++j)
+      if (j->p && overlap(*i, *j))
+        throw py::value_error(std::string(i->name) + " and " + j->name +
+                              " must not share memory");
+    for (const Mem& r : reads)
+      if (r.p && overlap(*i, r))
+        throw py::value_error(std::string(i->name) + " and " + r.name +
+                              " must not share memory");
+  }
+}
+
+// state_in and state_out may be one array (the state is updated in place);
+// any other overlap is refused.
+Mem state_in_mem(const py::array& s0, const py::array& s1) {
+  if (s0.data() == s1.data()) return {"state_in", nullptr, 0};
+  return mem(s0, "state_in");
 }
 
 // Token ids: int32 [B, T] with 0 <= id < V. Returns (B, T).
@@ -135,6 +175,13 @@ void bind_model(py::module_& m, const char* cls) {
                  throw py::type_error("logits must be a numpy array or None");
                py::array la = py::reinterpret_borrow<py::array>(logits);
                lo = out_ptr<T>(la, "logits", {B, Tn, self.V});
+               check_disjoint({mem(state_out, "state_out"), mem(la, "logits")},
+                              {mem(params, "params"), mem(x, "x"),
+                               state_in_mem(state_in, state_out)});
+             } else {
+               check_disjoint({mem(state_out, "state_out")},
+                              {mem(params, "params"), mem(x, "x"),
+                               state_in_mem(state_in, state_out)});
              }
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              py::gil_scoped_release nogil;
@@ -150,6 +197,9 @@ void bind_model(py::module_& m, const char* cls) {
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
+             check_disjoint({mem(state_out, "state_out")},
+                            {mem(params, "params"), mem(x, "x"), mem(y, "y"),
+                             state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
@@ -168,7 +218,10 @@ void bind_model(py::module_& m, const char* cls) {
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
              T* ds = out_ptr<T>(dstate, "dstate", ss);
-             if (Gr == P) throw py::value_error("grads must not be params");
+             check_disjoint({mem(grads, "grads"), mem(state_out, "state_out"),
+                             mem(dstate, "dstate")},
+                            {mem(params, "params"), mem(x, "x"), mem(y, "y"),
+                             state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
@@ -204,6 +257,11 @@ pcr::GradIn grad_in(double scale, double clip, double weight_decay) {
 }
 
 template <typename T>
+Mem flat(const char* name, const T* p, idx n) {
+  return {name, p, n * static_cast<idx>(sizeof(T))};
+}
+
+template <typename T>
 struct Opt {
   static void sgd(py::array params, py::array grads, py::object buf, double lr, double momentum,
                   double dampening, bool nesterov, bool first, double weight_decay,
@@ -212,6 +270,8 @@ struct Opt {
     T* p = out_ptr<T>(params, "params", {n});
     const T* g = in_ptr<T>(grads, "grads", {n});
     T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum != 0);
+    check_disjoint({flat("params", p, n), flat("momentum_buffer", b, n)},
+                   {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
     pcr::kern<T>().sgd(p, g, b, n, gi, T(lr), T(momentum), T(dampening), nesterov, first);
@@ -222,6 +282,7 @@ struct Opt {
     T* p = out_ptr<T>(params, "params", {n});
     const T* g = in_ptr<T>(grads, "grads", {n});
     T* s = out_ptr<T>(mem, "sum", {n});
+    check_disjoint({flat("params", p, n), flat("sum", s, n)}, {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
     pcr::kern<T>().adagrad(p, g, s, n, gi, T(clr), T(eps), eps_inside);
@@ -235,6 +296,9 @@ struct Opt {
     T* s = out_ptr<T>(sq, "square_avg", {n});
     T* ga = opt_buf<T>(gavg, "grad_avg", n, centered);
     T* b = opt_buf<T>(buf, "momentum_buffer", n, momentum > 0);
+    check_disjoint({flat("params", p, n), flat("square_avg", s, n), flat("grad_avg", ga, n),
+                    flat("momentum_buffer", b, n)},
+                   {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
     pcr::kern<T>().rmsprop(p, g, s, ga, b, n, gi, T(lr), T(alpha), T(eps), T(momentum),
@@ -250,6 +314,9 @@ struct Opt {
     T* mp = out_ptr<T>(m, "exp_avg", {n});
     T* vp = out_ptr<T>(v, "exp_avg_sq", {n});
     T* vm = opt_buf<T>(vmax, "max_exp_avg_sq", n, amsgrad);
+    check_disjoint({flat("params", p, n), flat("exp_avg", mp, n), flat("exp_avg_sq", vp, n),
+                    flat("max_exp_avg_sq", vm, n)},
+                   {flat("grads", g, n)});
     if (!(bc1 > 0) || !(bc2 > 0)) throw py::value_error("bias corrections must be > 0");
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
@@ -277,6 +344,7 @@ void gemm_py(bool ta, bool tb, py::array A, py::array B, py::array C, double bet
   const T* a = in_ptr<T>(A, "A", shape_of(A));
   const T* b = in_ptr<T>(B, "B", shape_of(B));
   T* c = out_ptr<T>(C, "C", {M, N});
+  check_disjoint({mem(C, "C")}, {mem(A, "A"), mem(B, "B")});
   py::gil_scoped_release nogil;
   (reference ? pcr::gemm_ref<T> : pcr::kern<T>().gemm)(ta, tb, M, N, K, a, A.shape(1), b,
                                                        B.shape(1), static_cast<T>(beta), c, N);
@@ -291,7 +359,7 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const pcr::WorkspaceTooLarge& e) {
+    } catch (const pcr::TooLarge& e) {
       PyErr_SetString(PyExc_MemoryError, e.what());
     }
   });
@@ -361,7 +429,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("ta"), py::arg("tb"), py::arg("A"), py::arg("B"), py::arg("C"),
         py::arg("beta") = 0.0, py::arg("reference") = false);
   m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("number of threads must be >= 1");
+    if (n < 1 || n > kMaxThreads)
+      throw py::value_error("number of threads must be in [1, " + std::to_string(kMaxThreads) +
+                            "], got " + std::to_string(n));
     pcr::set_num_threads(n);
   });
   m.def("get_num_threads", &pcr::num_threads);
@@ -392,6 +462,7 @@ PYBIND11_MODULE(_core, m) {
       if (pcr::isa_supported(*n)) compiled.append(*n);
     d["simd_available"] = compiled;
     d["native"] = static_cast<bool>(PYCHARRNN_NATIVE_BUILD);
+    d["sanitize"] = static_cast<bool>(PYCHARRNN_SANITIZE_BUILD);
     d["cuda"] = false;
     d["compiler"] = PYCHARRNN_COMPILER;
     return d;

@@ -41,10 +41,15 @@ inline double hash_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64
   return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
-// A workspace larger than the machine's memory, refused before allocating.
-struct WorkspaceTooLarge : std::runtime_error {
+// A request for more memory than the machine has, refused before allocating
+// (the bindings raise MemoryError).
+struct TooLarge : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct WorkspaceTooLarge : TooLarge {
   WorkspaceTooLarge(double bytes, double limit, idx B, idx Tn)
-      : std::runtime_error(message(bytes, limit, B, Tn)) {}
+      : TooLarge(message(bytes, limit, B, Tn)) {}
   static std::string message(double bytes, double limit, idx B, idx Tn) {
     char buf[256];
     std::snprintf(buf, sizeof buf,
@@ -78,15 +83,36 @@ class Model {
     if (V < 1 || H < 1 || L < 1 || E < 0) throw std::invalid_argument("sizes must be positive");
     if (!(dropout >= 0.0 && dropout < 1.0))
       throw std::invalid_argument("dropout must be in [0, 1)");
+    if (L > kMaxLayers)
+      throw std::invalid_argument("num_layers must be <= " + std::to_string(kMaxLayers));
+    // The size first, in floating point: a huge request is refused before
+    // the layout is built or any product can wrap around.
+    const double g = gate_count(cell_), h = static_cast<double>(H),
+                 first = E > 0 ? static_cast<double>(E) : static_cast<double>(V);
+    const double count = static_cast<double>(V) * static_cast<double>(E) +
+                         g * h * (first + h + 2) + (L - 1) * g * h * (2 * h + 2) +
+                         static_cast<double>(V) * (h + 1);
+    const double limit = physical_memory_bytes();
+    if (count * sizeof(T) > (limit > 0 ? limit : 0x1p62) || count > static_cast<double>(kMaxParams)) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    "a model of %.4g parameters needs %.1f GiB, more than this machine's "
+                    "%.1f GiB of memory",
+                    count, count * sizeof(T) / 1073741824.0, limit / 1073741824.0);
+      throw TooLarge(buf);
+    }
     idx off = 0;
+    // Every product and sum is checked as well.
     auto add = [&](const std::string& name, std::vector<idx> shape) {
       idx size = 1;
-      for (idx s : shape) size *= s;
+      for (idx s : shape)
+        if (__builtin_mul_overflow(size, s, &size)) too_large();
       layout_.push_back({name, shape, off, size});
-      off += size;
+      if (__builtin_add_overflow(off, size, &off) || off > kMaxParams) too_large();
       return layout_.back().offset;
     };
-    const idx GH = G * H;
+    idx GH = 0;
+    if (__builtin_mul_overflow(static_cast<idx>(G), H, &GH)) too_large();
     if (E > 0) off_emb_ = add("embedding.weight", {V, E});
     for (idx l = 0; l < L; ++l) {
       const std::string k = std::to_string(l);
@@ -99,6 +125,14 @@ class Model {
     off_decw_ = add("decoder.weight", {V, H});
     off_decb_ = add("decoder.bias", {V});
     num_params_ = off;
+  }
+
+  // At most 2^48 parameters (a petabyte of float32): far beyond any memory,
+  // small enough that no offset computed from them can overflow.
+  static constexpr idx kMaxParams = idx(1) << 48;
+  static constexpr idx kMaxLayers = 1024;
+  [[noreturn]] static void too_large() {
+    throw std::invalid_argument("model too large: more than 2^48 parameters");
   }
 
   idx num_params() const { return num_params_; }
@@ -168,19 +202,34 @@ class Model {
 
   void prepare(idx B, idx Tn, const std::int32_t* x, const std::int32_t* y) {
     if (B != B_ || Tn != T_ || K_ != &kern<T>()) plan(B, Tn);
+    // The caller checked the ids, but another thread may have written the
+    // arrays since (the GIL is released): check again while copying.
+    bool bad = false;
     for (idx b = 0; b < B; ++b)
       for (idx t = 0; t < Tn; ++t) {
-        ids_[t * B + b] = x[b * Tn + t];
-        if (y) tgt_[t * B + b] = y[b * Tn + t];
+        const std::int32_t xi = x[b * Tn + t];
+        bad |= xi < 0 || xi >= V;
+        ids_[t * B + b] = xi;
+        if (y) {
+          const std::int32_t yi = y[b * Tn + t];
+          bad |= yi < 0 || yi >= V;
+          tgt_[t * B + b] = yi;
+        }
       }
+    if (bad) throw std::invalid_argument("token ids were changed while the call was running");
   }
 
   void plan(idx B, idx Tn) {
-    const idx N = B * Tn, GH = G * H, BH = B * H;
+    // Sizes are products of caller-given extents: each is formed in double
+    // and checked against the machine's memory below, so none can wrap.
+    const double N = static_cast<double>(B) * Tn, GH = static_cast<double>(G) * H,
+                 BH = static_cast<double>(B) * H;
     idx off = 0;
-    auto take = [&](idx n) {
+    double total = 0;  // elements, in floating point
+    auto take = [&](double n) {
       const idx o = off;
-      off += (n + 15) / 16 * 16;  // 64-byte steps
+      total += n + 16;
+      if (total < 0x1p60) off += (static_cast<idx>(n) + 15) / 16 * 16;  // 64-byte steps
       return o;
     };
     xp_.assign(L, 0);
@@ -208,10 +257,11 @@ class Model {
     logits_ = take(N * V);
     dout_ = take(N * std::max(H, E));
     K_ = &kern<T>();
-    wpack_ = take(std::max(K_->packed_b_size(GH, H), K_->packed_b_size(H, GH)));
-    const double bytes = static_cast<double>(off) * sizeof(T) + static_cast<double>(N) * 16.0;
+    const idx gh = G * H;  // <= num_params: no overflow
+    wpack_ = take(static_cast<double>(std::max(K_->packed_b_size(gh, H), K_->packed_b_size(H, gh))));
+    const double bytes = total * sizeof(T) + N * 16.0;
     const double limit = physical_memory_bytes();
-    if (limit > 0 && bytes > limit) {
+    if ((limit > 0 && bytes > limit) || total >= 0x1p60) {
       B_ = T_ = 0;  // offsets above are for a shape that was refused: replan next call
       throw WorkspaceTooLarge(bytes, limit, B, Tn);
     }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -86,9 +85,13 @@ def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
             arrays = {k: z[k] for k in z.files}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged zip raises almost anything
+        # zipfile and numpy raise BadZipFile, OSError, ValueError, EOFError,
+        # NotImplementedError (an unknown compression), RuntimeError ("encrypted"),
+        # zlib.error, MemoryError (a damaged array header), ... for a damaged file.
         raise CheckpointError(f"{path} is not a readable pycharrnn file "
-                              f"(truncated, corrupt or foreign): {e}") from None
+                              f"(truncated, corrupt or foreign): {type(e).__name__}: {e}"
+                              ) from None
     blob = arrays.pop(HEADER_KEY)
     if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8:
         raise CheckpointError(f"{path}: corrupt header entry")
@@ -176,6 +179,8 @@ def model_from(header: Dict[str, Any], arrays: Dict[str, np.ndarray], path: Path
         model.load_state_dict(params)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: parameters do not match the config: {e}") from None
+    if not np.isfinite(model.flat_params).all():
+        raise CheckpointError(f"{path}: the parameters contain NaN or infinite values")
     return model
 
 

@@ -588,17 +588,29 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
     Temperature 0 is argmax (no random numbers used). Otherwise the logits are
     divided by the temperature, cut to the top_k largest, then to the top_p
     nucleus, and one id is drawn per row with one ``rng.random`` number each
-    (inverse CDF; for one row the exact stream of earlier versions).
+    (inverse CDF; for one row the exact stream of earlier versions). A
+    temperature so low that logits / temperature overflows is argmax too.
+    NaN or infinite logits raise ValueError.
     """
     z = logits.astype(np.float64)
     single = z.ndim == 1
     if single:
         z = z[None, :]
     n, V = z.shape
-    if temperature == 0:
-        ids = np.argmax(z, axis=1).astype(np.int32)
-        return int(ids[0]) if single else ids
-    z = z / temperature
+    if not np.isfinite(z).all():
+        raise ValueError("the model's output is NaN or infinite (non-finite parameters or "
+                         "state?): nothing can be sampled from it")
+    if temperature > 0:
+        with np.errstate(over="ignore"):
+            zt = z / temperature
+        if np.isfinite(zt).all():  # else the temperature is so low that it is argmax
+            return _draw_scaled(zt, single, n, V, top_k, top_p, rng)
+    ids = np.argmax(z, axis=1).astype(np.int32)
+    return int(ids[0]) if single else ids
+
+
+def _draw_scaled(z: np.ndarray, single: bool, n: int, V: int, top_k: Optional[int],
+                 top_p: Optional[float], rng: np.random.Generator) -> Union[int, np.ndarray]:
     if top_k is not None and top_k < V:
         kth = np.partition(z, V - top_k, axis=1)[:, V - top_k]
         z = np.where(z >= kth[:, None], z, -np.inf)

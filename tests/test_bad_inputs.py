@@ -1109,3 +1109,115 @@ def test_gemm_wrong_shapes(dtype):
     with pytest.raises(ValueError, match="2-D"):
         _core.gemm(False, False, A, Bm, C.reshape(1, *C.shape))
     assert np.all(C == SENTINEL)
+
+
+# ------------------------------------------------- overlapping memory, sizes
+def _core_model(cell=3, V=5, E=0, H=4, L=2, dtype=np.float64):
+    m = (_core.ModelF64 if dtype == np.float64 else _core.ModelF32)(cell, V, E, H, L, 0.0)
+    rng = np.random.default_rng(0)
+    P = rng.standard_normal(m.num_params).astype(dtype) * 0.3
+    ss = (m.state_slots, L, 2, H)
+    x = rng.integers(0, V, (2, 3)).astype(np.int32)
+    return m, P, ss, x
+
+
+def test_state_in_may_be_state_out():
+    m, P, ss, x = _core_model()
+    s = np.zeros(ss)
+    ref = np.empty(ss)
+    l1 = m.loss(P, x, x, np.zeros(ss), ref, False, 0)
+    l2 = m.loss(P, x, x, s, s, False, 0)
+    assert l1 == l2 and np.array_equal(s, ref) and np.abs(ref).sum() > 0
+
+
+@pytest.mark.parametrize("case", ["grads=params", "grads~dstate", "dstate=state_out",
+                                  "state_out~params", "state_in~state_out", "state_out~x"])
+def test_forward_backward_refuses_overlapping_outputs(case):
+    m, P, ss, x = _core_model()
+    n, size = m.num_params, int(np.prod(ss))
+    G, s0, s1, ds = np.empty(n), np.zeros(ss), np.empty(ss), np.empty(ss)
+    if case == "grads=params":
+        G = P
+    elif case == "grads~dstate":
+        buf = np.empty(n + size)
+        G, ds = buf[:n], buf[n - 1:n - 1 + size].reshape(ss)
+    elif case == "dstate=state_out":
+        ds = s1
+    elif case == "state_out~params":
+        s1 = P[:size].reshape(ss)
+    elif case == "state_in~state_out":
+        buf = np.zeros(size + 1)
+        s0, s1 = buf[:size].reshape(ss), buf[1:].reshape(ss)
+    else:  # the ids seen through a float view of the same memory
+        buf = np.zeros(size + 8)
+        s1 = buf[:size].reshape(ss)
+        x = buf[size - 1:size + 2].view(np.int32).reshape(2, 3)
+        x[...] = 1
+    before = P.copy()
+    with pytest.raises(ValueError, match="must not share memory"):
+        m.forward_backward(P, G, x, x, s0, s1, ds, False, 0)
+    assert np.array_equal(P, before)
+
+
+def test_forward_logits_must_not_overlap_state_out():
+    m, P, ss, x = _core_model(V=5)
+    size = int(np.prod(ss))
+    buf = np.zeros(2 * 3 * 5 + size)
+    logits, s1 = buf[:30].reshape(2, 3, 5), buf[29:29 + size].reshape(ss)
+    with pytest.raises(ValueError, match="logits and state_out must not share memory|"
+                                         "state_out and logits must not share memory"):
+        m.forward(P, x, np.zeros(ss), s1, logits, False, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_and_gemm_refuse_overlaps(dtype):
+    p = np.ones(8, dtype)
+    buf = np.zeros(15, dtype)
+    with pytest.raises(ValueError, match="params and grads must not share memory"):
+        _core.sgd_update(p, p, None, 0.1, 0.0, 0.0, False, True)
+    with pytest.raises(ValueError, match="exp_avg and exp_avg_sq must not share memory"):
+        _core.adam_update(p, np.ones(8, dtype), buf[:8], buf[7:], None, 0.1, 0.9, 0.99,
+                          1e-8, 1.0, 1.0, False, False)
+    A = np.ones((4, 4), dtype)
+    with pytest.raises(ValueError, match="C and A must not share memory"):
+        _core.gemm(False, False, A, np.ones((4, 4), dtype), A)
+    assert np.array_equal(p, np.ones(8, dtype)) and np.array_equal(A, np.ones((4, 4), dtype))
+
+
+@pytest.mark.parametrize("args,err,match", [
+    ((3, 10, 0, 8, 1025), ValueError, "num_layers must be <= 1024"),
+    ((3, 10, 0, 8, 2**62), ValueError, "num_layers"),
+    ((3, 2**40, 0, 2**40, 1), MemoryError, "parameters needs"),
+    ((0, 2**62, 2**62, 1, 1), MemoryError, "parameters needs"),
+    ((2, 10, 0, 2**62, 3), MemoryError, "parameters needs"),
+])
+def test_huge_models_are_refused_before_building(args, err, match):
+    with pytest.raises(err, match=match):
+        _core.ModelF32(*args, 0.0)
+    with pytest.raises((err, ValueError)):
+        pc.CharRNN(args[1], hidden_size=args[3], num_layers=args[4], cell="lstm")
+
+
+def test_thread_count_is_bounded(restore_threads):
+    for n in (0, -1, 1025, 2**31 - 1):
+        with pytest.raises(ValueError, match=r"\[1, 1024\]"):
+            pc.set_num_threads(n)
+        with pytest.raises(ValueError, match=r"\[1, 1024\]"):
+            _core.set_num_threads(n)
+    pc.set_num_threads(1024)
+    assert pc.get_num_threads() == 1024
+
+
+def test_sampling_from_a_nan_model_raises():
+    m = pc.CharRNN(pc.Vocab("abc"), hidden_size=4, seed=0)
+    m.flat_params[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        m.sample(5, prime="a")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        m.sample(5, prime="a", temperature=0)
+
+
+def test_temperature_so_low_that_logits_overflow_is_argmax():
+    m = pc.CharRNN(pc.Vocab("abcdef"), hidden_size=8, seed=0)
+    greedy = m.sample(30, prime="a", temperature=0)
+    assert m.sample(30, prime="a", temperature=1e-310, seed=1) == greedy

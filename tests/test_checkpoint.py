@@ -583,3 +583,26 @@ def test_single_character_vocab(tmp_path):
     loaded = pc.load(tmp_path / "one.npz")
     assert loaded.vocab.chars == ("\ud800",)
     assert loaded.sample(3, seed=0) == "\ud800" * 3
+
+
+@pytest.mark.parametrize("field,value", [(8, 1), (10, 99), (10, 12)])
+def test_zip_member_marked_encrypted_or_unknown_compression(tmp_path, good_file, field, value):
+    # Offsets 8 and 10 of a central directory entry: flag bits (bit 0:
+    # encrypted) and compression method (99: AES, 12: bzip2 with bad data).
+    _, path = good_file
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 4):
+        if data[i:i + 4] == b"PK\x01\x02":
+            data[i + field] = value
+    bad = tmp_path / "odd.npz"
+    bad.write_bytes(bytes(data))
+    assert_checkpoint_error(bad, "not a readable pycharrnn file")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_parameters_are_refused(tmp_path, good_file, value):
+    m, _ = good_file
+    w = m.state_dict()["decoder.weight"].copy()
+    w[0, 0] = value
+    write_model_file(tmp_path / "nan.npz", m, params={"decoder.weight": w})
+    assert_checkpoint_error(tmp_path / "nan.npz", "NaN or infinite")
