@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -60,6 +60,24 @@ def atomic_write(path: PathLike, write) -> None:
         except OSError:
             pass
         raise
+
+
+def remove_stale_temporaries(directory: PathLike, names, older_than: float) -> List[Path]:
+    """Delete the temporary files that :func:`atomic_write` left for ``names``
+    in ``directory`` when its process was killed mid-write, if last modified
+    before ``older_than`` (a time.time() value), so that a temporary file
+    another process is writing now is left alone. Returns what was removed."""
+    removed = []
+    d = Path(directory)
+    for name in names:
+        for tmp in d.glob(f".{name}.*.tmp"):
+            try:
+                if tmp.is_file() and tmp.stat().st_mtime < older_than:
+                    tmp.unlink()
+                    removed.append(tmp)
+            except OSError:
+                pass
+    return removed
 
 
 def save_arrays(path: PathLike, header: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:

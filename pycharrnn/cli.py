@@ -18,6 +18,7 @@ MODEL_DEFAULTS = {"cell": "lstm", "nonlinearity": "tanh", "hidden_size": 256, "n
                   "embedding_dim": None, "dropout": 0.0, "dtype": "float32"}
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw": 2e-3}
 RUN_FILE = "run.json"
+CURVES_FILE = "curves.png"
 
 
 def _add_train(sub) -> None:
@@ -165,6 +166,13 @@ def _train(args) -> int:
         fixed = {k: getattr(args, k) for k in ("batch_size", "seq_length")
                  if getattr(args, k) is not None}
         trainer = pc.Trainer.resume(out, text, **fixed)
+        from .checkpoint import remove_stale_temporaries
+        from .metrics import METRICS_FILE
+
+        # Temporary files of writes a killed run left behind (this process
+        # now owns the run directory).
+        remove_stale_temporaries(out, (LATEST, pc.train.BEST, METRICS_FILE, RUN_FILE,
+                                       CURVES_FILE), time.time())
         model = trainer.model
         log(f"resuming {out} at step {trainer.step_count}")
     else:
@@ -307,7 +315,7 @@ def _plot_quietly(trainer, log) -> None:
         from .plot import plot_curves
 
         plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)],
-                    trainer.checkpoint_dir / "curves.png")
+                    trainer.checkpoint_dir / CURVES_FILE)
     except ImportError:
         if log is not None and not _PLOT_HINTED:
             _PLOT_HINTED.append(True)

@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from .checkpoint import (LATEST, CheckpointError, model_from, read_arrays, resolve,
-                         save_model)
+from .checkpoint import (LATEST, CheckpointError, model_from, read_arrays,
+                         remove_stale_temporaries, resolve, save_model)
 from .errors import PyCharRNNError
 from .model import CharRNN, _check_int, as_ids
 from .optim import OPTIMIZERS, AdaGrad, Optimizer
@@ -380,6 +380,9 @@ class Trainer:
             schedule.load_state_dict(extra["schedule"])
         if checkpoint_dir == "auto":
             checkpoint_dir = p.parent
+        if checkpoint_dir is not None:
+            # A run killed while writing a checkpoint leaves its temporary file.
+            remove_stale_temporaries(checkpoint_dir, (LATEST, BEST), p.stat().st_mtime)
         kw = {k: overrides.get(k, t[k]) for k in free}
         tr = cls(model, ids, batch_size=t["batch_size"], seq_length=t["seq_length"],
                  optimizer=opt, schedule=schedule, val_fraction=t["val_fraction"],

@@ -606,3 +606,18 @@ def test_non_finite_parameters_are_refused(tmp_path, good_file, value):
     w[0, 0] = value
     write_model_file(tmp_path / "nan.npz", m, params={"decoder.weight": w})
     assert_checkpoint_error(tmp_path / "nan.npz", "NaN or infinite")
+
+
+def test_remove_stale_temporaries(tmp_path):
+    import time as _time
+
+    old = tmp_path / ".latest.npz.abc123.tmp"
+    new = tmp_path / ".latest.npz.def456.tmp"
+    other = tmp_path / ".notes.txt.abc.tmp"
+    for f in (old, new, other):
+        f.write_bytes(b"partial")
+    t = _time.time()
+    os.utime(old, (t - 100, t - 100))
+    removed = checkpoint.remove_stale_temporaries(tmp_path, ["latest.npz", "best.npz"], t - 50)
+    assert removed == [old]
+    assert not old.exists() and new.exists() and other.exists()

@@ -467,6 +467,8 @@ print(marks[0], marks[1])
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_ten_thousand_steps_keep_rss_flat(tmp_path):
+    if pycharrnn.build_info().get("sanitize"):
+        pytest.skip("AddressSanitizer keeps freed memory in quarantine: RSS grows by design")
     r = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
