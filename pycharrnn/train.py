@@ -18,6 +18,8 @@ from .errors import PyCharRNNError
 from .model import CharRNN, _check_int, as_ids
 from .optim import OPTIMIZERS, AdaGrad, Optimizer
 from .schedule import Schedule, from_config
+from . import vocab as _vocab
+from .vocab import compact_dtype
 
 __all__ = ["Batches", "Trainer", "TrainingDiverged", "BEST"]
 
@@ -46,9 +48,14 @@ class Batches:
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
         ids = ids.reshape(-1)
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) > np.iinfo(np.int32).max):
+        # uint8, uint16 and int32 ids are used as they are (a memory-mapped
+        # file stays one); chunks are converted to int32 as they are read.
+        if ids.dtype not in _COMPACT or not ids.flags.c_contiguous:
+            if ids.size and (int(ids.min()) < 0 or int(ids.max()) > np.iinfo(np.int32).max):
+                raise ValueError("ids must be in [0, 2**31)")
+            ids = np.ascontiguousarray(ids, dtype=np.int32)
+        elif ids.dtype == np.int32 and ids.size and int(ids.min()) < 0:
             raise ValueError("ids must be in [0, 2**31)")
-        ids = np.ascontiguousarray(ids, dtype=np.int32)
         need = self.batch_size * self.seq_length + 1
         if ids.size < need:
             raise ValueError(
@@ -59,8 +66,10 @@ class Batches:
         self.stream_length = (ids.size - 1) // self.batch_size
         self.position = 0
         self.epoch = 0
-        self._offsets = (np.arange(self.batch_size) * self.stream_length)[:, None] + \
-            np.arange(self.seq_length + 1)[None, :]
+        # 64-bit offsets: texts beyond 2**31 characters work.
+        self._offsets = (np.arange(self.batch_size, dtype=np.int64) *
+                         self.stream_length)[:, None] + \
+            np.arange(self.seq_length + 1, dtype=np.int64)[None, :]
 
     @property
     def chunks_per_epoch(self) -> int:
@@ -85,13 +94,21 @@ class Batches:
             wrapped = True
         chunk = self.ids[self._offsets + self.position]
         self.position += self.seq_length
-        return (np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:]),
-                wrapped)
+        return (np.ascontiguousarray(chunk[:, :-1], dtype=np.int32),
+                np.ascontiguousarray(chunk[:, 1:], dtype=np.int32), wrapped)
+
+
+_COMPACT = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int32))
 
 
 def _fingerprint(ids: np.ndarray) -> Dict[str, Any]:
-    return {"length": int(ids.size),
-            "sha256": hashlib.sha256(np.ascontiguousarray(ids, "<i4").tobytes()).hexdigest()}
+    """Length and SHA-256 of the ids as little-endian int32 (whatever their
+    dtype), hashed in blocks."""
+    h = hashlib.sha256()
+    step = _vocab.CHUNK
+    for i in range(0, ids.size, step):
+        h.update(np.ascontiguousarray(ids[i:i + step], "<i4").data)
+    return {"length": int(ids.size), "sha256": h.hexdigest()}
 
 
 def _finite(x: float) -> bool:
@@ -178,15 +195,28 @@ class Trainer:
                 raise ValueError("training on text needs a model built with a Vocab")
             if not data:
                 raise ValueError("the training text is empty")
-            return model.vocab.encode(data)
-        return as_ids(np.asarray(data).reshape(1, -1), model.vocab_size, "data")[0]
+            return model.vocab.encode(data, compact_dtype(model.vocab_size))
+        a = np.asarray(data)
+        if a.dtype in _COMPACT and a.ndim == 1 and a.flags.c_contiguous and a.size:
+            # Kept as it is (no int32 copy of a long text): check in blocks.
+            for i in range(0, a.size, _vocab.CHUNK):
+                block = a[i:i + _vocab.CHUNK]
+                lo, hi = int(block.min()), int(block.max())
+                if lo < 0 or hi >= model.vocab_size:
+                    raise ValueError(f"data holds id {lo if lo < 0 else hi}, outside "
+                                     f"[0, {model.vocab_size})")
+            return a
+        return as_ids(a.reshape(1, -1), model.vocab_size, "data")[0]
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, ids: Optional[np.ndarray] = None) -> float:
         """Mean loss (nats/char) over the validation text (or ``ids``), read as
         up to ``batch_size`` streams in chunks of ``seq_length``, state carried;
         no dropout. Does not change the training state."""
-        ids = self.val_ids if ids is None else np.asarray(ids, np.int32)
+        if ids is None:
+            ids = self.val_ids
+        else:
+            ids = as_ids(np.asarray(ids).reshape(1, -1), self.model.vocab_size, "ids")[0]
         if ids.size < 2:
             raise ValueError("no validation text (val_fraction=0?)")
         T = self.batches.seq_length
@@ -197,8 +227,9 @@ class Trainer:
         total, count = 0.0, 0
         for p in range(0, n, T):
             t = min(T, n - p)
-            idx = (np.arange(B) * n)[:, None] + p + np.arange(t + 1)[None, :]
-            chunk = streams[idx]
+            idx = (np.arange(B, dtype=np.int64) * n)[:, None] + p + \
+                np.arange(t + 1, dtype=np.int64)[None, :]
+            chunk = streams[idx]  # compact ids: loss() converts them losslessly
             loss, state = self.model.loss(chunk[:, :-1], chunk[:, 1:], state)
             total += loss * B * t
             count += B * t

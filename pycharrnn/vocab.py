@@ -7,13 +7,34 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Vocab"]
+__all__ = ["Vocab", "compact_dtype"]
+
+
+#: Long texts are converted this many characters at a time, so the
+#: temporaries stay small (about 8 bytes a character of the block).
+CHUNK = 1 << 24
+_UNICODE = 0x110000
 
 
 def _code_points(text: str) -> np.ndarray:
     # utf-32 keeps one code point per element; surrogatepass keeps lone
     # surrogates, so any Python str round-trips.
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def _blocks(text: str):
+    """(start, code points) of successive blocks of ``text``."""
+    for start in range(0, len(text), CHUNK):
+        yield start, _code_points(text[start:start + CHUNK])
+
+
+def compact_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype (uint8, uint16) or int32 that holds every id."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
 
 
 class Vocab:
@@ -34,8 +55,6 @@ class Vocab:
             raise ValueError("vocabulary characters must be distinct")
         self._chars: tuple[str, ...] = tuple(chars)
         cps = np.array([ord(c) for c in chars], dtype=np.uint32)
-        self._order = np.argsort(cps, kind="stable")
-        self._sorted = cps[self._order]
         self._cps = cps
 
     @classmethod
@@ -45,8 +64,11 @@ class Vocab:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
-        cps = np.unique(_code_points(text))
-        return cls(chr(int(c)) for c in cps)
+        seen = np.zeros(_UNICODE, dtype=bool)
+        for _, cps in _blocks(text):
+            counts = np.bincount(cps)
+            seen[:counts.size] |= counts.astype(bool)
+        return cls(chr(int(c)) for c in np.flatnonzero(seen))
 
     @property
     def chars(self) -> tuple[str, ...]:
@@ -67,21 +89,41 @@ class Vocab:
     def __repr__(self) -> str:
         return f"Vocab({len(self)} chars)"
 
-    def encode(self, text: str) -> np.ndarray:
-        """int32 ids of every character of ``text``; unknown characters raise ValueError."""
+    def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int32) -> np.ndarray:
+        """The ids of every character of ``text``; unknown characters raise
+        ValueError. ``dtype``: int32 (default), or uint16 / uint8 when every id
+        fits (a quarter of the memory for a long text; see
+        :func:`compact_dtype`). Any length works: the text is converted in
+        blocks, so the only large array is the result."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        cps = _code_points(text)
-        pos = np.searchsorted(self._sorted, cps)
-        pos_c = np.minimum(pos, len(self._sorted) - 1)
-        bad = self._sorted[pos_c] != cps
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"character {text[i]!r} (U+{ord(text[i]):04X}) at position {i} "
-                "is not in the vocabulary"
-            )
-        return self._order[pos_c].astype(np.int32)
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.int32), np.dtype(np.uint16), np.dtype(np.uint8)):
+            raise TypeError(f"dtype must be int32, uint16 or uint8, got {dt}")
+        if len(self) - 1 > np.iinfo(dt).max:
+            raise ValueError(f"{len(self)} ids do not fit in {dt}")
+        table = self._table()
+        out = np.empty(len(text), dtype=dt)
+        for start, cps in _blocks(text):
+            ids = table[np.minimum(cps, table.size - 1)]
+            if (ids < 0).any():
+                i = start + int(np.argmax(ids < 0))
+                raise ValueError(
+                    f"character {text[i]!r} (U+{ord(text[i]):04X}) at position {i} "
+                    "is not in the vocabulary"
+                )
+            out[start:start + ids.size] = ids
+        return out
+
+    def _table(self) -> np.ndarray:
+        """int32 [largest code point + 2]: the id of each code point, -1 when
+        absent (the last entry stands for every larger code point)."""
+        t = getattr(self, "_lookup", None)
+        if t is None:
+            t = np.full(int(self._cps.max()) + 2, -1, dtype=np.int32)
+            t[self._cps] = np.arange(len(self), dtype=np.int32)
+            self._lookup = t
+        return t
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of a sequence of ids."""
