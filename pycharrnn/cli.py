@@ -93,6 +93,9 @@ def _add_sample(sub) -> None:
     p.add_argument("--prime", default="", help="text the sample continues (printed first)")
     p.add_argument("--warmup", default="",
                    help="text run through the model before the prime (not printed)")
+    p.add_argument("--drop-unknown", action="store_true",
+                   help="leave out characters of --prime/--warmup that are not in the "
+                        "vocabulary (default: an error naming the first)")
     p.add_argument("--stop", default=None,
                    help=r"end a sample once it ends with this text (\n, \t, \\ are escapes)")
     p.add_argument("--num-samples", type=int, default=1)
@@ -342,7 +345,8 @@ def _sample(args) -> int:
 
     model = pc.load(args.checkpoint)
     kw = dict(prime=args.prime, temperature=0.0 if args.argmax else args.temperature,
-              top_k=args.top_k, top_p=args.top_p, seed=args.seed, warmup=args.warmup)
+              top_k=args.top_k, top_p=args.top_p, seed=args.seed, warmup=args.warmup,
+              unknown="drop" if args.drop_unknown else "error")
     if args.num_samples == 1 and not args.no_stream:
         sys.stdout.write(args.prime)
         for ch in model.generate(args.length, stop=_unescape(args.stop), **kw):

@@ -389,7 +389,8 @@ class CharRNN:
     def sample(self, length: int, prime: str = "", temperature: float = 1.0,
                top_k: Optional[int] = None, seed: Optional[int] = None, *,
                top_p: Optional[float] = None, num_samples: int = 1,
-               stop: Optional[str] = None, warmup: str = "") -> Union[str, List[str]]:
+               stop: Optional[str] = None, warmup: str = "",
+               unknown: str = "error") -> Union[str, List[str]]:
         """Generate ``length`` characters that follow ``prime`` (the prime is
         not repeated in the result).
 
@@ -411,6 +412,9 @@ class CharRNN:
                 appear in the output. Its characters must be in the vocabulary.
                 With a warm-up but no prime the first character is drawn from
                 the model (not uniformly).
+            unknown: characters of ``prime`` and ``warmup`` that are not in
+                the vocabulary raise ValueError ("error", the default) or are
+                left out ("drop").
 
         With ``num_samples == 1`` this is ``"".join(self.generate(...))`` with
         the same arguments.
@@ -418,9 +422,9 @@ class CharRNN:
         num_samples = _check_int("num_samples", num_samples, 1)
         if num_samples == 1:
             return "".join(self.generate(length, prime, temperature, top_k, seed, top_p=top_p,
-                                         stop=stop, warmup=warmup))
+                                         stop=stop, warmup=warmup, unknown=unknown))
         run = self._text_run(length, prime, temperature, top_k, seed, top_p, stop, warmup,
-                             num_samples)
+                             num_samples, unknown)
         out = np.empty((num_samples, int(length)), dtype=np.int32)
         lengths = np.zeros(num_samples, dtype=np.int64)
         for i, (ids, live) in enumerate(run):
@@ -431,7 +435,7 @@ class CharRNN:
     def generate(self, length: int, prime: str = "", temperature: float = 1.0,
                  top_k: Optional[int] = None, seed: Optional[int] = None, *,
                  top_p: Optional[float] = None, stop: Optional[str] = None,
-                 warmup: str = "") -> Iterator[str]:
+                 warmup: str = "", unknown: str = "error") -> Iterator[str]:
         """Stream one sample one character at a time (e.g. to print as it is made).
 
         Takes the arguments of :meth:`sample` except ``num_samples``; the
@@ -439,12 +443,13 @@ class CharRNN:
         ``"".join(model.generate(...))`` equals ``model.sample(...)`` for the
         same arguments and seed: sample is built on this iterator.
         """
-        run = self._text_run(length, prime, temperature, top_k, seed, top_p, stop, warmup, 1)
+        run = self._text_run(length, prime, temperature, top_k, seed, top_p, stop, warmup, 1,
+                             unknown)
         return _chars(self.vocab.chars, run)
 
     def _text_run(self, length: Any, prime: Any, temperature: Any, top_k: Any, seed: Any,
-                  top_p: Any, stop: Any, warmup: Any,
-                  num_samples: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+                  top_p: Any, stop: Any, warmup: Any, num_samples: int,
+                  unknown: str = "error") -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         """Check the text-sampling arguments now; the (ids, live) steps of
         :func:`_until_stop` over :meth:`_stream`."""
         if self.vocab is None:
@@ -459,20 +464,22 @@ class CharRNN:
                 raise TypeError(f"stop must be a str or None, got {type(stop).__name__}")
             if not stop:
                 raise ValueError("stop must not be empty (use None for no stop string)")
-        warm_ids = self._encode_arg("warmup", warmup)
-        context_ids = np.concatenate([warm_ids, self._encode_arg("prime", prime)])
+        if unknown not in ("error", "drop"):
+            raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
+        warm_ids = self._encode_arg("warmup", warmup, unknown)
+        context_ids = np.concatenate([warm_ids, self._encode_arg("prime", prime, unknown)])
         stop_ids = self._encode_arg("stop", stop) if stop is not None else None
         context = context_ids.reshape(1, -1) if context_ids.size else None
         rng = np.random.default_rng(seed)
         return _until_stop(self._stream(length, context, temperature, top_k, top_p, rng,
                                         num_samples), stop_ids, num_samples)
 
-    def _encode_arg(self, name: str, text: str) -> np.ndarray:
+    def _encode_arg(self, name: str, text: str, unknown: str = "error") -> np.ndarray:
         """``vocab.encode(text)``, naming the argument in the error."""
         if not text:
             return np.empty(0, dtype=np.int32)
         try:
-            return self.vocab.encode(text)
+            return self.vocab.encode(text, unknown=unknown)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
 

@@ -89,14 +89,19 @@ class Vocab:
     def __repr__(self) -> str:
         return f"Vocab({len(self)} chars)"
 
-    def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int32) -> np.ndarray:
-        """The ids of every character of ``text``; unknown characters raise
-        ValueError. ``dtype``: int32 (default), or uint16 / uint8 when every id
-        fits (a quarter of the memory for a long text; see
-        :func:`compact_dtype`). Any length works: the text is converted in
-        blocks, so the only large array is the result."""
+    def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int32,
+               unknown: str = "error") -> np.ndarray:
+        """The ids of every character of ``text``. ``unknown``: "error"
+        (default) raises ValueError naming the first character not in the
+        vocabulary; "drop" leaves such characters out. ``dtype``: int32
+        (default), or uint16 / uint8 when every id fits (a quarter of the
+        memory for a long text; see :func:`compact_dtype`). Any length works:
+        the text is converted in blocks, so the only large array is the
+        result."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if unknown not in ("error", "drop"):
+            raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.int32), np.dtype(np.uint16), np.dtype(np.uint8)):
             raise TypeError(f"dtype must be int32, uint16 or uint8, got {dt}")
@@ -104,6 +109,10 @@ class Vocab:
             raise ValueError(f"{len(self)} ids do not fit in {dt}")
         table = self._table()
         out = np.empty(len(text), dtype=dt)
+        if unknown == "drop":
+            kept = [ids[ids >= 0] for _, cps in _blocks(text)
+                    for ids in (table[np.minimum(cps, table.size - 1)],)]
+            return np.concatenate(kept).astype(dt) if kept else np.empty(0, dt)
         for start, cps in _blocks(text):
             ids = table[np.minimum(cps, table.size - 1)]
             if (ids < 0).any():

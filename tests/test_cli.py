@@ -44,6 +44,13 @@ def test_train_sample_info_resume(tmp_path, data):
     assert s1.stdout == s2.stdout and s1.stdout.startswith("to be")
     assert len(s1.stdout.rstrip("\n")) == 55
 
+    bad = cli(tmp_path, "sample", run, "--length", 50, "--seed", 3, "--prime", "to bée",
+              ok=False)
+    assert bad.returncode != 0 and "U+00E9" in bad.stderr
+    s3 = cli(tmp_path, "sample", run, "--length", 50, "--seed", 3, "--prime", "to bée",
+             "--drop-unknown", "--no-stream")
+    assert s3.stdout[len("to bée"):] == s1.stdout[len("to be"):]
+
     info = json.loads(cli(tmp_path, "info", run).stdout)
     assert info["cell"] == "gru" and info["num_params"] == m.num_params
     build = json.loads(cli(tmp_path, "info").stdout)

@@ -179,6 +179,13 @@ def test_unicode_train_sample_save_load(tmp_path):
         ch = bad[-1]
         msg = str(ei.value)
         assert repr(ch) in msg or f"U+{ord(ch):04X}" in msg, msg
+        # Only when asked, unknown characters are dropped: the same as without them.
+        kept = "".join(c for c in "e" + bad if c in vocab)
+        assert model.sample(5, prime="e" + bad, seed=0, unknown="drop") == \
+            model.sample(5, prime=kept, seed=0)
+    with pytest.raises(ValueError, match='unknown must be "error" or "drop"'):
+        model.sample(5, prime="e", unknown="ignore")
+    assert vocab.encode("Z😁", unknown="drop").size == 0
 
 
 # ------------------------------------------------------------------ divergence
