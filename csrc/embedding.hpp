@@ -49,9 +49,19 @@ void transpose(const T* in, idx R, idx C, T* out) {
 // One-hot input to the first layer: W_ih x for x = onehot(id) is column id
 // of W_ih. W [GH, V] is transposed once per call into WT [V, GH] so that each
 // step reads one contiguous row:  xp[r, :] = WT[ids[r], :] + bias.
+// With fewer rows than symbols (small batches) the transpose would cost more
+// than it saves: the columns are then read directly, strided.
 template <typename T>
 void onehot_forward(const T* W, const T* bias, idx GH, idx V, const std::int32_t* ids, idx N,
                     T* xp, T* WT) {
+  if (N < V) {
+    parallel_for(N, threads_for(N * GH), [&](idx r) {
+      const T* col = W + ids[r];
+      T* out = xp + r * GH;
+      for (idx g = 0; g < GH; ++g) out[g] = col[g * V] + bias[g];
+    });
+    return;
+  }
   transpose(W, GH, V, WT);
   parallel_for(N, threads_for(N * GH), [&](idx r) {
     const T* row = WT + static_cast<idx>(ids[r]) * GH;
@@ -63,9 +73,24 @@ void onehot_forward(const T* W, const T* bias, idx GH, idx V, const std::int32_t
 
 // dW [GH, V] = sum over r of dxp[r, :] into column ids[r]: accumulated
 // row-wise into dWT [V, GH] (embedding_backward), then transposed.
+// Small N: added straight into the columns of dW (rows summed in order r,
+// as in the transposed path, so both give the same bits).
 template <typename T>
 void onehot_backward(const T* dxp, idx GH, idx V, const std::int32_t* ids, idx N, T* dW,
                      T* dWT) {
+  if (N < 2 * V) {
+    parallel_team(threads_for(N * GH), [&](int tid, int nth) {
+      idx g0, g1;
+      chunk_of(GH, tid, nth, &g0, &g1);
+      std::fill(dW + g0 * V, dW + g1 * V, T(0));
+      for (idx r = 0; r < N; ++r) {
+        T* col = dW + ids[r];
+        const T* src = dxp + r * GH;
+        for (idx g = g0; g < g1; ++g) col[g * V] += src[g];
+      }
+    });
+    return;
+  }
   embedding_backward(dxp, GH, ids, N, V, dWT);
   transpose(dWT, V, GH, dW);
 }
