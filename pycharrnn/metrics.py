@@ -140,8 +140,12 @@ class MetricsLog:
         resume_step: when the log already exists, first drop its lines with a
             step greater than this (the steps a killed run made after its last
             checkpoint); pass the resumed trainer's ``step_count``.
-        flush_every: lines are buffered and flushed to the file at least every
+        flush_every: lines are handed to the operating system at least every
             this many lines, at every validation and checkpoint, and on close.
+            The default, 1, writes each step's line before the trainer can
+            save that step's checkpoint, so a run killed at any moment and
+            resumed loses no line (with more, the lines of the last steps
+            before a checkpoint may still sit in the buffer when it is saved).
         overwrite: start an empty log even if one exists.
 
     Opening an existing log without ``resume_step`` appends to it (a truncated
@@ -150,7 +154,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: PathLike, resume_step: Optional[int] = None,
-                 flush_every: int = 50, overwrite: bool = False):
+                 flush_every: int = 1, overwrite: bool = False):
         self._file = None
         if not _is_int(flush_every) or flush_every < 1:
             raise ValueError(f"flush_every must be an int >= 1, got {flush_every!r}")

@@ -233,3 +233,22 @@ def test_rolling_mean():
     assert all(abs(x - 0.5) < 0.02 for x in r[200:])
     line = [float(i) for i in range(300)]
     assert rolling_mean(line, 50)[:250] == pytest.approx(line[:250])  # centred: no lag
+
+
+@pytest.mark.parametrize("flush_every,expect_on_disk", [(None, True), (50, False)])
+def test_each_step_line_reaches_the_file_before_its_checkpoint(tmp_path, flush_every,
+                                                                expect_on_disk):
+    # A run killed right after a checkpoint must not have lost that step's
+    # line: by default it is written out before the checkpoint is saved.
+    seen = []
+
+    def after_log(tr, event, m):
+        if event == "step":  # the log has its line; the checkpoint is not saved yet
+            steps, _ = read_metrics(tmp_path / "run")
+            seen.append(bool(steps) and steps[-1]["step"] == tr.step_count)
+
+    kw = {} if flush_every is None else {"flush_every": flush_every}
+    with MetricsLog(tmp_path / "run", **kw) as log:
+        tr = _trainer(tmp_path / "run", callbacks=[log, after_log], checkpoint_every=1)
+        tr.run(steps=5)
+    assert seen == [expect_on_disk] * 5
