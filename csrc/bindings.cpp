@@ -175,14 +175,11 @@ void bind_model(py::module_& m, const char* cls) {
                  throw py::type_error("logits must be a numpy array or None");
                py::array la = py::reinterpret_borrow<py::array>(logits);
                lo = out_ptr<T>(la, "logits", {B, Tn, self.V});
-               check_disjoint({mem(state_out, "state_out"), mem(la, "logits")},
-                              {mem(params, "params"), mem(x, "x"),
-                               state_in_mem(state_in, state_out)});
-             } else {
-               check_disjoint({mem(state_out, "state_out")},
-                              {mem(params, "params"), mem(x, "x"),
-                               state_in_mem(state_in, state_out)});
              }
+             check_disjoint({mem(state_out, "state_out"),
+                             {"logits", lo, lo ? B * Tn * self.V * idx(sizeof(T)) : 0}},
+                            {mem(params, "params"), mem(x, "x"),
+                             state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              py::gil_scoped_release nogil;
              self.forward(P, xp, B, Tn, s0, s1, lo, train, seed);
@@ -352,6 +349,13 @@ void gemm_py(bool ta, bool tb, py::array A, py::array B, py::array C, double bet
 
 bool is_f64(const py::array& a) { return py::isinstance<py::array_t<double>>(a); }
 
+py::list isa_available() {
+  py::list out;
+  for (const char* const* n = pcr::isa_compiled(); *n; ++n)
+    if (pcr::isa_supported(*n)) out.append(*n);
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -437,12 +441,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &pcr::num_threads);
   m.def("isa", []() { return std::string(pcr::isa_active()); },
         "the instruction set whose kernels are in use");
-  m.def("isa_available", []() {
-    py::list out;
-    for (const char* const* n = pcr::isa_compiled(); *n; ++n)
-      if (pcr::isa_supported(*n)) out.append(*n);
-    return out;
-  }, "instruction sets compiled in and supported by this CPU, best first");
+  m.def("isa_available", &isa_available,
+        "instruction sets compiled in and supported by this CPU, best first");
   m.def("set_isa", [](const std::string& name) {
     if (!pcr::set_isa(name.c_str()))
       throw py::value_error("instruction set '" + name + "' is not available here");
@@ -457,10 +457,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     d["num_threads"] = pcr::num_threads();
     d["simd"] = pcr::isa_active();
-    py::list compiled;
-    for (const char* const* n = pcr::isa_compiled(); *n; ++n)
-      if (pcr::isa_supported(*n)) compiled.append(*n);
-    d["simd_available"] = compiled;
+    d["simd_available"] = isa_available();
     d["native"] = static_cast<bool>(PYCHARRNN_NATIVE_BUILD);
     d["sanitize"] = static_cast<bool>(PYCHARRNN_SANITIZE_BUILD);
     d["cuda"] = false;

@@ -86,8 +86,9 @@ class Model {
     if (L > kMaxLayers)
       throw std::invalid_argument("num_layers must be <= " + std::to_string(kMaxLayers));
     // The size first, in floating point: a huge request is refused before
-    // the layout is built or any product can wrap around.
-    const double g = gate_count(cell_), h = static_cast<double>(H),
+    // the layout is built. Every product below is at most this count, so
+    // none of them can wrap around.
+    const double g = G, h = static_cast<double>(H),
                  first = E > 0 ? static_cast<double>(E) : static_cast<double>(V);
     const double count = static_cast<double>(V) * static_cast<double>(E) +
                          g * h * (first + h + 2) + (L - 1) * g * h * (2 * h + 2) +
@@ -102,17 +103,14 @@ class Model {
       throw TooLarge(buf);
     }
     idx off = 0;
-    // Every product and sum is checked as well.
     auto add = [&](const std::string& name, std::vector<idx> shape) {
       idx size = 1;
-      for (idx s : shape)
-        if (__builtin_mul_overflow(size, s, &size)) too_large();
+      for (idx s : shape) size *= s;
       layout_.push_back({name, shape, off, size});
-      if (__builtin_add_overflow(off, size, &off) || off > kMaxParams) too_large();
+      off += size;
       return layout_.back().offset;
     };
-    idx GH = 0;
-    if (__builtin_mul_overflow(static_cast<idx>(G), H, &GH)) too_large();
+    const idx GH = G * H;
     if (E > 0) off_emb_ = add("embedding.weight", {V, E});
     for (idx l = 0; l < L; ++l) {
       const std::string k = std::to_string(l);
@@ -127,13 +125,10 @@ class Model {
     num_params_ = off;
   }
 
-  // At most 2^48 parameters (a petabyte of float32): far beyond any memory,
-  // small enough that no offset computed from them can overflow.
+  // At most 2^48 parameters (a petabyte of float32), also where the size of
+  // physical memory is unknown: no offset computed from them can overflow.
   static constexpr idx kMaxParams = idx(1) << 48;
   static constexpr idx kMaxLayers = 1024;
-  [[noreturn]] static void too_large() {
-    throw std::invalid_argument("model too large: more than 2^48 parameters");
-  }
 
   idx num_params() const { return num_params_; }
   const std::vector<ParamInfo>& layout() const { return layout_; }
