@@ -63,6 +63,14 @@ static inline void parallel_team(int nt, F&& body) {
 #endif
 }
 
+// Inside parallel_team's body: wait for the whole team (a no-op for one
+// thread, which runs outside any parallel region).
+static inline void team_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
 // [i0, i1) of n items for thread tid of nth (contiguous chunks).
 static inline void chunk_of(idx n, int tid, int nth, idx* i0, idx* i1) {
   const idx per = (n + nth - 1) / nth;

@@ -8,6 +8,7 @@
 #include "gemm.hpp"
 #include "loss.hpp"
 #include "optim.hpp"
+#include "recurrence.hpp"
 #include "types.hpp"
 
 namespace pcr {
@@ -17,7 +18,8 @@ template <typename T>
 const Kernels<T>& table() {
   static const Kernels<T> k = {
       PCR_ISA_NAME,       gemm<T>,          packed_b_size<T>, pack_b<T>,
-      gemm_packed<T>,     cell_forward<T>,  cell_backward<T>, softmax_xent<T>,
+      gemm_packed<T>,     recur_max_batch<T>(), recur_packed_size<T>, recur_forward<T>,
+      recur_backward<T>,  cell_forward<T>,  cell_backward<T>, softmax_xent<T>,
       sgd_update<T>,      adagrad_update<T>, rmsprop_update<T>, adam_update<T>,
       sum_squares<T>,
   };

@@ -253,7 +253,9 @@ class Model {
     dout_ = take(N * std::max(H, E));
     K_ = &kern<T>();
     const idx gh = G * H;  // <= num_params: no overflow
-    wpack_ = take(static_cast<double>(std::max(K_->packed_b_size(gh, H), K_->packed_b_size(H, gh))));
+    wpack_ = take(static_cast<double>(std::max({K_->packed_b_size(gh, H),
+                                                K_->packed_b_size(H, gh),
+                                                K_->recur_packed_size(G, H)})));
     const double bytes = total * sizeof(T) + N * 16.0;
     const double limit = physical_memory_bytes();
     if ((limit > 0 && bytes > limit) || total >= 0x1p60) {
@@ -271,6 +273,9 @@ class Model {
     B_ = B;
     T_ = Tn;
   }
+
+  // Small batches over several steps run the fused time loop (recurrence.hpp).
+  bool fused(idx B, idx Tn) const { return Tn > 2 && B <= K_->recur_max_batch; }
 
   bool dropout_active(bool train) const { return train && dropout > 0 && L > 1; }
 
@@ -320,6 +325,11 @@ class Model {
       copy_n(state_in + l * BH, BH, hs);
       if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
       T* hp = w(hp_);
+      T* aux = cell == CellKind::GRU ? w(aux_[l]) : nullptr;
+      if (fused(B, Tn)) {
+        K_->recur_forward(cell, B, H, Tn, Whh, P + off_bhh_[l], xp, hs, cs, aux, hp, w(wpack_));
+        continue;
+      }
       // Packing pays off over several steps; one step (sampling) uses W_hh as is.
       const bool packed = Tn > 2;
       if (packed) K_->pack_b(true, Whh, H, GH, H, w(wpack_));  // op(B) = W_hh^T [H, GH]
@@ -337,7 +347,7 @@ class Model {
                     hs + (t + 1) * BH,
                     cs ? cs + t * BH : nullptr,
                     cs ? cs + (t + 1) * BH : nullptr,
-                    cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
+                    aux ? aux + t * BH : nullptr,
                     nullptr};
         K_->cell_forward(cell, s);
       }
@@ -376,28 +386,34 @@ class Model {
       T* dhp_all = has_separate_dhp(cell) ? w(dhp_) : xp;
       std::fill(dh, dh + BH, T(0));
       std::fill(dc, dc + BH, T(0));
-      const bool packed = Tn > 2;
-      if (packed) K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
-      for (idx t = Tn - 1; t >= 0; --t) {
-        const T* dy = dout + t * BH;
+      T* aux = cell == CellKind::GRU ? w(aux_[l]) : nullptr;
+      if (fused(B, Tn)) {
+        K_->recur_backward(cell, B, H, Tn, Whh, dout, xp, hs, cs, aux, dhp_all, dh, dc,
+                           w(wpack_));
+      } else {
+        const bool packed = Tn > 2;
+        if (packed) K_->pack_b(false, Whh, H, H, GH, w(wpack_));  // op(B) = W_hh [GH, H]
+        for (idx t = Tn - 1; t >= 0; --t) {
+          const T* dy = dout + t * BH;
 #pragma omp simd
-        for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
-        StepIO<T> s{B,
-                    H,
-                    xp + t * B * GH,
-                    nullptr,
-                    hs + t * BH,
-                    nullptr,
-                    cs ? cs + t * BH : nullptr,
-                    cs ? cs + (t + 1) * BH : nullptr,
-                    cell == CellKind::GRU ? w(aux_[l]) + t * BH : nullptr,
-                    dhp_all + t * B * GH};
-        const bool direct = K_->cell_backward(cell, s, dh, dc);
-        const T beta = direct ? T(1) : T(0);
-        if (packed)
-          K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_), beta, dh, H);
-        else
-          K_->gemm(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
+          for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
+          StepIO<T> s{B,
+                      H,
+                      xp + t * B * GH,
+                      nullptr,
+                      hs + t * BH,
+                      nullptr,
+                      cs ? cs + t * BH : nullptr,
+                      cs ? cs + (t + 1) * BH : nullptr,
+                      aux ? aux + t * BH : nullptr,
+                      dhp_all + t * B * GH};
+          const bool direct = K_->cell_backward(cell, s, dh, dc);
+          const T beta = direct ? T(1) : T(0);
+          if (packed)
+            K_->gemm_packed(false, B, H, GH, dhp_all + t * B * GH, GH, w(wpack_), beta, dh, H);
+          else
+            K_->gemm(false, false, B, H, GH, dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
+        }
       }
       copy_n(dh, BH, dstate + l * BH);
       if (cs) copy_n(dc, BH, dstate + (L + l) * BH);

@@ -49,6 +49,14 @@ struct Kernels {
   void (*pack_b)(bool tb, const T* B, idx ldb, idx N, idx K, T* packed);
   void (*gemm_packed)(bool ta, idx M, idx N, idx K, const T* A, idx lda, const T* packed,
                       T beta, T* C, idx ldc);
+  // The fused time loop of one layer for B <= recur_max_batch (recurrence.hpp).
+  idx recur_max_batch;
+  idx (*recur_packed_size)(int G, idx H);
+  void (*recur_forward)(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* bhh, T* xp,
+                        T* hs, T* cs, T* aux, T* hp, T* packed);
+  void (*recur_backward)(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* dout,
+                         T* xp, const T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
+                         T* packed);
   void (*cell_forward)(CellKind kind, const StepIO<T>& s);
   bool (*cell_backward)(CellKind kind, const StepIO<T>& s, T* dh, T* dc);
   double (*softmax_xent)(T* logits, idx N, idx V, const std::int32_t* targets, bool grad,

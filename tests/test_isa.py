@@ -61,6 +61,41 @@ def test_model_float64_matches_numpy_reference(isa, cell, B, rng):
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+@pytest.mark.parametrize("B", [1, 3, 13])  # fused time loop (B <= MR) and the step loop
+def test_time_loop_at_two_threads_matches_numpy_reference(isa, cell, B, rng, restore_threads):
+    # H = 130 is several unit chunks (the fused loop splits whole chunks of
+    # NR units between threads) plus a partial one, and enough work per step
+    # that the loop goes parallel even at B = 1.
+    V, H, L, T, E = 7, 130, 2, 6, None
+    params = ref.init_params(rng, V, H, L, cell[0], E)
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    st = random_state(rng, cell[0], L, B, H)
+    r = ref.forward_backward(params, x, y, st, cell[0], cell[1])
+    pc.set_num_threads(2)
+    m = make_model(cell[0], cell[1], V, H, L, E)
+    m.load_state_dict(params)
+    loss, state = m.forward_backward(x, y, st)
+    assert abs(loss - r["loss"]) <= 1e-10 * abs(r["loss"])
+    for k, g in r["grads"].items():
+        assert max_relative_error(m.grads[k], g) < 1e-10, k
+    got = m.state_grad if cell[0] == "lstm" else (m.state_grad,)
+    want = r["dstate"] if cell[0] == "lstm" else (r["dstate"],)
+    for a, b in zip(got, want):
+        assert max_relative_error(a, b) < 1e-10
+    # float32: the same bits at 1, 2 and 3 threads.
+    m32 = make_model(cell[0], cell[1], V, H, L, E, "float32")
+    m32.load_state_dict(params)
+    runs = []
+    for n in (1, 2, 3):
+        pc.set_num_threads(n)
+        loss32, state32 = m32.forward_backward(x, y, st)
+        runs.append((loss32, m32.flat_grads.copy(), np.asarray(state32).copy()))
+    for loss32, g32, s32 in runs[1:]:
+        assert loss32 == runs[0][0]
+        assert np.array_equal(g32, runs[0][1]) and np.array_equal(s32, runs[0][2])
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_model_float32_close_to_float64(isa, cell, rng):
     V, H, L, B, T = 40, 96, 2, 8, 30
     m64 = make_model(cell[0], cell[1], V, H, L, 16, "float64", seed=3)
