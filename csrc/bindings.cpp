@@ -182,6 +182,7 @@ void bind_model(py::module_& m, const char* cls) {
                              state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
              self.forward(P, xp, B, Tn, s0, s1, lo, train, seed);
            },
            py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
@@ -200,6 +201,7 @@ void bind_model(py::module_& m, const char* cls) {
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
              return self.loss(P, xp, yp, B, Tn, s0, s1, train, seed);
            },
            py::arg("params"), py::arg("x"), py::arg("y"), py::arg("state_in"),
@@ -222,6 +224,7 @@ void bind_model(py::module_& m, const char* cls) {
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
              return self.forward_backward(P, Gr, xp, yp, B, Tn, s0, s1, ds, train, seed);
            },
            py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"),
@@ -271,6 +274,7 @@ struct Opt {
                    {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
+    pcr::DenormalsGuard flush;
     pcr::kern<T>().sgd(p, g, b, n, gi, T(lr), T(momentum), T(dampening), nesterov, first);
   }
   static void adagrad(py::array params, py::array grads, py::array mem, double clr, double eps,
@@ -282,6 +286,7 @@ struct Opt {
     check_disjoint({flat("params", p, n), flat("sum", s, n)}, {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
+    pcr::DenormalsGuard flush;
     pcr::kern<T>().adagrad(p, g, s, n, gi, T(clr), T(eps), eps_inside);
   }
   static void rmsprop(py::array params, py::array grads, py::array sq, py::object gavg,
@@ -298,6 +303,7 @@ struct Opt {
                    {flat("grads", g, n)});
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
+    pcr::DenormalsGuard flush;
     pcr::kern<T>().rmsprop(p, g, s, ga, b, n, gi, T(lr), T(alpha), T(eps), T(momentum),
                            centered);
   }
@@ -317,6 +323,7 @@ struct Opt {
     if (!(bc1 > 0) || !(bc2 > 0)) throw py::value_error("bias corrections must be > 0");
     const auto gi = grad_in(scale, clip, weight_decay);
     py::gil_scoped_release nogil;
+    pcr::DenormalsGuard flush;
     pcr::kern<T>().adam(p, g, mp, vp, vm, n, gi, T(lr), T(beta1), T(beta2), T(eps), bc1, bc2,
                         decoupled, amsgrad);
   }
@@ -324,6 +331,7 @@ struct Opt {
     const idx n = grads.size();
     const T* g = in_ptr<T>(grads, "grads", {n});
     py::gil_scoped_release nogil;
+    pcr::DenormalsGuard flush;
     return pcr::kern<T>().sum_squares(g, n);
   }
 };
@@ -343,6 +351,7 @@ void gemm_py(bool ta, bool tb, py::array A, py::array B, py::array C, double bet
   T* c = out_ptr<T>(C, "C", {M, N});
   check_disjoint({mem(C, "C")}, {mem(A, "A"), mem(B, "B")});
   py::gil_scoped_release nogil;
+  pcr::DenormalsGuard flush;
   (reference ? pcr::gemm_ref<T> : pcr::kern<T>().gemm)(ta, tb, M, N, K, a, A.shape(1), b,
                                                        B.shape(1), static_cast<T>(beta), c, N);
 }
@@ -439,6 +448,22 @@ PYBIND11_MODULE(_core, m) {
     pcr::set_num_threads(n);
   });
   m.def("get_num_threads", &pcr::num_threads);
+  m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on"));
+  m.def("get_flush_denormals", &pcr::flush_denormals);
+  m.def("_thread_fp_modes",
+        []() {
+          // For the tests: each thread's floating-point mode (MXCSR on
+          // x86, 0 elsewhere) in a plain team, outside any kernel.
+          const int n = pcr::num_threads();
+          std::vector<unsigned> modes(static_cast<size_t>(n), 0);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n)
+          modes[static_cast<size_t>(omp_get_thread_num())] = pcr::DenormalsGuard::current_mode();
+#else
+          modes[0] = pcr::DenormalsGuard::current_mode();
+#endif
+          return modes;
+        });
   m.def("isa", []() { return std::string(pcr::isa_active()); },
         "the instruction set whose kernels are in use");
   m.def("isa_available", &isa_available,

@@ -9,6 +9,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define PCR_HAVE_MXCSR 1
+#endif
 
 namespace pcr {
 
@@ -19,6 +23,84 @@ using idx = std::int64_t;  // every size and offset is 64-bit
 // started from any other. Defined once, in kernels.cpp.
 int num_threads();
 void set_num_threads(int n);
+
+// Subnormal floats (|x| below 1.2e-38 in float32, 2.2e-308 in float64) take
+// a microcode path on x86 that is many times slower per operation; a model
+// whose gates saturate and whose gradients shrink produces them, and one
+// step then ran 6-10 times slower. Kernels therefore flush subnormal results
+// to zero and read subnormal inputs as zero (MXCSR FTZ and DAZ) while they
+// run, on every thread; with set_flush_denormals(false) they run with both
+// bits clear (IEEE subnormals). A process-wide setting, defined in
+// kernels.cpp.
+bool flush_denormals();
+void set_flush_denormals(bool on);
+
+// Sets the kernels' mode on this thread for its lifetime. The calling
+// thread gets its own mode back at the end. Worker threads are left in the
+// caller's mode (`after`), not in whatever they held before: a new OpenMP
+// thread inherits the mode of the thread that created it, which is the
+// kernels' mode when the team is first formed inside a call.
+class DenormalsGuard {
+ public:
+  DenormalsGuard() {
+#ifdef PCR_HAVE_MXCSR
+    restore_ = _mm_getcsr();
+    outer_ = caller_slot();
+    caller_slot() = static_cast<int>(restore_);
+    enter();
+#endif
+  }
+  explicit DenormalsGuard(unsigned after) {
+#ifdef PCR_HAVE_MXCSR
+    restore_ = after;
+    enter();
+#else
+    (void)after;
+#endif
+  }
+  ~DenormalsGuard() {
+#ifdef PCR_HAVE_MXCSR
+    if (outer_ != -2) caller_slot() = outer_;
+    _mm_setcsr(restore_);
+#endif
+  }
+  DenormalsGuard(const DenormalsGuard&) = delete;
+  DenormalsGuard& operator=(const DenormalsGuard&) = delete;
+
+  static unsigned current_mode() {
+#ifdef PCR_HAVE_MXCSR
+    return _mm_getcsr();
+#else
+    return 0;
+#endif
+  }
+
+  // The mode of the caller of the outermost kernel on this thread (the
+  // current mode outside any kernel call).
+  static unsigned caller_mode() {
+#ifdef PCR_HAVE_MXCSR
+    const int c = caller_slot();
+    return c >= 0 ? static_cast<unsigned>(c) : _mm_getcsr();
+#else
+    return 0;
+#endif
+  }
+
+ private:
+  unsigned restore_ = 0;
+  int outer_ = -2;  // -2: a worker's guard (no caller to record)
+  static int& caller_slot() {  // MXCSR fits in 16 bits; -1: not inside a call
+    thread_local int c = -1;
+    return c;
+  }
+#ifdef PCR_HAVE_MXCSR
+  static void enter() {
+    const unsigned bits = 0x8040u;  // FTZ (bit 15) | DAZ (bit 6)
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(flush_denormals() ? (csr | bits) : (csr & ~bits));
+  }
+#endif
+};
 
 // Work (in multiply-adds or element updates) below which a loop stays serial:
 // forking a team costs a few microseconds.
@@ -44,8 +126,17 @@ static inline void parallel_for(idx n, int nt, F&& body) {
     for (idx i = 0; i < n; ++i) body(i);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#ifdef _OPENMP
+  const unsigned mode = DenormalsGuard::caller_mode();
+#pragma omp parallel num_threads(nt)
+  {
+    DenormalsGuard guard(omp_get_thread_num() == 0 ? DenormalsGuard::current_mode() : mode);
+#pragma omp for schedule(static)
+    for (idx i = 0; i < n; ++i) body(i);
+  }
+#else
   for (idx i = 0; i < n; ++i) body(i);
+#endif
 }
 
 // body(tid, nthreads) on a team of nt threads, or body(0, 1) inline.
@@ -56,8 +147,12 @@ static inline void parallel_team(int nt, F&& body) {
     return;
   }
 #ifdef _OPENMP
+  const unsigned mode = DenormalsGuard::caller_mode();
 #pragma omp parallel num_threads(nt)
-  body(omp_get_thread_num(), omp_get_num_threads());
+  {
+    DenormalsGuard guard(omp_get_thread_num() == 0 ? DenormalsGuard::current_mode() : mode);
+    body(omp_get_thread_num(), omp_get_num_threads());
+  }
 #else
   body(0, 1);
 #endif

@@ -90,6 +90,10 @@ void init_once() {
 
 }  // namespace
 
+static std::atomic<bool> g_flush_denormals{true};
+bool flush_denormals() { return g_flush_denormals.load(std::memory_order_relaxed); }
+void set_flush_denormals(bool on) { g_flush_denormals.store(on); }
+
 int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
 void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n); }
 

@@ -23,6 +23,8 @@ __all__ = [
     "build_info",
     "set_num_threads",
     "get_num_threads",
+    "set_flush_denormals",
+    "get_flush_denormals",
     "Vocab",
     "CharRNN",
     "Trainer",
@@ -53,3 +55,22 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the kernels use."""
     return int(_core.get_num_threads())
+
+
+def set_flush_denormals(on: bool) -> None:
+    """Whether kernels treat subnormal floats as zero (process-wide; default True).
+
+    Subnormal numbers (below about 1.2e-38 in float32) are slow on x86: a model
+    whose gates saturate can produce them in its gradients and then train
+    several times slower. With this on, every kernel flushes them to zero
+    (FTZ/DAZ) while it runs and restores the caller's floating-point mode when it
+    returns. Turn it off for IEEE subnormal arithmetic. Other CPUs: no effect.
+    """
+    if not isinstance(on, bool):
+        raise TypeError(f"expected a bool, got {type(on).__name__}")
+    _core.set_flush_denormals(on)
+
+
+def get_flush_denormals() -> bool:
+    """Whether kernels flush subnormal floats to zero (see set_flush_denormals)."""
+    return bool(_core.get_flush_denormals())
