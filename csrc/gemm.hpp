@@ -258,7 +258,10 @@ void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, co
   T* a = scratch<T, 1>(M * K);
   for (idx i = 0; i < M; ++i)
     for (idx k = 0; k < K; ++k) a[i * K + k] = ta ? A[k * lda + i] : A[i * lda + k];
-  const int nt = threads_for_gemm(M * N * K);
+  // Bound by reading B once (N * K elements), which at these sizes comes
+  // from L3 or memory: each core streams its share, so this goes parallel
+  // at a far smaller size than a product that reuses its operands.
+  const int nt = threads_for(N * K);
   if (tb) {
     parallel_for(N, nt, [&](idx j) {
       const T* b = B + j * ldb;
