@@ -16,6 +16,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "types.hpp"
 
@@ -74,13 +78,24 @@ constexpr int kVecBytes = 32;
 constexpr int kVecBytes = 16;
 #endif
 
-// acc[R][NR] = sum_k Ap[k*MR + i] * Bp[k*NR + j] for the first R rows of a
+// Where a micro-kernel puts its R x NR result: out[i*ld + j] = result
+// (mode kStore), += result (kAdd), or = beta * out + result (kScale).
+template <typename T>
+struct Out {
+  enum Mode { kStore, kAdd, kScale };
+  T* p;
+  idx ld;
+  Mode mode;
+  T beta;
+};
+
+// out (+)= sum_k Ap[k*MR + i] * Bp[k*NR + j] for the first R rows of a
 // packed panel. The R x NR accumulators are R x (NR / W) vector-extension
 // values of the native width W, so the compiler keeps them all in registers
 // (a vector wider than a register would be kept in memory).
 template <typename T, int MR, int NR, int R>
 __attribute__((noinline)) void micro_kernel(idx kc, const T* __restrict Ap,
-                                            const T* __restrict Bp, T* __restrict acc) {
+                                            const T* __restrict Bp, const Out<T>& out) {
   constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a multiple of the vector width");
@@ -118,23 +133,69 @@ __attribute__((noinline)) void micro_kernel(idx kc, const T* __restrict Ap,
     for (int i = 0; i < R; ++i)
       for (int v = 0; v < NV; ++v) c[0][i][v] += c[s][i][v];
   for (int i = 0; i < R; ++i)
-    for (int v = 0; v < NV; ++v)
-      __builtin_memcpy(acc + i * NR + v * W, &c[0][i][v], sizeof(vec));
+    for (int v = 0; v < NV; ++v) {
+      T* o = out.p + i * out.ld + v * W;
+      vec r = c[0][i][v];
+      if (out.mode != Out<T>::kStore) {
+        vec old;
+        __builtin_memcpy(&old, o, sizeof(vec));
+        r = out.mode == Out<T>::kAdd ? old + r : out.beta * old + r;
+      }
+      __builtin_memcpy(o, &r, sizeof(vec));
+    }
 }
 
 template <typename T, int MR, int NR, int R = MR>
 struct KernelFor {
-  static void run(int rows, idx kc, const T* Ap, const T* Bp, T* acc) {
+  static void run(int rows, idx kc, const T* Ap, const T* Bp, const Out<T>& out) {
     if (rows == R)
-      micro_kernel<T, MR, NR, R>(kc, Ap, Bp, acc);
+      micro_kernel<T, MR, NR, R>(kc, Ap, Bp, out);
     else
-      KernelFor<T, MR, NR, R - 1>::run(rows, kc, Ap, Bp, acc);
+      KernelFor<T, MR, NR, R - 1>::run(rows, kc, Ap, Bp, out);
   }
 };
 template <typename T, int MR, int NR>
 struct KernelFor<T, MR, NR, 0> {
-  static void run(int, idx, const T*, const T*, T*) {}
+  static void run(int, idx, const T*, const T*, const Out<T>&) {}
 };
+
+// Ap[k * MR + i] = R[i * lda + k], i < mr, k < kc: rows of A transposed
+// into a panel.
+template <typename T, int MR>
+inline void pack_rows(const T* R, idx lda, idx mr, idx kc, T* Ap) {
+  for (idx i = 0; i < mr; ++i)
+    for (idx k = 0; k < kc; ++k) Ap[k * MR + i] = R[i * lda + k];
+}
+#if defined(__SSE__)
+// float: 4 x 4 blocks transposed in registers (the scalar loop above is a
+// strided store per element, a visible share of a large product's time).
+template <int MR>
+inline void pack_rows_f32(const float* R, idx lda, idx mr, idx kc, float* Ap) {
+  idx i = 0;
+  for (; i + 4 <= mr; i += 4) {
+    const float* r0 = R + i * lda;
+    const float *r1 = r0 + lda, *r2 = r1 + lda, *r3 = r2 + lda;
+    idx k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      __m128 a = _mm_loadu_ps(r0 + k), b = _mm_loadu_ps(r1 + k), c = _mm_loadu_ps(r2 + k),
+             d = _mm_loadu_ps(r3 + k);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(Ap + k * MR + i, a);
+      _mm_storeu_ps(Ap + (k + 1) * MR + i, b);
+      _mm_storeu_ps(Ap + (k + 2) * MR + i, c);
+      _mm_storeu_ps(Ap + (k + 3) * MR + i, d);
+    }
+    for (; k < kc; ++k) {
+      Ap[k * MR + i] = r0[k];
+      Ap[k * MR + i + 1] = r1[k];
+      Ap[k * MR + i + 2] = r2[k];
+      Ap[k * MR + i + 3] = r3[k];
+    }
+  }
+  for (; i < mr; ++i)
+    for (idx k = 0; k < kc; ++k) Ap[k * MR + i] = R[i * lda + k];
+}
+#endif
 
 // Ap[kc][MR] for rows i0..i0+mr of op(A), columns p0..p0+kc. Rows >= mr
 // are left unset: the micro-kernel for a partial panel reads only mr rows.
@@ -148,9 +209,34 @@ inline void pack_a(bool ta, const T* A, idx lda, idx i0, idx mr, idx p0, idx kc,
     }
     return;
   }
-  for (idx i = 0; i < mr; ++i) {
-    const T* src = A + (i0 + i) * lda + p0;
-    for (idx k = 0; k < kc; ++k) Ap[k * MR + i] = src[k];
+#if defined(__SSE__)
+  if constexpr (std::is_same<T, float>::value) {
+    pack_rows_f32<MR>(A + i0 * lda + p0, lda, mr, kc, Ap);
+    return;
+  }
+#endif
+  pack_rows<T, MR>(A + i0 * lda + p0, lda, mr, kc, Ap);
+}
+
+// The panels of one block of op(A): rows ic..ic+mc, columns p0..p0+kc, panel
+// pa at Ap + pa * kc * MR. With A transposed each row of A (a column of
+// op(A)) is read once, in order, for all the panels.
+template <typename T, int MR>
+inline void pack_a_block(bool ta, const T* A, idx lda, idx ic, idx mc, idx p0, idx kc, T* Ap) {
+  const idx np = (mc + MR - 1) / MR;
+  if (!ta) {
+    for (idx pa = 0; pa < np; ++pa)
+      pack_a<T, MR>(false, A, lda, ic + pa * MR, mn(MR, mc - pa * MR), p0, kc,
+                    Ap + pa * kc * MR);
+    return;
+  }
+  for (idx k = 0; k < kc; ++k) {
+    const T* src = A + (p0 + k) * lda + ic;
+    for (idx pa = 0; pa < np; ++pa) {
+      const idx mr = mn(MR, mc - pa * MR);
+      T* dst = Ap + pa * kc * MR + k * MR;
+      for (idx i = 0; i < mr; ++i) dst[i] = src[pa * MR + i];
+    }
   }
 }
 
@@ -231,9 +317,7 @@ void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, co
       const idx ic = mb * Bk::MC, mc = mn(Bk::MC, M - ic);
       const idx na_panels = (mc + MR - 1) / MR;
       if (mb != packed_mb) {
-        for (idx pa = 0; pa < na_panels; ++pa)
-          pack_a<T, MR>(ta, A, lda, ic + pa * MR, mn(MR, mc - pa * MR), pc, kc,
-                        Ap + pa * kc * MR);
+        pack_a_block<T, MR>(ta, A, lda, ic, mc, pc, kc, Ap);
         packed_mb = mb;
       }
       const idx pb0 = jchunk * per_chunk, pb1 = mn(nb_panels, pb0 + per_chunk);
@@ -241,9 +325,23 @@ void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, co
         const idx j0 = pb * NR, nr = mn(NR, N - j0);
         for (idx pa = 0; pa < na_panels; ++pa) {
           const idx i0 = ic + pa * MR, mr = mn(MR, mc - pa * MR);
-          KernelFor<T, MR, NR>::run(static_cast<int>(mr), kc, Ap + pa * kc * MR,
-                                    Bp + pb * panel_stride, acc);
-          store_tile(C + i0 * ldc + j0, ldc, mr, nr, acc, NR, first, beta);
+          const T* Bpan = Bp + pb * panel_stride;
+          // Ask for the C tile now: the micro-kernel runs long enough for it
+          // to arrive (a large C, say the weight gradients, is in memory).
+          for (idx i = 0; i < mr; ++i) {
+            __builtin_prefetch(C + (i0 + i) * ldc + j0, 1, 3);
+            __builtin_prefetch(C + (i0 + i) * ldc + j0 + nr - 1, 1, 3);
+          }
+          if (nr == NR) {  // a whole tile: straight into C
+            const auto mode = !first ? Out<T>::kAdd
+                                     : beta == T(0) ? Out<T>::kStore : Out<T>::kScale;
+            KernelFor<T, MR, NR>::run(static_cast<int>(mr), kc, Ap + pa * kc * MR, Bpan,
+                                      Out<T>{C + i0 * ldc + j0, ldc, mode, beta});
+          } else {
+            KernelFor<T, MR, NR>::run(static_cast<int>(mr), kc, Ap + pa * kc * MR, Bpan,
+                                      Out<T>{acc, NR, Out<T>::kStore, T(0)});
+            store_tile(C + i0 * ldc + j0, ldc, mr, nr, acc, NR, first, beta);
+          }
         }
       }
     }

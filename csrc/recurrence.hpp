@@ -60,10 +60,11 @@ inline void panel_product(idx B, idx K, const T* Ap, const T* packed, idx npad, 
   for (idx pc = 0; pc < K; pc += Bk::KC) {
     const idx kc = mn(Bk::KC, K - pc);
     const T* Bp = packed + pc * npad + panel * kc * NR;
+    const Out<T> out{acc, NR, Out<T>::kStore, T(0)};
     if (B == 1)
-      micro_kernel<T, 1, NR, 1>(kc, Ap + pc, Bp, acc);
+      micro_kernel<T, 1, NR, 1>(kc, Ap + pc, Bp, out);
     else
-      KernelFor<T, MR, NR>::run(static_cast<int>(B), kc, Ap + pc * MR, Bp, acc);
+      KernelFor<T, MR, NR>::run(static_cast<int>(B), kc, Ap + pc * MR, Bp, out);
     for (idx b = 0; b < B; ++b) {
       T* c = C + b * ldc;
       const T* s = acc + b * NR;
