@@ -46,7 +46,7 @@ class DenormalsGuard {
 #ifdef PCR_HAVE_MXCSR
     restore_ = _mm_getcsr();
     outer_ = caller_slot();
-    caller_slot() = static_cast<int>(restore_);
+    if (outer_ < 0) caller_slot() = static_cast<int>(restore_);  // the outermost call's
     enter();
 #endif
   }
@@ -89,6 +89,7 @@ class DenormalsGuard {
  private:
   unsigned restore_ = 0;
   int outer_ = -2;  // -2: a worker's guard (no caller to record)
+  // Shared by every kernel build (not ISA code): one slot per thread.
   static int& caller_slot() {  // MXCSR fits in 16 bits; -1: not inside a call
     thread_local int c = -1;
     return c;
