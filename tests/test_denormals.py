@@ -78,7 +78,7 @@ def test_setting_takes_only_bool(bad, restore_flush):
 
 
 @pytest.mark.skipif(not X86, reason="FTZ/DAZ are x86 MXCSR bits")
-def test_worker_threads_are_left_in_the_callers_mode():
+def test_worker_threads_are_left_in_the_callers_mode(tmp_path):
     # In a fresh process the OpenMP team is formed inside the first kernel
     # call, whose mode the new threads inherit; after the call they must be
     # back in the caller's mode, or other OpenMP code in the process would
@@ -95,8 +95,10 @@ def test_worker_threads_are_left_in_the_callers_mode():
         "_core.gemm(False, True, A, A, C)\n"
         "print(*_core._thread_fp_modes())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    modes = [int(v) for v in out]
+    # Run outside the checkout, whose source tree would shadow the installed package.
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    modes = [int(v) for v in r.stdout.split()]
     assert len(modes) == 2
     assert all(m & 0x8040 == 0 for m in modes), [hex(m) for m in modes]
