@@ -6,8 +6,10 @@
 // heavy kernels come from the table of the instruction set in use (types.hpp).
 //
 // The recurrent weights are packed into the GEMM's panel layout once per
-// layer and call, and the panels are reused at every time step (at B = 1
-// the product is a row times the panels: vector FMAs, no reductions).
+// layer and call, and the panels are reused at every time step. Small
+// batches (B <= the micro-kernel's rows) run the whole time loop of a layer
+// in one parallel region (recurrence.hpp); larger ones step by step here.
+// Both sum every element in the same order: the same bits either way.
 #pragma once
 
 #include <mutex>
