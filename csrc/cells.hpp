@@ -141,7 +141,7 @@ bool cell_backward(CellKind kind, const StepIO<T>& s, T* dh, T* dc) {
   const idx B = s.B, H = s.H, GH = gate_count(kind) * H;
   parallel_for(B, threads_for(B * GH * 8),
                [&](idx b) { cell_backward_units(kind, s, dh, dc, b, idx(0), H); });
-  return kind == CellKind::GRU;
+  return has_direct_dh(kind);
 }
 
 }  // namespace PCR_ISA_NS

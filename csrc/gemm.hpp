@@ -192,8 +192,7 @@ inline void pack_rows_f32(const float* R, idx lda, idx mr, idx kc, float* Ap) {
       Ap[k * MR + i + 3] = r3[k];
     }
   }
-  for (; i < mr; ++i)
-    for (idx k = 0; k < kc; ++k) Ap[k * MR + i] = R[i * lda + k];
+  pack_rows<float, MR>(R + i * lda, lda, mr - i, kc, Ap + i);  // the last rows
 }
 #endif
 

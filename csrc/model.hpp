@@ -341,16 +341,8 @@ class Model {
           K_->gemm_packed(false, B, GH, H, hs + t * BH, H, w(wpack_), T(1), hp, GH);
         else
           K_->gemm(false, true, B, GH, H, hs + t * BH, H, Whh, H, T(1), hp, GH);
-        StepIO<T> s{B,
-                    H,
-                    xp + t * B * GH,
-                    hp,
-                    hs + t * BH,
-                    hs + (t + 1) * BH,
-                    cs ? cs + t * BH : nullptr,
-                    cs ? cs + (t + 1) * BH : nullptr,
-                    aux ? aux + t * BH : nullptr,
-                    nullptr};
+        StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+        s.hp = hp;
         K_->cell_forward(cell, s);
       }
     }
@@ -399,16 +391,8 @@ class Model {
           const T* dy = dout + t * BH;
 #pragma omp simd
           for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
-          StepIO<T> s{B,
-                      H,
-                      xp + t * B * GH,
-                      nullptr,
-                      hs + t * BH,
-                      nullptr,
-                      cs ? cs + t * BH : nullptr,
-                      cs ? cs + (t + 1) * BH : nullptr,
-                      aux ? aux + t * BH : nullptr,
-                      dhp_all + t * B * GH};
+          StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+          s.dhp = dhp_all + t * B * GH;
           const bool direct = K_->cell_backward(cell, s, dh, dc);
           const T beta = direct ? T(1) : T(0);
           if (packed)

@@ -116,16 +116,8 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
             panel_product(B, H, A, packed, npad, c * G + g, mn(NR, H - c * NR), bhh + col,
                           false, hp + col, GH);
           }
-        const StepIO<T> s{B,
-                          H,
-                          xp + t * B * GH,
-                          hp,
-                          hs + t * BH,
-                          hs + (t + 1) * BH,
-                          cs ? cs + t * BH : nullptr,
-                          cs ? cs + (t + 1) * BH : nullptr,
-                          aux ? aux + t * BH : nullptr,
-                          nullptr};
+        StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+        s.hp = hp;
         for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
       }
       if (nth > 1) team_barrier();  // h_{t+1} complete before anyone reads it
@@ -140,7 +132,7 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
 // gets d(loss)/d(hp) (the GRU's own buffer; xp itself for the others).
 template <typename T>
 void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* dout, T* xp,
-                    const T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
+                    T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
                     T* packed) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
@@ -167,18 +159,10 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
 #pragma omp simd
           for (idx j = u0; j < u1; ++j) d[j] += dy[b * H + j];
         }
-        const StepIO<T> s{B,
-                          H,
-                          xp + t * B * GH,
-                          nullptr,
-                          hs + t * BH,
-                          nullptr,
-                          cs ? cs + t * BH : nullptr,
-                          cs ? cs + (t + 1) * BH : nullptr,
-                          aux ? aux + t * BH : nullptr,
-                          dhp_all + t * B * GH};
+        StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+        s.dhp = dhp_all + t * B * GH;
         for (idx b = 0; b < B; ++b) cell_backward_units(kind, s, dh, dc, b, u0, u1);
-        direct = kind == CellKind::GRU;
+        direct = has_direct_dh(kind);
       }
       if (nth > 1) team_barrier();  // d(hp)_t complete before anyone reads it
       if (u0 < u1) {

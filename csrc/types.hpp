@@ -12,6 +12,9 @@ static inline int gate_count(CellKind k) {
 }
 static inline bool has_cell_state(CellKind k) { return k == CellKind::LSTM; }
 static inline bool has_separate_dhp(CellKind k) { return k == CellKind::GRU; }
+// Whether part of d(loss)/d(h_{t-1}) bypasses W_hh (the GRU's z * dh), so the
+// product with W_hh adds to dh instead of overwriting it.
+static inline bool has_direct_dh(CellKind k) { return k == CellKind::GRU; }
 
 // Pointers for one time step of a layer, rows b = 0..B-1 contiguous.
 // Storage per step (time-major rows r = t*B + b):
@@ -31,6 +34,17 @@ struct StepIO {
   T* c;             // [B, H]  LSTM (forward out; backward in)
   T* aux;           // [B, H]  GRU hn
   T* dhp;           // [B, G*H] backward out (GRU; else == gates)
+
+  // Step t of a layer whose arrays hold every step: xp [Tn, B, G*H], hs and
+  // cs [Tn + 1, B, H] (row 0: the initial state), aux [Tn, B, H]; cs and aux
+  // may be null. hp (forward) and dhp (backward) are the caller's to set.
+  static StepIO at(idx B, idx H, idx G, idx t, T* xp, T* hs, T* cs, T* aux) {
+    const idx BH = B * H;
+    return {B,       H,       xp + t * BH * G,
+            nullptr, hs + t * BH, hs + (t + 1) * BH,
+            cs ? cs + t * BH : nullptr, cs ? cs + (t + 1) * BH : nullptr,
+            aux ? aux + t * BH : nullptr, nullptr};
+  }
 };
 
 struct GradIn {
@@ -55,7 +69,7 @@ struct Kernels {
   void (*recur_forward)(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* bhh, T* xp,
                         T* hs, T* cs, T* aux, T* hp, T* packed);
   void (*recur_backward)(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* dout,
-                         T* xp, const T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
+                         T* xp, T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
                          T* packed);
   void (*cell_forward)(CellKind kind, const StepIO<T>& s);
   bool (*cell_backward)(CellKind kind, const StepIO<T>& s, T* dh, T* dc);

@@ -44,6 +44,13 @@ def restore_threads():
     pc.set_num_threads(n)
 
 
+@pytest.fixture
+def restore_flush():
+    before = pc.get_flush_denormals()
+    yield
+    pc.set_flush_denormals(before)
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False,
                      help="also run the tests marked slow (long fuzzing, 50 kill -9 runs)")

@@ -13,13 +13,6 @@ X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 TINY32 = np.float32(1e-39)  # subnormal in float32 (smallest normal: 1.18e-38)
 
 
-@pytest.fixture
-def restore_flush():
-    before = pc.get_flush_denormals()
-    yield
-    pc.set_flush_denormals(before)
-
-
 def _subnormal_products(threads):
     """C = A @ B^T for a product large enough to run on `threads` threads,
     every entry of A subnormal: the fraction of C that came out non-zero."""
