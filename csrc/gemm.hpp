@@ -293,27 +293,37 @@ inline void store_tile(T* C, idx ldc, idx mr, idx nr, const T* acc, int NR, bool
 }
 
 // The macro-kernel for one K block: C[0:M, cols of panels] (+)= A[:, kc] * Bp,
-// Bp holding nb_panels packed panels of kc x NR. Threads split (row block,
-// column chunk) tasks; each packs its own A block.
+// Bp holding nb_panels packed panels of kc x NR. The MR-row panels of A are
+// split evenly into row blocks of at most MC rows, their count a multiple of
+// the team's size where that is possible (128 rows in blocks of 96 and 32
+// would leave one thread a third of the work). Threads split (row block,
+// column chunk) tasks; each packs its own A block. Every block starts on a
+// multiple of MR, so each row sits in the same panel whatever the split.
 template <typename T>
 void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, const T* Bp,
                   idx panel_stride, bool first, T beta, T* C, idx ldc, int nt) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const idx nb_panels = (N + NR - 1) / NR;
-  const idx n_mblocks = (M + Bk::MC - 1) / Bk::MC;
+  const idx na_total = (M + MR - 1) / MR, na_max = Bk::MC / MR;
+  idx n_mblocks = (na_total + na_max - 1) / na_max;
+  if (n_mblocks > 1) n_mblocks = mn(na_total, (n_mblocks + nt - 1) / nt * nt);
   const idx n_jchunks = mx(1, mn(nb_panels, (2 * nt + n_mblocks - 1) / n_mblocks));
   const idx per_chunk = (nb_panels + n_jchunks - 1) / n_jchunks;
   const idx ntasks = n_mblocks * n_jchunks;
+  // First panel of row block mb: mb * na_total / n_mblocks without overflow.
+  const idx q = na_total / n_mblocks, r = na_total % n_mblocks;
+  auto block_start = [&](idx mb) { return mb * q + mb * r / n_mblocks; };
   parallel_team(nt, [&](int tid, int nth) {
-    T* Ap = scratch<T, 0>(((Bk::MC + MR - 1) / MR) * MR * Bk::KC);
+    T* Ap = scratch<T, 0>(na_max * MR * Bk::KC);
     alignas(64) T acc[MR * NR];
     idx packed_mb = -1;  // a thread's tasks are consecutive: reuse its A block
     idx t0, t1;
     chunk_of(ntasks, tid, nth, &t0, &t1);
     for (idx task = t0; task < t1; ++task) {
       const idx mb = task / n_jchunks, jchunk = task % n_jchunks;
-      const idx ic = mb * Bk::MC, mc = mn(Bk::MC, M - ic);
+      const idx ic = block_start(mb) * MR;
+      const idx mc = mn(M, block_start(mb + 1) * MR) - ic;
       const idx na_panels = (mc + MR - 1) / MR;
       if (mb != packed_mb) {
         pack_a_block<T, MR>(ta, A, lda, ic, mc, pc, kc, Ap);

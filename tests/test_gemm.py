@@ -36,13 +36,16 @@ def test_gemm_matches_reference(dtype, ta, tb, M, N, K, beta, rng):
     assert np.abs(R - want).max() <= tol * scale
 
 
-def test_gemm_bitwise_same_at_any_thread_count(rng, restore_threads):
-    A = rng.standard_normal((300, 200)).astype(np.float32)
+@pytest.mark.parametrize("M", [97, 128, 300])
+def test_gemm_bitwise_same_at_any_thread_count(M, rng, restore_threads):
+    # The row blocks depend on the team's size (128 rows: one block on one
+    # thread, two of 66 and 62 on two); the bits must not.
+    A = rng.standard_normal((M, 200)).astype(np.float32)
     B = rng.standard_normal((400, 200)).astype(np.float32)
     out = []
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         pc.set_num_threads(n)
-        C = np.empty((300, 400), np.float32)
+        C = np.empty((M, 400), np.float32)
         _core.gemm(False, True, A, B, C)
         out.append(C)
     assert all(np.array_equal(out[0], c) for c in out[1:])
