@@ -110,9 +110,15 @@ def test_end_to_end_tiny(tmp_path):
     cfg = bench.Config("train", "rnn", 16, 1, None, 2, 8, scaling=True, memory=True)
     sample = bench.Config("sample", "lstm", 16, 2, 4, 1, 1)
     out = tmp_path / "r.json"
+    logged = []
     results = bench.run([cfg, sample], threads=2, repeats=1, seconds=0.05, json_path=str(out),
                         impls=("pycharrnn", "numpy"), sgemm_sizes=(64,), idle_wait=0,
-                        log=lambda msg: None)
+                        log=logged.append)
+    # SGEMM is measured at both ends of the run (each thread count), the best kept.
+    sg = [m for m in logged if m.startswith("SGEMM")]
+    assert [m.split(",")[1].split(":")[0].strip() for m in sg] == ["start"] * 2 + ["end"] * 2
+    rates = [float(m.split("64^3 ")[1].split()[0]) for m in sg if m.startswith("SGEMM 2 ")]
+    assert results["meta"]["sgemm"]["2"]["64"] == pytest.approx(max(rates), rel=1e-3)
     assert json.loads(out.read_text())["rows"][0]["task"] == "train"
     train, samp = results["rows"]
     _check_row(train, ["pycharrnn", "numpy"])
