@@ -8,7 +8,7 @@ import pytest
 import pycharrnn as pc
 from pycharrnn import _core
 
-SHAPES = [(1, 1, 1), (3, 17, 5), (4, 33, 70), (5, 16, 6), (7, 1, 300), (37, 53, 300),
+SHAPES = [(1, 1, 1), (3, 17, 5), (4, 33, 70), (2, 7, 19), (4, 6, 300), (5, 16, 6), (7, 1, 300), (37, 53, 300),
           (100, 130, 513), (97, 4100, 3), (200, 20, 260)]
 
 
@@ -36,10 +36,11 @@ def test_gemm_matches_reference(dtype, ta, tb, M, N, K, beta, rng):
     assert np.abs(R - want).max() <= tol * scale
 
 
-@pytest.mark.parametrize("M", [97, 128, 300])
+@pytest.mark.parametrize("M", [3, 97, 128, 300])
 def test_gemm_bitwise_same_at_any_thread_count(M, rng, restore_threads):
     # The row blocks depend on the team's size (128 rows: one block on one
-    # thread, two of 66 and 62 on two); the bits must not.
+    # thread, two of 66 and 62 on two); the bits must not. M = 3: the
+    # dot-product path, rows of B in groups of four.
     A = rng.standard_normal((M, 200)).astype(np.float32)
     B = rng.standard_normal((400, 200)).astype(np.float32)
     out = []
