@@ -118,7 +118,8 @@ def test_end_to_end_tiny(tmp_path):
     sg = [m for m in logged if m.startswith("SGEMM")]
     assert [m.split(",")[1].split(":")[0].strip() for m in sg] == ["start"] * 2 + ["end"] * 2
     rates = [float(m.split("64^3 ")[1].split()[0]) for m in sg if m.startswith("SGEMM 2 ")]
-    assert results["meta"]["sgemm"]["2"]["64"] == pytest.approx(max(rates), rel=1e-3)
+    # (the log prints one decimal)
+    assert abs(results["meta"]["sgemm"]["2"]["64"] - max(rates)) <= 0.05 + 1e-9
     assert json.loads(out.read_text())["rows"][0]["task"] == "train"
     train, samp = results["rows"]
     _check_row(train, ["pycharrnn", "numpy"])
