@@ -604,14 +604,16 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
     if single:
         z = z[None, :]
     n, V = z.shape
+    if temperature > 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            zt = z / temperature
+        # Finite zt implies finite z (one check on the common path, not two);
+        # else z is bad, or the temperature so low that this is argmax.
+        if np.isfinite(zt).all():
+            return _draw_scaled(zt, single, n, V, top_k, top_p, rng)
     if not np.isfinite(z).all():
         raise ValueError("the model's output is NaN or infinite (non-finite parameters or "
                          "state?): nothing can be sampled from it")
-    if temperature > 0:
-        with np.errstate(over="ignore"):
-            zt = z / temperature
-        if np.isfinite(zt).all():  # else the temperature is so low that it is argmax
-            return _draw_scaled(zt, single, n, V, top_k, top_p, rng)
     ids = np.argmax(z, axis=1).astype(np.int32)
     return int(ids[0]) if single else ids
 
