@@ -296,7 +296,7 @@ inline void store_tile(T* C, idx ldc, idx mr, idx nr, const T* acc, int NR, bool
 // Bp holding nb_panels packed panels of kc x NR. The MR-row panels of A are
 // split evenly into row blocks of at most MC rows, their count a multiple of
 // the team's size where that is possible (128 rows in blocks of 96 and 32
-// would leave one thread a third of the work). Threads split (row block,
+// gave one of two threads three quarters of the work). Threads split (row block,
 // column chunk) tasks; each packs its own A block. Every block starts on a
 // multiple of MR, so each row sits in the same panel whatever the split.
 template <typename T>

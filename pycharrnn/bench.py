@@ -679,11 +679,12 @@ def run(matrix: Sequence[Config], threads: Optional[int] = None, repeats: int = 
         for n in sgemm_threads:
             _wait_for_idle(idle_wait, log)
             res = _call_worker({"mode": "sgemm", "threads": n, "sizes": list(sgemm_sizes)})
+            rates = res.get("gflops", {})
             best = meta["sgemm"].setdefault(str(n), {})
-            for k, v in res.get("gflops", {}).items():
+            for k, v in rates.items():
                 best[k] = max(best.get(k, 0.0), v)
             log(f"SGEMM {n} thread(s), {when}: " + ", ".join(
-                f"{k}^3 {v:.1f} GFLOP/s" for k, v in res.get("gflops", {}).items()))
+                f"{k}^3 {v:.1f} GFLOP/s" for k, v in rates.items()))
 
     measure_sgemm("start")
     rows = []
