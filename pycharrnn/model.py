@@ -599,6 +599,11 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
     temperature so low that logits / temperature overflows is argmax too.
     NaN or infinite logits raise ValueError.
     """
+    if (logits.dtype == np.float32 and temperature >= _ONE_ROW_MIN_TEMPERATURE
+            and top_k is None and top_p is None and logits.size == logits.shape[-1]):
+        i = _draw_one(logits.astype(np.float64).reshape(-1) / temperature, rng)
+        if i is not None:
+            return i if logits.ndim == 1 else np.array([i], dtype=np.int32)
     z = logits.astype(np.float64)
     single = z.ndim == 1
     if single:
@@ -616,6 +621,29 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
                          "state?): nothing can be sampled from it")
     ids = np.argmax(z, axis=1).astype(np.int32)
     return int(ids[0]) if single else ids
+
+
+# float32 logits (|z| < 3.5e38) divided by a temperature at least this
+# large cannot overflow float64, so the one-row path needs no errstate.
+_ONE_ROW_MIN_TEMPERATURE = 1e-250
+
+
+def _draw_one(z: np.ndarray, rng: np.random.Generator) -> Optional[int]:
+    """One row, no top_k or top_p (sampling's common case, once per
+    character): the id :func:`_draw_scaled` draws, from the same random
+    number and the same bits, with fewer numpy calls (20 us a call instead
+    of 33). None when z is not all finite (the general path then raises or
+    takes the argmax)."""
+    if not math.isfinite(np.add.reduce(z)):  # a finite sum: every entry finite
+        return None
+    p = np.exp(z - np.maximum.reduce(z))
+    c = np.add.accumulate(p)
+    u = rng.random(1)
+    # The count of c <= u * total, as _draw_scaled (c is non-decreasing).
+    i = int(np.searchsorted(c, u[0] * c[-1], side="right"))
+    if i >= z.size:
+        i = z.size - 1 - int(np.argmax(p[::-1] > 0))
+    return i
 
 
 def _draw_scaled(z: np.ndarray, single: bool, n: int, V: int, top_k: Optional[int],

@@ -208,6 +208,39 @@ def test_single_sample_keeps_the_original_random_stream(model, prime, temperatur
         assert got == model.sample(60, prime, temperature, top_k, seed, num_samples=1)
 
 
+def test_one_row_path_draws_what_the_general_path_draws():
+    # float32 logits of one row take _draw's one-row path; the same values as
+    # float64 take the general one. Same ids (or the same error), the same
+    # random numbers used, for ordinary, huge and non-finite logits and
+    # temperatures on both sides of the one-row path's lower limit.
+    from pycharrnn.model import _ONE_ROW_MIN_TEMPERATURE, _draw
+
+    gen = np.random.default_rng(5)
+    temperatures = [1.0, 0.5, 1.7, 1e-3, 1e-30, _ONE_ROW_MIN_TEMPERATURE, 1e-260, 0.0]
+    for trial in range(3000):
+        V = int(gen.choice([1, 2, 65, 300]))
+        scale = float(gen.choice([1e-30, 1.0, 30.0, 1e30, 3e38]))
+        with np.errstate(over="ignore"):  # 3e38 * N(0, 1) can overflow: inf, also fine
+            row = (gen.standard_normal(V) * scale).astype(np.float32)
+        kind = trial % 10
+        if kind < 3:
+            row[gen.integers(V)] = (np.nan, np.inf, -np.inf)[kind]
+        temperature = temperatures[trial % len(temperatures)]
+        for shape in ((V,), (1, V)):
+            seed = int(gen.integers(2**31))
+            results = []
+            for dtype in (np.float32, np.float64):
+                rng = np.random.default_rng(seed)
+                try:
+                    with np.errstate(all="ignore"):
+                        out = _draw(row.astype(dtype).reshape(shape), temperature, None, None,
+                                    rng)
+                    results.append((type(out), np.asarray(out).tolist(), rng.random()))
+                except ValueError as e:
+                    results.append(("ValueError", str(e)))
+            assert results[0] == results[1], (row, temperature, shape)
+
+
 # -------------------------------------------------------------------- batched
 
 def test_batched_shapes_and_types(model):
