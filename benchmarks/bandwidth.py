@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SIZES_MB = (0.25, 1, 2, 4, 8, 24)
+SIZES_MB = (0.25, 1, 2, 4, 8, 12, 16, 20, 24)
 
 _CHILD = r"""
 import time, numpy as np
