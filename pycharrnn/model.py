@@ -599,22 +599,22 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
     temperature so low that logits / temperature overflows is argmax too.
     NaN or infinite logits raise ValueError.
     """
-    if (logits.dtype == np.float32 and temperature >= _ONE_ROW_MIN_TEMPERATURE
-            and top_k is None and top_p is None and logits.size == logits.shape[-1]):
-        i = _draw_one(logits.astype(np.float64).reshape(-1) / temperature, rng)
-        if i is not None:
-            return i if logits.ndim == 1 else np.array([i], dtype=np.int32)
     z = logits.astype(np.float64)
     single = z.ndim == 1
     if single:
         z = z[None, :]
     n, V = z.shape
     if temperature > 0:
-        with np.errstate(over="ignore", invalid="ignore"):
-            zt = z / temperature
-        # Finite zt implies finite z (one check on the common path, not two);
-        # else z is bad, or the temperature so low that this is argmax.
-        if np.isfinite(zt).all():
+        if logits.dtype == np.float32 and temperature >= _NO_OVERFLOW_TEMPERATURE:
+            zt = z / temperature  # cannot overflow: no errstate (3 us a call)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                zt = z / temperature
+        # Finite zt implies finite z; a NaN or an infinity reaches the max or
+        # the min (two reductions, cheaper than isfinite over the array).
+        # Else z is bad, or the temperature so low that this is argmax.
+        if math.isfinite(np.maximum.reduce(zt, axis=None)) and \
+                math.isfinite(np.minimum.reduce(zt, axis=None)):
             return _draw_scaled(zt, single, n, V, top_k, top_p, rng)
     if not np.isfinite(z).all():
         raise ValueError("the model's output is NaN or infinite (non-finite parameters or "
@@ -624,26 +624,8 @@ def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
 
 
 # float32 logits (|z| < 3.5e38) divided by a temperature at least this
-# large cannot overflow float64, so the one-row path needs no errstate.
-_ONE_ROW_MIN_TEMPERATURE = 1e-250
-
-
-def _draw_one(z: np.ndarray, rng: np.random.Generator) -> Optional[int]:
-    """One row, no top_k or top_p (sampling's common case, once per
-    character): the id :func:`_draw_scaled` draws, from the same random
-    number and the same bits, with fewer numpy calls (20 us a call instead
-    of 33). None when z is not all finite (the general path then raises or
-    takes the argmax)."""
-    if not math.isfinite(np.add.reduce(z)):  # a finite sum: every entry finite
-        return None
-    p = np.exp(z - np.maximum.reduce(z))
-    c = np.add.accumulate(p)
-    u = rng.random(1)
-    # The count of c <= u * total, as _draw_scaled (c is non-decreasing).
-    i = int(np.searchsorted(c, u[0] * c[-1], side="right"))
-    if i >= z.size:
-        i = z.size - 1 - int(np.argmax(p[::-1] > 0))
-    return i
+# large cannot overflow float64.
+_NO_OVERFLOW_TEMPERATURE = 1e-250
 
 
 def _draw_scaled(z: np.ndarray, single: bool, n: int, V: int, top_k: Optional[int],
@@ -658,7 +640,12 @@ def _draw_scaled(z: np.ndarray, single: bool, n: int, V: int, top_k: Optional[in
     c = np.add.accumulate(p, axis=1)  # = np.cumsum
     u = rng.random(n)
     # Row-wise searchsorted(c, u * total, side="right"): c is non-decreasing.
-    ids = np.add.reduce(c <= (u * c[:, -1])[:, None], axis=1, dtype=np.int32)
+    # One row (sampling's common case) is that search itself; more rows
+    # count c <= u * total in one vectorized pass. The same ids either way.
+    if n == 1:
+        ids = np.searchsorted(c[0], u * c[0, -1], side="right").astype(np.int32)
+    else:
+        ids = np.add.reduce(c <= (u * c[:, -1])[:, None], axis=1, dtype=np.int32)
     if np.maximum.reduce(ids) >= V:  # u * total rounded up to total: take the last allowed id
         last = V - 1 - np.argmax(p[:, ::-1] > 0, axis=1)
         ids = np.where(ids >= V, last, ids).astype(np.int32)

@@ -208,15 +208,17 @@ def test_single_sample_keeps_the_original_random_stream(model, prime, temperatur
         assert got == model.sample(60, prime, temperature, top_k, seed, num_samples=1)
 
 
-def test_one_row_path_draws_what_the_general_path_draws():
-    # float32 logits of one row take _draw's one-row path; the same values as
-    # float64 take the general one. Same ids (or the same error), the same
-    # random numbers used, for ordinary, huge and non-finite logits and
-    # temperatures on both sides of the one-row path's lower limit.
-    from pycharrnn.model import _ONE_ROW_MIN_TEMPERATURE, _draw
+def test_draw_shortcuts_draw_what_the_general_path_draws():
+    # float32 logits over a temperature >= _NO_OVERFLOW_TEMPERATURE skip the
+    # errstate; the same values as float64 do not. One row takes a binary
+    # search; row 0 of two equal rows (which uses the same first random
+    # number) takes the vectorized count. Same ids (or the same error), the
+    # same random numbers used, for ordinary, huge and non-finite logits and
+    # temperatures on both sides of the limit.
+    from pycharrnn.model import _NO_OVERFLOW_TEMPERATURE, _draw
 
     gen = np.random.default_rng(5)
-    temperatures = [1.0, 0.5, 1.7, 1e-3, 1e-30, _ONE_ROW_MIN_TEMPERATURE, 1e-260, 0.0]
+    temperatures = [1.0, 0.5, 1.7, 1e-3, 1e-30, _NO_OVERFLOW_TEMPERATURE, 1e-260, 0.0]
     for trial in range(3000):
         V = int(gen.choice([1, 2, 65, 300]))
         scale = float(gen.choice([1e-30, 1.0, 30.0, 1e30, 3e38]))
@@ -239,6 +241,10 @@ def test_one_row_path_draws_what_the_general_path_draws():
                 except ValueError as e:
                     results.append(("ValueError", str(e)))
             assert results[0] == results[1], (row, temperature, shape)
+        if results[0][0] != "ValueError":
+            two = _draw(np.stack([row, row]), temperature, None, None,
+                        np.random.default_rng(seed))
+            assert two[0] == results[0][1][0], (row, temperature)
 
 
 # -------------------------------------------------------------------- batched
