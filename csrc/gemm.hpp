@@ -367,7 +367,7 @@ void macro_kernel(bool ta, idx M, idx N, const T* A, idx lda, idx pc, idx kc, co
 // elements further on (the caller's next group of rows). Without it the
 // hardware prefetcher did not keep up with R interleaved rows a few lines
 // long: weights read from memory (an lstm 512 x 3 holds 22 MB) streamed at
-// half the rate of numpy's sgemv.
+// three quarters of numpy's sgemv rate (15-22 against 20-28 GB/s).
 template <typename T, int R>
 inline void dot_rows(idx K, const T* a, const T* b, idx ldb, T* out, idx pf) {
   constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
