@@ -189,23 +189,34 @@ void bind_model(py::module_& m, const char* cls) {
            py::arg("logits"), py::arg("train") = false, py::arg("seed") = 0)
       .def("loss",
            [](M& self, py::array params, py::array x, py::array y, py::array state_in,
-              py::array state_out, bool train, std::uint64_t seed) {
+              py::array state_out, bool train, std::uint64_t seed, py::object stream_loss) {
              const auto [B, Tn] = check_xy(x, y, self.V);
              const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
-             check_disjoint({mem(state_out, "state_out")},
+             double* sl = nullptr;
+             if (!stream_loss.is_none()) {
+               if (!py::isinstance<py::array>(stream_loss))
+                 throw py::type_error("stream_loss must be a numpy array or None");
+               py::array sa = py::reinterpret_borrow<py::array>(stream_loss);
+               sl = out_ptr<double>(sa, "stream_loss", {B});
+             }
+             check_disjoint({mem(state_out, "state_out"),
+                             {"stream_loss", sl, sl ? B * idx(sizeof(double)) : 0}},
                             {mem(params, "params"), mem(x, "x"), mem(y, "y"),
                              state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
              pcr::DenormalsGuard flush;
-             return self.loss(P, xp, yp, B, Tn, s0, s1, train, seed);
+             return self.loss(P, xp, yp, B, Tn, s0, s1, train, seed, sl);
            },
            py::arg("params"), py::arg("x"), py::arg("y"), py::arg("state_in"),
-           py::arg("state_out"), py::arg("train") = false, py::arg("seed") = 0)
+           py::arg("state_out"), py::arg("train") = false, py::arg("seed") = 0,
+           py::arg("stream_loss") = py::none(),
+           "Mean cross-entropy (nats) of predicting y [B, T] from x [B, T]; state_out "
+           "receives the final state, stream_loss (float64 [B] or None) each row's sum.")
       .def("forward_backward",
            [](M& self, py::array params, py::array grads, py::array x, py::array y,
               py::array state_in, py::array state_out, py::array dstate, bool train,

@@ -152,15 +152,23 @@ class Model {
     }
   }
 
-  // Mean cross-entropy (nats) of predicting y [B, Tn] from x [B, Tn].
+  // Mean cross-entropy (nats) of predicting y [B, Tn] from x [B, Tn];
+  // stream_loss [B] (or null) receives each row's sum over its Tn steps.
   double loss(const T* P, const std::int32_t* x, const std::int32_t* y, idx B, idx Tn,
-              const T* state_in, T* state_out, bool train, std::uint64_t seed) {
+              const T* state_in, T* state_out, bool train, std::uint64_t seed,
+              double* stream_loss = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     prepare(B, Tn, x, y);
     run_forward(P, state_in, train, seed);
     write_state(state_out);
-    return K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), false,
-                            row_loss_.data());
+    const double loss = K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), false,
+                                         row_loss_.data());
+    if (stream_loss) {
+      for (idx b = 0; b < B_; ++b) stream_loss[b] = 0;
+      for (idx t = 0; t < T_; ++t)  // row_loss_ is time-major [Tn, B]
+        for (idx b = 0; b < B_; ++b) stream_loss[b] += row_loss_[t * B_ + b];
+    }
+    return loss;
   }
 
   // Loss, and every gradient: grads [num_params] (overwritten), dstate

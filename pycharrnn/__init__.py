@@ -9,7 +9,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import _core
+try:
+    from . import _core
+except ImportError as _e:  # the source folder of a clone, without the compiled core
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if not any(f.startswith("_core.") for f in _os.listdir(_here)):
+        raise ImportError(
+            f"pycharrnn was imported from {_here}, a source folder without the compiled "
+            "core (_core): Python finds the source before the installed package when "
+            "you run from the root of a clone. Either run from another directory, or "
+            "install the clone in editable mode (pip install -e .), which builds the "
+            "core and works from the root too.") from None
+    raise
 from .errors import CheckpointError, PyCharRNNError
 from .vocab import Vocab
 from .model import CharRNN

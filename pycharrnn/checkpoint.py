@@ -96,10 +96,12 @@ def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path} is a single numpy array, not a pycharrnn file")
+            raise CheckpointError(f"{path} is not a pycharrnn checkpoint (it holds a single "
+                                  "numpy array)")
         with z:
             if HEADER_KEY not in z.files:
-                raise CheckpointError(f"{path} is not a pycharrnn file (no header)")
+                raise CheckpointError(f"{path} is not a pycharrnn checkpoint (a numpy archive "
+                                      "without pycharrnn's header)")
             arrays = {k: z[k] for k in z.files}
     except CheckpointError:
         raise
@@ -107,9 +109,10 @@ def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         # zipfile and numpy raise BadZipFile, OSError, ValueError, EOFError,
         # NotImplementedError (an unknown compression), RuntimeError ("encrypted"),
         # zlib.error, MemoryError (a damaged array header), ... for a damaged file.
-        raise CheckpointError(f"{path} is not a readable pycharrnn file "
-                              f"(truncated, corrupt or foreign): {type(e).__name__}: {e}"
-                              ) from None
+        # numpy's advice on pickles is for numpy files, not for this one.
+        why = "not a numpy archive" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path} is not a pycharrnn checkpoint (unreadable: truncated, "
+                              f"corrupt or another kind of file; {why})") from None
     blob = arrays.pop(HEADER_KEY)
     if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8:
         raise CheckpointError(f"{path}: corrupt header entry")
@@ -118,7 +121,7 @@ def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: corrupt header: {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a pycharrnn file")
+        raise CheckpointError(f"{path} is not a pycharrnn checkpoint (another format)")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"{path}: invalid format version {version!r}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,107 +21,201 @@ from typing import List, Optional
 MODEL_DEFAULTS = {"cell": "lstm", "nonlinearity": "tanh", "hidden_size": 256, "num_layers": 1,
                   "embedding_dim": None, "dropout": 0.0, "dtype": "float32"}
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw": 2e-3}
+DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH = 32, 64
+#: The sampling temperature of `pycharrnn sample` and of the samples `train` prints.
+SAMPLE_TEMPERATURE = 0.8
 RUN_FILE = "run.json"
 CURVES_FILE = "curves.png"
+PLOT_EVERY = 30.0
+
+# Python parameter names in error messages from the library, and the flags
+# that set them (the CLI's errors name its flags).
+_FLAGS = {"batch_size": "--batch-size", "seq_length": "--seq-length",
+          "val_fraction": "--val-fraction", "hidden_size": "--hidden-size",
+          "num_layers": "--layers", "embedding_dim": "--embedding-dim", "top_k": "--top-k",
+          "top_p": "--top-p", "num_samples": "--num-samples", "temperature": "--temperature",
+          "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every"}
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after every option that has a default (not for
+    switches, nor where the help already says its default)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in h:
+            return h
+        return super()._get_help_string(action)
+
+
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse type: ``kind`` (int or float) within [lo, hi] (an open end
+    with lo_open / hi_open); argparse names the flag in the error."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo}, got {v}")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise argparse.ArgumentTypeError(f"must be {'<' if hi_open else '<='} {hi}, got {v}")
+        return v
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" wording
+    return parse
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a text file or a built-in corpus",
+                       formatter_class=_Help,
                        description="Train a character-level model. RUN_DIR receives "
                                    "latest.npz (every --checkpoint-every steps, each epoch "
-                                   "and at the end), best.npz (lowest validation loss) and "
-                                   "run.json (the data and options of the run).")
+                                   "and at the end), best.npz (lowest validation loss), "
+                                   "run.json (the data and options of the run), "
+                                   "metrics.jsonl and curves.png. Every run ends with a "
+                                   "validation and a checkpoint, also when stopped by "
+                                   "--time or Ctrl-C.")
     p.add_argument("data", nargs="?", help="a UTF-8 text file to train on")
     p.add_argument("--corpus", help="a built-in corpus instead of a file (shakespeare)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR (same data; --steps is the run's total)")
-    p.add_argument("--steps", type=int, help="train until the run has made this many steps")
-    p.add_argument("--epochs", type=float,
+    p.add_argument("--steps", type=_number(int, 0),
+                   help="train until the run has made this many steps")
+    p.add_argument("--epochs", type=_number(float, 0, lo_open=True),
                    help="train until the run has made this many passes over the text")
-    p.add_argument("--time", type=float, dest="seconds",
+    p.add_argument("--time", type=_number(float, 0, lo_open=True), dest="seconds",
                    help="stop after this many seconds of this session "
                         "(with --steps/--epochs: whichever comes first)")
-    g = p.add_argument_group("model")
-    g.add_argument("--cell", choices=["rnn", "gru", "lstm"], help="default lstm")
-    g.add_argument("--nonlinearity", choices=["tanh", "relu"], help="rnn only; default tanh")
-    g.add_argument("--hidden-size", type=int, help="default 256")
-    g.add_argument("--layers", type=int, dest="num_layers", help="default 1")
-    g.add_argument("--embedding-dim", type=int, help="default: one-hot input")
-    g.add_argument("--dropout", type=float, help="between layers; default 0")
-    g.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
+    g = p.add_argument_group("model (with --resume: must match the checkpoint)")
+    g.add_argument("--cell", choices=["rnn", "gru", "lstm"],
+                   help=f"(default: {MODEL_DEFAULTS['cell']})")
+    g.add_argument("--nonlinearity", choices=["tanh", "relu"],
+                   help=f"rnn only (default: {MODEL_DEFAULTS['nonlinearity']})")
+    g.add_argument("--hidden-size", type=_number(int, 1),
+                   help=f"units per layer (default: {MODEL_DEFAULTS['hidden_size']})")
+    g.add_argument("--layers", type=_number(int, 1), dest="num_layers",
+                   help=f"(default: {MODEL_DEFAULTS['num_layers']})")
+    g.add_argument("--embedding-dim", type=_number(int, 1),
+                   help="size of a trained embedding (default: one-hot input)")
+    g.add_argument("--dropout", type=_number(float, 0, 1, hi_open=True),
+                   help=f"between layers (default: {MODEL_DEFAULTS['dropout']})")
+    g.add_argument("--dtype", choices=["float32", "float64"],
+                   help=f"(default: {MODEL_DEFAULTS['dtype']})")
     g = p.add_argument_group("training")
-    g.add_argument("--batch-size", type=int, help="default 32")
-    g.add_argument("--seq-length", type=int, help="default 64")
+    g.add_argument("--batch-size", type=_number(int, 1),
+                   help=f"parallel streams (default: {DEFAULT_BATCH_SIZE})")
+    g.add_argument("--seq-length", type=_number(int, 1),
+                   help=f"characters per chunk of BPTT (default: {DEFAULT_SEQ_LENGTH})")
     g.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
-    g.add_argument("--lr", type=float, help="default: 2e-3 (adam, adamw, rmsprop), "
-                                            "0.02 (adagrad), 0.1 (sgd)")
-    g.add_argument("--clip", type=float, default=5.0,
+    g.add_argument("--lr", type=_number(float, 0, lo_open=True),
+                   help="learning rate (default: 2e-3 for adam, adamw and rmsprop, "
+                        "0.02 for adagrad, 0.1 for sgd)")
+    g.add_argument("--clip", type=_number(float, 0), default=5.0,
                    help="clip each gradient element to [-C, C] (0: off)")
-    g.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
+    g.add_argument("--clip-norm", type=_number(float, 0, lo_open=True),
+                   help="clip the global gradient norm (default: off)")
     g.add_argument("--schedule", choices=["constant", "step", "cosine", "plateau"],
-                   default="constant")
-    g.add_argument("--lr-decay", type=float, default=0.97,
+                   default="constant", help="learning-rate schedule")
+    g.add_argument("--lr-decay", type=_number(float, 0, 1, lo_open=True), default=0.97,
                    help="step: factor per epoch; plateau: factor per plateau")
-    g.add_argument("--lr-decay-after", type=float, default=10,
+    g.add_argument("--lr-decay-after", type=_number(float, 0), default=10,
                    help="step: first epoch to decay after")
-    g.add_argument("--warmup", type=int, default=0, help="cosine: warm-up steps")
-    g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--eval-every", type=int, default=1000,
+    g.add_argument("--warmup", type=_number(int, 0), default=0, help="cosine: warm-up steps")
+    g.add_argument("--val-fraction", type=_number(float, 0, 1, hi_open=True), default=0.1,
+                   help="the text's tail held out for validation")
+    g.add_argument("--eval-every", type=_number(int, 1), default=1000,
                    help="validation interval (steps); also at each epoch end and the end")
-    g.add_argument("--checkpoint-every", type=int, default=500)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    g.add_argument("--checkpoint-every", type=_number(int, 1), default=500,
+                   help="steps between writes of latest.npz")
+    g.add_argument("--seed", type=_number(int, 0), default=0,
+                   help="seeds the weights, dropout and the final sample")
+    g.add_argument("--threads", type=_number(int, 1, 1024),
+                   help="kernel threads (default: all cores)")
     g = p.add_argument_group("output")
-    g.add_argument("--log-every", type=int, default=50,
+    g.add_argument("--log-every", type=_number(int, 1), default=50,
                    help="steps between progress lines (without tqdm, or with --no-bar)")
-    g.add_argument("--sample-every", type=int, default=0,
+    g.add_argument("--sample-every", type=_number(int, 0), default=0,
                    help="print a sample every N steps (0: only at the end)")
-    g.add_argument("--sample-length", type=int, default=400,
+    g.add_argument("--sample-length", type=_number(int, 0), default=400,
                    help="characters of each sample (0: no samples)")
+    g.add_argument("--sample-temperature", type=_number(float, 0), default=SAMPLE_TEMPERATURE,
+                   help="temperature of the samples printed")
     g.add_argument("--no-bar", action="store_true", help="progress lines instead of a bar")
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="generate text from a checkpoint or run directory")
-    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
-    p.add_argument("--length", type=int, default=500, help="characters to generate")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p = sub.add_parser("sample", help="generate text from a checkpoint or run directory",
+                       formatter_class=_Help)
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory (its latest.npz)")
+    p.add_argument("--length", type=_number(int, 0), default=500,
+                   help="characters to generate")
+    p.add_argument("--seed", type=_number(int, 0), help="random seed (default: a random one)")
+    p.add_argument("--temperature", type=_number(float, 0), default=SAMPLE_TEMPERATURE,
+                   help="below 1: safer, more repetitive text; above 1: wilder; 0: argmax")
     p.add_argument("--argmax", action="store_true",
                    help="always the most likely character (temperature 0)")
-    p.add_argument("--top-k", type=int, default=None, help="sample from the K most likely")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="sample from the smallest set of characters with probability >= P")
+    p.add_argument("--top-k", type=_number(int, 1),
+                   help="sample from the K most likely (default: all)")
+    p.add_argument("--top-p", type=_number(float, 0, 1, lo_open=True),
+                   help="sample from the smallest set of characters with probability >= P "
+                        "(default: all)")
     p.add_argument("--prime", default="", help="text the sample continues (printed first)")
     p.add_argument("--warmup", default="",
                    help="text run through the model before the prime (not printed)")
     p.add_argument("--drop-unknown", action="store_true",
                    help="leave out characters of --prime/--warmup that are not in the "
                         "vocabulary (default: an error naming the first)")
-    p.add_argument("--stop", default=None,
+    p.add_argument("--stop",
                    help=r"end a sample once it ends with this text (\n, \t, \\ are escapes)")
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--num-samples", type=_number(int, 1), default=1)
     p.add_argument("--no-stream", action="store_true",
                    help="print when done instead of character by character")
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="the loss of a model on its run's validation text or on "
+                                    "any text", formatter_class=_Help,
+                       description="The mean cross-entropy of predicting each character "
+                                   "from all before it, read as one pass with the state "
+                                   "carried (as the validation loss during training), in "
+                                   "nats and bits per character.")
+    p.add_argument("checkpoint", help="a checkpoint file, or a run directory (its latest.npz)")
+    p.add_argument("text", nargs="?",
+                   help="a UTF-8 text file (default: the run's validation text, the tail "
+                        "of its data that training held out)")
+    p.add_argument("--drop-unknown", action="store_true",
+                   help="leave out characters of TEXT that are not in the vocabulary "
+                        "(default: an error naming the first)")
+    p.add_argument("--batch-size", type=_number(int, 1),
+                   help="streams read side by side (default: the run's batch size, else 32)")
+    p.add_argument("--seq-length", type=_number(int, 1),
+                   help="characters per chunk (default: the run's, else 64)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="the quick benchmark: pycharrnn vs PyTorch vs NumPy")
-    p.add_argument("--threads", type=int, help="default: all cores")
+    p = sub.add_parser("bench", help="the quick benchmark: pycharrnn vs PyTorch vs NumPy",
+                       formatter_class=_Help)
+    p.add_argument("--threads", type=_number(int, 1, 1024), help="default: all cores")
     p.add_argument("--json", help="also write the results to this file")
 
 
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="draw a run directory's training curves (PNG)")
+    p = sub.add_parser("plot", help="draw a run directory's training curves (PNG)",
+                       formatter_class=_Help)
     p.add_argument("run_dir")
-    p.add_argument("--out", help="PNG file (default RUN_DIR/curves.png)")
+    p.add_argument("--out", help="PNG file (default: RUN_DIR/curves.png)")
 
 
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="build information, or a checkpoint's configuration")
-    p.add_argument("checkpoint", nargs="?")
+    p = sub.add_parser("info", help="build information, or a checkpoint's configuration",
+                       formatter_class=_Help)
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint file or a run directory")
 
 
 def _load_text(data: Optional[str], corpus: Optional[str]) -> str:
@@ -125,7 +223,9 @@ def _load_text(data: Optional[str], corpus: Optional[str]) -> str:
         from .corpus import load_corpus
 
         return load_corpus(corpus)
-    return Path(data).read_text(encoding="utf-8")
+    from .textfile import read_text
+
+    return read_text(data)
 
 
 def _schedule(args, lr: float, total: Optional[int]):
@@ -140,6 +240,48 @@ def _schedule(args, lr: float, total: Optional[int]):
     if args.schedule == "plateau":
         return sch.ReduceOnPlateau(lr, factor=args.lr_decay if args.lr_decay < 1 else 0.5)
     return None
+
+
+class _Interrupted(BaseException):
+    """A second Ctrl-C or SIGTERM (or one before training started): abandon now."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _exit_code(signum: int) -> int:
+    return 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class _StopOnSignals:
+    """While active, the first SIGINT or SIGTERM asks the trainer to stop after
+    its step (the run then validates and saves latest.npz); a second one
+    raises :class:`_Interrupted` at once, wherever the run is (a checkpoint
+    being written is then abandoned: its temporary file is removed and the
+    previous checkpoint stays)."""
+
+    def __init__(self, trainer) -> None:
+        self.trainer, self.signum = trainer, None
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise _Interrupted(signum)
+        self.signum = signum
+        self.trainer.request_stop()
+        # os.write, not print: the signal may have come in the middle of a print.
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step to validate "
+                    "and save (again to abandon)\n".encode())
+
+    def __enter__(self) -> "_StopOnSignals":
+        # A signal the process was told to ignore (nohup, a background job) stays ignored.
+        self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)
+                     if signal.getsignal(s) is not signal.SIG_IGN}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
 
 
 def _train(args) -> int:
@@ -187,8 +329,8 @@ def _train(args) -> int:
                   "another --out", file=sys.stderr)
             return 2
         text = _load_text(args.data, args.corpus)
-        args.batch_size = args.batch_size or 32
-        args.seq_length = args.seq_length or 64
+        args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+        args.seq_length = args.seq_length or DEFAULT_SEQ_LENGTH
         cfg = {k: (v if v is not None else MODEL_DEFAULTS[k]) for k, v in model_args.items()}
         model = pc.CharRNN(pc.Vocab.from_text(text), seed=args.seed, **cfg)
         lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
@@ -208,9 +350,10 @@ def _train(args) -> int:
         from .checkpoint import atomic_write
 
         atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(run, indent=2).encode()))
-    log(f"{model}\n{len(text):,} characters ({trainer.batches.ids.size:,} for training, "
-        f"{trainer.val_ids.size:,} for validation), {model.vocab_size} symbols, "
-        f"{trainer.optimizer!r}, {pc.get_num_threads()} threads -> {out}")
+    log(f"{model}\n{_count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
+        f"training, {trainer.val_ids.size:,} for validation), "
+        f"{_count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
+        f"{_count(pc.get_num_threads(), 'thread')} -> {out}")
     until = args.steps
     if args.epochs is not None:
         by_epochs = int(math.ceil(args.epochs * trainer.batches.chunks_per_epoch))
@@ -222,54 +365,99 @@ def _train(args) -> int:
         progress = _Progress(trainer, until, args)
         trainer.callbacks.append(progress)
         try:
-            trainer.run(until_step=until, seconds=args.seconds)
+            with _StopOnSignals(trainer) as signals:
+                trainer.run(until_step=until, seconds=args.seconds)
+                progress.close()
+                _plot_quietly(trainer, log)
         finally:
             progress.close()
-    _plot_quietly(trainer, log)
-    if trainer.history:
+    if trainer.history and trainer.step_count > progress.start_step:
         recent = trainer.history[-min(50, len(trainer.history)):]
         train_loss = sum(h["loss"] for h in recent) / len(recent)
         msg = (f"done: step {trainer.step_count}, {progress.rate():,.0f} chars/s, "
-               f"train loss {train_loss:.4f} (mean of the last {len(recent)} steps)")
-        if trainer.val_ids.size:
-            vh = trainer.val_history
-            v = vh[-1]["val_loss"] if vh and vh[-1]["step"] == trainer.step_count \
-                else trainer.evaluate()
-            msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bpc)"
+               f"train loss {train_loss:.4f} (mean of the last {_count(len(recent), 'step')})")
+        if trainer.val_history:
+            v = trainer.val_history[-1]["val_loss"]
+            msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bits/char)"
         log(msg)
+    if signals.signum is not None:
+        if (out / LATEST).is_file():
+            again = [f"--{k} {getattr(args, a):g}" for k, a in
+                     (("steps", "steps"), ("epochs", "epochs"), ("time", "seconds"))
+                     if getattr(args, a) is not None]
+            print(f"saved step {trainer.step_count} to {out}; continue with: pycharrnn train "
+                  f"--out {shlex.quote(str(out))} --resume {' '.join(again)}".rstrip(),
+                  file=sys.stderr)
+        else:
+            print("stopped before the first step: nothing saved", file=sys.stderr)
+        return _exit_code(signals.signum)
     if args.sample_length > 0:
         print("--- sample ---")
-        print(model.sample(args.sample_length, temperature=0.8, seed=args.seed))
+        print(model.sample(args.sample_length, temperature=args.sample_temperature,
+                           seed=args.seed))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 character', '2 characters', '1,234 characters'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _clock(seconds: float) -> str:
+    """A duration as m:ss or h:mm:ss."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 class _Progress:
     """Trainer callback: a tqdm bar (when tqdm is installed and output is not
-    --no-bar/--quiet) or progress lines, validation lines and periodic samples."""
+    --no-bar/--quiet) or progress lines, validation lines and periodic samples.
+    With --time the bar measures time (elapsed of total, and the time left);
+    else steps."""
 
     def __init__(self, trainer, until: Optional[int], args) -> None:
         self.args, self.t0, self.chars = args, time.perf_counter(), 0
         self.start_step = trainer.step_count
+        self.until, self.seconds = until, args.seconds
         self.bar = None
         if not args.quiet and not args.no_bar:
             try:
                 from tqdm import tqdm
-
+            except ImportError:
+                tqdm = None
+            if tqdm is not None and self.seconds is not None:
+                fmt = ("{desc}: {percentage:3.0f}%|{bar}| {elapsed} of "
+                       + tqdm.format_interval(self.seconds) + ", ETA {remaining}{postfix}")
+                self.bar = tqdm(total=self.seconds, desc="training", bar_format=fmt,
+                                dynamic_ncols=True)
+            elif tqdm is not None:
                 total = None if until is None else max(0, until - trainer.step_count)
                 self.bar = tqdm(total=total, unit="step", dynamic_ncols=True,
                                 desc="training", initial=0)
-            except ImportError:
-                self.bar = None
         self.val = None
+        self.plotted = -math.inf
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
 
     def rate(self) -> float:
-        return self.chars / max(time.perf_counter() - self.t0, 1e-9)
+        return self.chars / max(self.elapsed(), 1e-9)
+
+    def eta(self, step: int) -> Optional[float]:
+        """Seconds left: to the --time deadline or the last step, whichever is sooner."""
+        el, left = self.elapsed(), []
+        if self.seconds is not None:
+            left.append(self.seconds - el)
+        if self.until is not None and step > self.start_step:
+            left.append((self.until - step) * el / (step - self.start_step))
+        return max(0.0, min(left)) if left else None
 
     def write(self, msg: str) -> None:
         if self.args.quiet:
             return
         if self.bar is not None:
-            self.bar.write(msg)
+            self.bar.write(msg, file=sys.stdout)
         else:
             print(msg, flush=True)
 
@@ -277,8 +465,12 @@ class _Progress:
         if event == "eval":
             self.val = m["val_loss"]
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
-                       f"({m['val_bpc']:.3f} bpc)")
-            _plot_quietly(tr, None)
+                       f"({m['val_bpc']:.3f} bits/char)")
+            # curves.png follows the validations, redrawn at most every
+            # PLOT_EVERY seconds (a drawing takes a fraction of a second).
+            if time.perf_counter() - self.plotted >= PLOT_EVERY:
+                _plot_quietly(tr, None)
+                self.plotted = time.perf_counter()
             return
         if event != "step":
             return
@@ -289,16 +481,23 @@ class _Progress:
                     "chars/s": f"{self.rate():,.0f}"}
             if self.val is not None:
                 post["val"] = f"{self.val:.3f}"
-            self.bar.set_postfix(post, refresh=False)
-            self.bar.update(1)
+            if self.seconds is not None:
+                post = {"step": str(s), **post}
+                self.bar.set_postfix(post, refresh=False)
+                self.bar.update(min(self.elapsed(), self.seconds) - self.bar.n)
+            else:
+                self.bar.set_postfix(post, refresh=False)
+                self.bar.update(1)
         elif not self.args.quiet and (s % self.args.log_every == 0 or s == self.start_step + 1):
-            el = time.perf_counter() - self.t0
-            self.write(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bpc)  "
+            eta = self.eta(s)
+            self.write(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bits/char)  "
                        f"ema {m['ema_loss']:.4f}  lr {m['lr']:.3g}  epoch {m['epoch']:.3f}  "
-                       f"{self.rate():,.0f} chars/s  {el:6.1f}s")
+                       f"{self.rate():,.0f} chars/s  {_clock(self.elapsed())}"
+                       + (f"  ETA {_clock(eta)}" if eta is not None else ""))
         every = self.args.sample_every
         if every and s % every == 0 and self.args.sample_length > 0 and not self.args.quiet:
-            text = tr.model.sample(self.args.sample_length, temperature=0.8, seed=s)
+            text = tr.model.sample(self.args.sample_length,
+                                   temperature=self.args.sample_temperature, seed=s)
             self.write(f"--- sample at step {s} ---\n{text}\n---")
 
     def close(self) -> None:
@@ -344,22 +543,90 @@ def _sample(args) -> int:
     import pycharrnn as pc
 
     model = pc.load(args.checkpoint)
+    if model.vocab is None:
+        raise ValueError(f"{args.checkpoint}: the model has no vocabulary (it was built from "
+                         "a vocabulary size), so it cannot write text")
+    unknown = "drop" if args.drop_unknown else "error"
+    stop = _unescape(args.stop)
+    for flag, text in (("--prime", args.prime), ("--warmup", args.warmup), ("--stop", stop)):
+        if text:
+            try:
+                model.vocab.encode(text, unknown="error" if flag == "--stop" else unknown)
+            except ValueError as e:
+                raise ValueError(f"{flag}: {e}") from None
+        elif flag == "--stop" and text is not None:
+            raise ValueError("--stop must not be empty")
     kw = dict(prime=args.prime, temperature=0.0 if args.argmax else args.temperature,
               top_k=args.top_k, top_p=args.top_p, seed=args.seed, warmup=args.warmup,
-              unknown="drop" if args.drop_unknown else "error")
+              unknown=unknown, stop=stop)
     if args.num_samples == 1 and not args.no_stream:
+        chars = model.generate(args.length, **kw)  # checks every argument first
         sys.stdout.write(args.prime)
-        for ch in model.generate(args.length, stop=_unescape(args.stop), **kw):
+        for ch in chars:
             sys.stdout.write(ch)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
-    out = model.sample(args.length, stop=_unescape(args.stop), num_samples=args.num_samples,
-                       **kw)
+    out = model.sample(args.length, num_samples=args.num_samples, **kw)
     for i, text in enumerate([out] if isinstance(out, str) else out):
         if args.num_samples > 1:
             sys.stdout.write(f"--- sample {i + 1} ---\n")
         sys.stdout.write(args.prime + text + "\n")
+    return 0
+
+
+def _eval(args) -> int:
+    from .checkpoint import model_from, read_arrays, resolve
+    from .train import _fingerprint, evaluate, split_validation
+    from .vocab import compact_dtype
+
+    path = resolve(args.checkpoint)
+    header, arrays = read_arrays(path)
+    model = model_from(header, arrays, path)
+    if model.vocab is None:
+        raise ValueError(f"{path}: the model has no vocabulary, so it cannot read text")
+    t = (header.get("extra") or {}).get("trainer") or {}
+    unknown = "drop" if args.drop_unknown else "error"
+    if args.text is not None:
+        source = args.text
+        text = _load_text(args.text, None)
+        try:
+            ids = model.vocab.encode(text, compact_dtype(model.vocab_size), unknown=unknown)
+        except ValueError as e:
+            raise ValueError(f"{args.text}: {e} (--drop-unknown leaves such characters out)"
+                             ) from None
+        what = str(args.text)
+    else:
+        if not t:
+            raise ValueError(f"{path} holds a model but no training run, so no validation "
+                             "text: give a TEXT_FILE")
+        run_file = path.parent / RUN_FILE
+        if not run_file.is_file():
+            raise ValueError(f"no {RUN_FILE} beside {path} names the run's data: give a "
+                             "TEXT_FILE")
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+        source = run.get("data") or f"--corpus {run.get('corpus')}"
+        ids = model.vocab.encode(_load_text(run.get("data"), run.get("corpus")),
+                                 compact_dtype(model.vocab_size))
+        if _fingerprint(ids) != t["data"]:
+            raise ValueError(f"the run's data ({source}) is no longer the text it was "
+                             "trained on (its length or hash differs): give a TEXT_FILE")
+        _, ids = split_validation(ids, t["val_fraction"])
+        if ids.size < 2:
+            raise ValueError("the run held out no validation text (--val-fraction 0): give a "
+                             "TEXT_FILE")
+        what = f"the validation text (the last {t['val_fraction']:.0%}) of {source}"
+    loss = evaluate(model, ids, args.batch_size or t.get("batch_size", DEFAULT_BATCH_SIZE),
+                    args.seq_length or t.get("seq_length", DEFAULT_SEQ_LENGTH))
+    result = {"checkpoint": str(path), "step": t.get("step"), "text": str(source),
+              "characters": int(ids.size), "predicted": int(ids.size - 1),
+              "loss": loss, "bits_per_char": loss / math.log(2)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        step = f" (step {t['step']})" if t else ""
+        print(f"{loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char): {path}{step} on "
+              f"{what}, {_count(ids.size - 1, 'character')} predicted")
     return 0
 
 
@@ -383,23 +650,32 @@ def _plot(args) -> int:
 
 def _info(args) -> int:
     import pycharrnn as pc
-    from .checkpoint import read_arrays, resolve
+    from .checkpoint import model_from, read_arrays, resolve
 
     if args.checkpoint is None:
         info = {"version": pc.__version__, **pc.build_info()}
     else:
         path = resolve(args.checkpoint)
-        model = pc.load(path)
+        header, arrays = read_arrays(path)
+        model = model_from(header, arrays, path)
         info = {"file": str(path), **model.config(), "num_params": model.num_params}
-        header, _ = read_arrays(path)
         t = (header.get("extra") or {}).get("trainer")
         if t:
             info.update(step=t["step"], epoch=t["epoch"], best_val_loss=t["best_val_loss"],
-                        ema_loss=t["ema_loss"], batch_size=t["batch_size"],
+                        ema_loss=t.get("ema_loss"), batch_size=t["batch_size"],
                         seq_length=t["seq_length"],
                         optimizer=header["extra"]["optimizer"]["type"])
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _flags(message: str) -> str:
+    """A library error message with its parameter names as the CLI's flags."""
+    return re.sub(r"\b(" + "|".join(_FLAGS) + r")\b", lambda m: _FLAGS[m.group(1)], message)
+
+
+def _terminate(signum, frame) -> None:
+    raise _Interrupted(signum)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -412,17 +688,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_eval(sub)
     _add_bench(sub)
     _add_info(sub)
     _add_plot(sub)
     args = parser.parse_args(argv)
+    commands = {"train": _train, "sample": _sample, "eval": _eval, "bench": _bench,
+                "info": _info, "plot": _plot}
+    old_term = signal.getsignal(signal.SIGTERM)
+    if old_term is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminate)  # as Ctrl-C: a clean exit, 143
     try:
-        commands = {"train": _train, "sample": _sample, "bench": _bench, "info": _info,
-                    "plot": _plot}
         return commands[args.command](args)
     except (PyCharRNNError, ValueError, TypeError, OSError, ImportError) as e:
-        print(f"pycharrnn: error: {e}", file=sys.stderr)
+        print(f"pycharrnn: error: {_flags(str(e))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, _Interrupted) as e:
+        signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
+        print(f"\ninterrupted ({signal.Signals(signum).name}); files already written are whole "
+              "(a checkpoint being written was abandoned, the previous one kept)",
+              file=sys.stderr)
+        return _exit_code(signum)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)

@@ -304,14 +304,20 @@ class CharRNN:
             raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
         return x, y
 
-    def loss(self, x: Any, y: Any, state: Optional[State] = None) -> Tuple[float, State]:
+    def loss(self, x: Any, y: Any, state: Optional[State] = None, *,
+             reduce: bool = True) -> Tuple[Union[float, np.ndarray], State]:
         """Mean cross-entropy in nats of predicting y from x, and the final state.
-        Evaluation mode: no dropout."""
+        Evaluation mode: no dropout. With ``reduce=False`` the loss is a
+        float64 array [B]: each row's mean over its T steps."""
         x, y = self._xy(x, y)
         s0 = self._pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
-        loss = self._core.loss(self._flat_params, x, y, s0, s1, False, 0)
-        return float(loss), self._unpack_state(s1)
+        if reduce:
+            loss = self._core.loss(self._flat_params, x, y, s0, s1, False, 0)
+            return float(loss), self._unpack_state(s1)
+        rows = np.empty(x.shape[0], np.float64)
+        self._core.loss(self._flat_params, x, y, s0, s1, False, 0, rows)
+        return rows / x.shape[1], self._unpack_state(s1)
 
     def forward_backward(self, x: Any, y: Any,
                          state: Optional[State] = None) -> Tuple[float, State]:

@@ -7,7 +7,7 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,15 +15,19 @@ from . import _core
 from .checkpoint import (LATEST, CheckpointError, model_from, read_arrays,
                          remove_stale_temporaries, resolve, save_model)
 from .errors import PyCharRNNError
-from .model import CharRNN, _check_int, as_ids
+from .model import CharRNN, State, _check_int, as_ids
 from .optim import OPTIMIZERS, AdaGrad, Optimizer
 from .schedule import Schedule, from_config
 from . import vocab as _vocab
 from .vocab import compact_dtype
 
-__all__ = ["Batches", "Trainer", "TrainingDiverged", "BEST"]
+__all__ = ["Batches", "Trainer", "TrainingDiverged", "BEST", "evaluate", "split_validation",
+           "EVAL_WARMUP"]
 
 LN2 = math.log(2.0)
+#: Characters each validation stream but the first reads before its own
+#: part of the text, its loss not counted (see :func:`evaluate`).
+EVAL_WARMUP = 256
 #: The file a run directory's best checkpoint (lowest validation loss) is saved as.
 BEST = "best.npz"
 _HISTORY_KEYS = ("step", "loss", "ema_loss", "lr", "grad_norm", "epoch")
@@ -59,8 +63,9 @@ class Batches:
         need = self.batch_size * self.seq_length + 1
         if ids.size < need:
             raise ValueError(
-                f"the training text has {ids.size} characters; batch_size={self.batch_size} "
-                f"and seq_length={self.seq_length} need at least {need} "
+                f"the training text has {_count(ids.size, 'character')}; "
+                f"batch_size={self.batch_size} and seq_length={self.seq_length} need at "
+                f"least {need:,} "
                 "(batch_size * seq_length + 1): use a longer text or smaller sizes")
         self.ids = ids
         self.stream_length = (ids.size - 1) // self.batch_size
@@ -115,6 +120,100 @@ def _finite(x: float) -> bool:
     return math.isfinite(x)
 
 
+def split_validation(ids: np.ndarray, val_fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(training ids, validation ids): the validation text is the contiguous
+    tail of ``round(len(ids) * val_fraction)`` ids (none when 0)."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
+            not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    n_val = int(round(ids.size * val_fraction))
+    if val_fraction > 0 and n_val < 2:
+        raise ValueError(f"val_fraction={val_fraction} of {_count(ids.size, 'character')} "
+                         "leaves fewer than 2 for validation")
+    return ids[:ids.size - n_val], (ids[ids.size - n_val:] if n_val else ids[:0])
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 character', '2 characters', '1,234 characters'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _stack(state: State) -> np.ndarray:
+    """A state as one array [S, L, B, H] (S = 2 for the LSTM's (h, c), else 1)."""
+    return np.stack(state) if isinstance(state, tuple) else state[None]
+
+
+def _unstack(stacked: np.ndarray) -> State:
+    return (stacked[0], stacked[1]) if stacked.shape[0] == 2 else stacked[0]
+
+
+def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int = 64,
+             warmup: int = EVAL_WARMUP) -> float:
+    """The mean cross-entropy (nats/char) of predicting ``ids[1:]``, each id
+    from all the ids before it, as one pass over the text with the state
+    carried computes it: no id is predicted from a zero state except
+    ``ids[1]`` (from ``ids[0]``). No dropout.
+
+    For speed the ``len(ids) - 1`` predictions are cut into up to ``streams``
+    contiguous parts, read side by side in chunks of ``seq_length``. A part's
+    true starting state is the one the part before it ends in, which is only
+    known once that part is read; so each part but the first starts from the
+    state left by reading the ``warmup`` ids before it (their loss not
+    counted), and after the pass every part whose starting state differs
+    from where the part before it ended (by more than float rounding: 1e-4
+    in float32, 1e-10 in float64, relative) is read again from there, until
+    none does. On ordinary text the warm-up converges and one pass does; on
+    text the model has long memory of (a run of hundreds of spaces) the
+    passes that follow make the result the single pass's all the same (at
+    worst ``streams`` passes). Parts are never shorter than ``warmup``.
+    """
+    streams = _check_int("streams", streams, 1)
+    T = _check_int("seq_length", seq_length, 1)
+    W = _check_int("warmup", warmup, 0)
+    N = ids.size - 1  # predictions
+    if N < 1:
+        raise ValueError(f"evaluation needs at least 2 characters, got {ids.size}")
+    B = max(1, min(streams, N // max(W, T)))
+    n = N // B  # the last part also takes the N - B*n left over, read on alone
+    tol = 1e-4 if model.dtype == np.float32 else 1e-10
+    starts = _stack(model.initial_state(B))
+    if B > 1 and W > 0:
+        # Part b (b >= 1) is preceded by ids[b*n - W : b*n].
+        idx = (np.arange(1, B, dtype=np.int64) * n - W)[:, None] + \
+            np.arange(W + 1, dtype=np.int64)[None, :]
+        state = None
+        for p in range(0, W, T):
+            chunk = ids[idx[:, p:min(p + T, W) + 1]]
+            _, state = model.loss(chunk[:, :-1], chunk[:, 1:], state)
+        starts[:, :, 1:] = _stack(state)
+    sums = np.zeros(B)
+    ends = np.empty_like(starts)
+    todo = np.arange(B)
+    while todo.size:
+        state = _unstack(np.ascontiguousarray(starts[:, :, todo]))
+        part = np.zeros(todo.size)
+        for p in range(0, n, T):
+            t = min(T, n - p)
+            chunk = ids[(todo.astype(np.int64) * n)[:, None] + p +
+                        np.arange(t + 1, dtype=np.int64)[None, :]]
+            rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
+            part += rows * t
+        sums[todo] = part
+        ends[:, :, todo] = _stack(state)
+        # Part b is right when it started where part b - 1 ended (part 0 always is).
+        off = ~np.isclose(starts[:, :, 1:], ends[:, :, :-1], rtol=tol, atol=tol).all(
+            axis=(0, 1, 3))
+        todo = np.flatnonzero(off) + 1
+        starts[:, :, todo] = ends[:, :, todo - 1]
+    total = float(sums.sum())
+    rest = N - B * n
+    if rest:
+        chunk = ids[None, B * n:]
+        loss, _ = model.loss(chunk[:, :-1], chunk[:, 1:], _unstack(ends[:, :, B - 1:]))
+        total += loss * rest
+    return total / N
+
+
 class Trainer:
     """Trains a CharRNN on a text (or ids) with truncated BPTT.
 
@@ -131,16 +230,19 @@ class Trainer:
             tinyshakespeare, H=128, B=32, T=50, 300 steps: lr 0.1 stalls at
             3.2 nats, 0.02 reaches 2.25).
         schedule: sets ``optimizer.lr`` before every step (None: leave it).
-        eval_every: validate every N steps (also at each epoch end).
+        eval_every: validate every N steps (also at each epoch end, and at the
+            end of every :meth:`run`).
         checkpoint_dir: where ``latest.npz`` (every ``checkpoint_every`` steps
             and/or each epoch end, and at the end of :meth:`run`) and
             ``best.npz`` (lowest validation loss) are written, atomically.
         callbacks: ``f(trainer, event, metrics)`` with event "step", "eval" or
             "checkpoint"; returning False stops :meth:`run` after that step.
 
-    Step metrics: step, loss (nats/char), bpc, ema_loss (min-char-rnn's
-    smoothing, 0.999), lr, grad_norm (before clipping), epoch, chars_per_sec;
-    at validations also val_loss and val_bpc.
+    Step metrics: step, loss (nats/char), bpc, ema_loss (an exponential
+    moving average with decay ``ema_decay``, bias-corrected as Adam's moments
+    are, so that it is the loss's weighted mean from step 1 on), lr,
+    grad_norm (before clipping), epoch, chars_per_sec; at validations also
+    val_loss and val_bpc (see :meth:`evaluate`).
 
     A NaN or infinite loss, gradient or parameter raises
     :class:`TrainingDiverged` naming the step; no checkpoint is written from a
@@ -152,21 +254,14 @@ class Trainer:
                  schedule: Optional[Schedule] = None, val_fraction: float = 0.1,
                  eval_every: Optional[int] = None, checkpoint_dir: Optional[Any] = None,
                  checkpoint_every: Optional[int] = None, checkpoint_each_epoch: bool = True,
-                 ema_decay: float = 0.999,
+                 ema_decay: float = 0.99,
                  callbacks: Optional[Sequence[Callable[..., Any]]] = None):
         ids = self._encode(model, data)
-        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
-                not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        n_val = int(round(ids.size * val_fraction))
-        if val_fraction > 0 and n_val < 2:
-            raise ValueError(f"val_fraction={val_fraction} of {ids.size} characters leaves "
-                             "fewer than 2 for validation")
+        train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
         self.data_fingerprint = _fingerprint(ids)
         self.val_fraction = float(val_fraction)
-        self.val_ids = ids[ids.size - n_val:] if n_val else ids[:0]
-        self.batches = Batches(ids[:ids.size - n_val], batch_size, seq_length)
+        self.batches = Batches(train_ids, batch_size, seq_length)
         self.optimizer = optimizer if optimizer is not None else AdaGrad(
             model, lr=0.02, eps=1e-8, clip_value=5.0, eps_inside_sqrt=True)
         if self.optimizer.model is not model:
@@ -177,8 +272,13 @@ class Trainer:
         self.checkpoint_every = None if checkpoint_every is None else \
             _check_int("checkpoint_every", checkpoint_every, 1)
         self.checkpoint_each_epoch = bool(checkpoint_each_epoch)
+        if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or \
+                not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.ema_decay = float(ema_decay)
-        self.ema_loss = math.log(model.vocab_size)
+        # Exponential moving average of the loss from 0, and its bias
+        # correction (as Adam's moments): meaningful from the first step.
+        self._ema_sum = 0.0
         self.best_val_loss: Optional[float] = None
         self.state = model.initial_state(self.batches.batch_size)
         self.step_count = 0
@@ -187,14 +287,15 @@ class Trainer:
         self.val_history: List[Dict[str, float]] = []
         self.callbacks = list(callbacks or [])
         self._stop = False
+        self._stop_requested = False
 
     @staticmethod
     def _encode(model: CharRNN, data: Union[str, np.ndarray]) -> np.ndarray:
         if isinstance(data, str):
             if model.vocab is None:
-                raise ValueError("training on text needs a model built with a Vocab")
+                raise ValueError("reading text needs a model built with a Vocab")
             if not data:
-                raise ValueError("the training text is empty")
+                raise ValueError("the text is empty")
             return model.vocab.encode(data, compact_dtype(model.vocab_size))
         a = np.asarray(data)
         if a.dtype in _COMPACT and a.ndim == 1 and a.flags.c_contiguous and a.size:
@@ -209,31 +310,36 @@ class Trainer:
         return as_ids(a.reshape(1, -1), model.vocab_size, "data")[0]
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, ids: Optional[np.ndarray] = None) -> float:
-        """Mean loss (nats/char) over the validation text (or ``ids``), read as
-        up to ``batch_size`` streams in chunks of ``seq_length``, state carried;
-        no dropout. Does not change the training state."""
-        if ids is None:
+    @property
+    def ema_loss(self) -> float:
+        """The bias-corrected moving average of the training loss (nats/char);
+        NaN before the first step."""
+        if self.step_count == 0:
+            return math.nan
+        return self._ema_sum / (1.0 - self.ema_decay ** self.step_count)
+
+    def evaluate(self, ids: Optional[np.ndarray] = None, *, text: Optional[str] = None
+                 ) -> float:
+        """The validation loss: the mean cross-entropy in nats per character
+        over the validation text (or ``ids``, or ``text``), as one pass over
+        it with the state carried scores it (only its first character is
+        predicted from a zero state); no dropout. Read as up to
+        ``batch_size`` streams in chunks of ``seq_length``, each stream warmed
+        up on the text before it: see :func:`pycharrnn.train.evaluate`.
+        Does not change the training state."""
+        if text is not None:
+            if ids is not None:
+                raise ValueError("give ids or text, not both")
+            if not isinstance(text, str):
+                raise TypeError(f"text must be a str, got {type(text).__name__}")
+            ids = self._encode(self.model, text)
+        elif ids is None:
             ids = self.val_ids
+            if ids.size < 2:
+                raise ValueError("no validation text (val_fraction=0?)")
         else:
             ids = as_ids(np.asarray(ids).reshape(1, -1), self.model.vocab_size, "ids")[0]
-        if ids.size < 2:
-            raise ValueError("no validation text (val_fraction=0?)")
-        T = self.batches.seq_length
-        B = max(1, min(self.batches.batch_size, (ids.size - 1) // T))
-        n = (ids.size - 1) // B
-        streams = ids[:B * n + 1]
-        state = None
-        total, count = 0.0, 0
-        for p in range(0, n, T):
-            t = min(T, n - p)
-            idx = (np.arange(B, dtype=np.int64) * n)[:, None] + p + \
-                np.arange(t + 1, dtype=np.int64)[None, :]
-            chunk = streams[idx]  # compact ids: loss() converts them losslessly
-            loss, state = self.model.loss(chunk[:, :-1], chunk[:, 1:], state)
-            total += loss * B * t
-            count += B * t
-        return total / count
+        return evaluate(self.model, ids, self.batches.batch_size, self.batches.seq_length)
 
     # ------------------------------------------------------------------ steps
     def _diverged(self, what: str, value: float) -> TrainingDiverged:
@@ -265,7 +371,7 @@ class Trainer:
             raise self._diverged("parameter norm after the update", math.inf)
         self.state = state
         self.step_count += 1
-        self.ema_loss = self.ema_decay * self.ema_loss + (1 - self.ema_decay) * loss
+        self._ema_sum = self.ema_decay * self._ema_sum + (1 - self.ema_decay) * loss
         dt = time.perf_counter() - t0
         self.elapsed += dt
         m: Dict[str, float] = {
@@ -278,17 +384,7 @@ class Trainer:
         stop = self._emit("step", m)
         if self.val_ids.size and ((self.eval_every and self.step_count % self.eval_every == 0)
                                   or epoch_end):
-            v = self.evaluate()
-            m["val_loss"], m["val_bpc"] = v, v / LN2
-            self.val_history.append({"step": self.step_count, "val_loss": v,
-                                     "epoch": b.epoch_float})
-            if self.schedule is not None:
-                self.schedule.on_validation(v)
-            if self.best_val_loss is None or v < self.best_val_loss:
-                self.best_val_loss = v
-                if self.checkpoint_dir is not None:
-                    self.save_checkpoint(self.checkpoint_dir / BEST)
-            stop = self._emit("eval", m) or stop
+            stop = self._validate(m, scheduled=True) or stop
         if self.checkpoint_dir is not None and (
                 (self.checkpoint_every and self.step_count % self.checkpoint_every == 0)
                 or (epoch_end and self.checkpoint_each_epoch)):
@@ -296,6 +392,30 @@ class Trainer:
             stop = self._emit("checkpoint", m) or stop
         self._stop = stop
         return m
+
+    def _validate(self, m: Dict[str, float], scheduled: bool) -> bool:
+        """Validate now: add val_loss/val_bpc to the step metrics ``m``, record
+        the point, save ``best.npz`` when it is the lowest, emit "eval".
+        Only a scheduled validation (eval_every, epoch end) informs the
+        schedule, so that a run stopped early and resumed keeps the learning
+        rates of an uninterrupted one. Returns whether a callback asked to stop."""
+        v = self.evaluate()
+        m["val_loss"], m["val_bpc"] = v, v / LN2
+        self.val_history.append({"step": self.step_count, "val_loss": v,
+                                 "epoch": self.batches.epoch_float})
+        if scheduled and self.schedule is not None:
+            self.schedule.on_validation(v)
+        if self.best_val_loss is None or v < self.best_val_loss:
+            self.best_val_loss = v
+            if self.checkpoint_dir is not None:
+                self.save_checkpoint(self.checkpoint_dir / BEST)
+        return self._emit("eval", m)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop after the step in progress (then it
+        validates and writes ``latest.npz`` as at any end). Safe to call from a
+        signal handler or another thread."""
+        self._stop_requested = True
 
     def _emit(self, event: str, m: Dict[str, float]) -> bool:
         stop = False
@@ -305,11 +425,18 @@ class Trainer:
         return stop
 
     def run(self, steps: Optional[int] = None, seconds: Optional[float] = None,
-            until_step: Optional[int] = None) -> List[Dict[str, float]]:
+            until_step: Optional[int] = None, validate_at_end: bool = True
+            ) -> List[Dict[str, float]]:
         """Train for ``steps`` more steps, until the total step count reaches
         ``until_step``, or for ``seconds`` of wall time, whichever comes first
-        (give at least one). A callback returning False stops the run. With a
-        checkpoint_dir, ``latest.npz`` is written at the end."""
+        (give at least one). A callback returning False or
+        :meth:`request_stop` stops the run after the step in progress.
+
+        However it stops (but by an exception), a run that made a step ends
+        with a validation at its last step, unless that step was just
+        validated or ``validate_at_end`` is False (so ``val_history``,
+        ``best_val_loss`` and ``best.npz`` always hold the final model), and
+        with a checkpoint_dir ``latest.npz`` is written."""
         if steps is None and seconds is None and until_step is None:
             raise ValueError("give steps, until_step, seconds, or a combination")
         target = math.inf
@@ -320,10 +447,14 @@ class Trainer:
         start = time.perf_counter()
         done: List[Dict[str, float]] = []
         self._stop = False
-        while self.step_count < target and not self._stop:
+        while self.step_count < target and not self._stop and not self._stop_requested:
             if seconds is not None and time.perf_counter() - start >= seconds:
                 break
             done.append(self.step())
+        self._stop_requested = False
+        last_val = self.val_history[-1]["step"] if self.val_history else None
+        if done and validate_at_end and self.val_ids.size and last_val != self.step_count:
+            self._validate(done[-1], scheduled=False)
         if self.checkpoint_dir is not None and done:
             self.save_checkpoint(self.checkpoint_dir / LATEST)
         return done
@@ -344,7 +475,8 @@ class Trainer:
             "val_fraction": self.val_fraction, "eval_every": self.eval_every,
             "checkpoint_every": self.checkpoint_every,
             "checkpoint_each_epoch": self.checkpoint_each_epoch,
-            "ema_decay": self.ema_decay, "ema_loss": self.ema_loss,
+            "ema_decay": self.ema_decay, "ema_sum": self._ema_sum,
+            "ema_loss": self.ema_loss if self.step_count else None,
             "best_val_loss": self.best_val_loss, "elapsed": self.elapsed,
             "data": self.data_fingerprint,
         }
@@ -421,7 +553,11 @@ class Trainer:
                  **kw)
         tr.step_count = int(t["step"])
         tr.batches.epoch, tr.batches.position = int(t["epoch"]), int(t["position"])
-        tr.ema_loss = float(t["ema_loss"])
+        if "ema_sum" in t:
+            tr._ema_sum = float(t["ema_sum"])
+        else:  # written before the bias correction: an average started at ln(V)
+            tr._ema_sum = float(t["ema_loss"]) - \
+                tr.ema_decay ** tr.step_count * math.log(model.vocab_size)
         tr.best_val_loss = t["best_val_loss"]
         tr.elapsed = float(t["elapsed"])
         tr.state = model._unpack_state(np.array(arrays["train/state"], dtype=model.dtype))

@@ -394,7 +394,7 @@ def test_header_format_other(tmp_path, good_file):
     m, _ = good_file
     bad = tmp_path / "other.npz"
     write_model_file(bad, m, header_changes={"format": "other"})
-    assert_checkpoint_error(bad, "not a pycharrnn file")
+    assert_checkpoint_error(bad, "not a pycharrnn checkpoint")
 
 
 def test_header_version_too_new(tmp_path, good_file):
@@ -596,7 +596,7 @@ def test_zip_member_marked_encrypted_or_unknown_compression(tmp_path, good_file,
             data[i + field] = value
     bad = tmp_path / "odd.npz"
     bad.write_bytes(bytes(data))
-    assert_checkpoint_error(bad, "not a readable pycharrnn file")
+    assert_checkpoint_error(bad, "not a pycharrnn checkpoint")
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])

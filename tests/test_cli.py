@@ -70,7 +70,7 @@ def test_errors_are_clear(tmp_path, data):
     assert r.returncode == 1 and "missing.npz" in r.stderr
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
     r = cli(tmp_path, "sample", tmp_path / "junk.npz", ok=False)
-    assert r.returncode == 1 and "not a readable pycharrnn file" in r.stderr
+    assert r.returncode == 1 and "not a pycharrnn checkpoint" in r.stderr
     run = tmp_path / "run"
     cli(tmp_path, "train", data, "--out", run, "--steps", 2, "--hidden-size", 8,
         "--batch-size", 2, "--seq-length", 8, "--sample-length", 0)

@@ -110,7 +110,9 @@ def _finish(data: Path, out: Path, cwd: Path, steps: int):
 
 def test_kill_minus_nine_during_checkpointing(tmp_path):
     kills = int(os.environ.get("PYCHARRNN_KILLS", "50"))
-    steps = 8 * kills  # long enough that the kills come before the end
+    # Long enough that the kills come before the end: a session killed at a
+    # random moment makes about 16 steps on a fast machine.
+    steps = 25 * kills
     rng = random.Random(int(os.environ.get("PYCHARRNN_KILL_SEED", "0")))
     data = tmp_path / "text.txt"
     data.write_text(_text(), encoding="utf-8")

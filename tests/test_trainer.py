@@ -66,7 +66,10 @@ def test_resume_in_a_new_process_is_bit_exact(kind, tmp_path):
     assert np.array_equal(np.load(out_p), full.model.flat_params)
     s = np.load(out_s)
     assert s[0] == full.step_count and s[1] == full.ema_loss and s[2] == full.optimizer.lr
-    assert s[3] == len(full.val_history) and s[4] == full.batches.epoch
+    # The interrupted run validated once more: at its end (step N, not an
+    # eval step); that validation does not feed the schedule (the lr matches).
+    assert N % full.eval_every and s[3] == len(full.val_history) + 1
+    assert s[4] == full.batches.epoch
 
 
 def test_resume_in_process_keeps_histories(tmp_path):
@@ -163,3 +166,36 @@ def test_trainer_reports_grad_norm_before_clipping():
     mt = tr.step()
     assert mt["grad_norm"] > 1e-3
     assert math.isclose(mt["grad_norm"], np.linalg.norm(m.flat_grads), rel_tol=1e-5)
+
+
+def test_every_run_ends_validated_and_saved(tmp_path):
+    m = pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=8, cell="gru", seed=0)
+    events = []
+    tr = pc.Trainer(m, TEXT, batch_size=2, seq_length=8, eval_every=100,
+                    checkpoint_dir=tmp_path,
+                    callbacks=[lambda t, e, mt: events.append((e, mt["step"]))])
+    tr.run(steps=5)  # no scheduled validation in 5 steps; one at the end
+    assert [v["step"] for v in tr.val_history] == [5] and ("eval", 5) in events
+    assert tr.best_val_loss == tr.val_history[0]["val_loss"] == tr.evaluate()
+    assert pc.Trainer.resume(tmp_path / BEST, TEXT).step_count == 5
+    tr.run(seconds=0.2)  # stopped by time: validated at its last step too
+    assert tr.val_history[-1]["step"] == tr.step_count > 5
+    # a stop requested (a signal handler's way) ends the run after that step
+    tr.callbacks.append(lambda t, e, mt: t.request_stop() if mt["step"] == t.step_count
+                        and e == "step" and len(events) > 20 else None)
+    n = tr.step_count
+    done = tr.run(steps=1000)
+    assert 0 < len(done) < 1000 and tr.val_history[-1]["step"] == tr.step_count
+    assert pc.Trainer.resume(tmp_path, TEXT).step_count == tr.step_count > n
+
+
+def test_ema_loss_is_meaningful_from_the_first_step():
+    m = pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=8, cell="rnn", seed=0)
+    tr = pc.Trainer(m, TEXT, batch_size=2, seq_length=8, ema_decay=0.9)
+    assert math.isnan(tr.ema_loss)
+    losses = [tr.step()["loss"] for _ in range(5)]
+    assert math.isclose(tr.history[0]["ema_loss"], losses[0], rel_tol=1e-12)  # not ln(V)-ish
+    w = 0.9 ** np.arange(4, -1, -1)  # the weighted mean of the losses so far
+    assert math.isclose(tr.ema_loss, float(np.dot(w, losses) / w.sum()), rel_tol=1e-12)
+    with pytest.raises(ValueError, match="ema_decay"):
+        pc.Trainer(m, TEXT, batch_size=2, seq_length=8, ema_decay=1.0)

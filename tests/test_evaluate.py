@@ -1,0 +1,96 @@
+"""Validation loss: evaluate() must equal one pass over the text with the state
+carried (each loop below is that pass, written out plainly)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn.train import evaluate
+from conftest import DATA
+
+
+def one_pass(model, ids, T=50):
+    """The mean loss of one stream over ids, in chunks of T, state carried."""
+    state, total = None, 0.0
+    for p in range(0, ids.size - 1, T):
+        chunk = np.asarray(ids[p:p + T + 1], dtype=np.int32)
+        loss, state = model.loss(chunk[:-1], chunk[1:], state)
+        total += loss * (chunk.size - 1)
+    return total / (ids.size - 1)
+
+
+def cold_streams(model, ids, B, T):
+    """What evaluate() did before: B streams, each starting from zeros."""
+    n = (ids.size - 1) // B
+    state, total = None, 0.0
+    for p in range(0, n, T):
+        t = min(T, n - p)
+        c = ids[(np.arange(B) * n)[:, None] + p + np.arange(t + 1)[None, :]]
+        loss, state = model.loss(c[:, :-1], c[:, 1:], state)
+        total += loss * B * t
+    return total / (B * n)
+
+
+@pytest.mark.skipif(not (DATA / "tinyshakespeare.txt").is_file(), reason="no ../shared/data")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_trained_model_matches_one_pass(cell):
+    text = (DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:240_000]
+    vocab = pc.Vocab.from_text(text)
+    m = pc.CharRNN(vocab, hidden_size=64, cell=cell, seed=1)
+    tr = pc.Trainer(m, text, batch_size=16, seq_length=48, val_fraction=0.2,
+                    optimizer=pc.optim.Adam(m, lr=3e-3, clip_value=5.0))
+    tr.run(steps=250, validate_at_end=False)
+    want = one_pass(m, tr.val_ids)
+    assert want < 2.6  # it learned something
+    got = tr.evaluate()
+    assert abs(got - want) < 0.01
+    assert abs(got - want) < 1e-4  # float32 rounding, in fact
+    assert tr.evaluate(text=text[-48_000:]) == got  # the same tail, given as text
+
+
+def test_long_memory_is_read_again_from_the_true_state():
+    # A ReLU RNN whose W_hh is the identity forgets nothing: no warm-up can
+    # stand in for the text before a part, so the parts are read again.
+    V, H = 5, 4
+    m = pc.CharRNN(V, hidden_size=H, cell="rnn", nonlinearity="relu", dtype="float64", seed=2)
+    p = m.params
+    p["rnn.weight_hh_l0"][...] = np.eye(H)
+    p["rnn.bias_hh_l0"][...] = 0
+    p["rnn.bias_ih_l0"][...] = 0
+    p["rnn.weight_ih_l0"][...] = np.abs(p["rnn.weight_ih_l0"]) * 0.05
+    ids = np.random.default_rng(3).integers(0, V, 3001).astype(np.int32)
+    want = one_pass(m, ids, T=64)
+    assert abs(cold_streams(m, ids, 8, 16) - want) > 0.05  # the shortcut is far off
+    got = evaluate(m, ids, streams=8, seq_length=16, warmup=32)
+    assert math.isclose(got, want, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("n_ids,streams,T,W", [(1000, 7, 13, 10), (37, 4, 5, 0), (2, 3, 8, 4),
+                                               (600, 32, 64, 256), (101, 3, 100, 20)])
+def test_every_prediction_counted_once(cell, n_ids, streams, T, W):
+    # Random weights and float64: every split of the text gives the one-pass
+    # number to rounding, whatever is left over after the parts.
+    m = pc.CharRNN(11, hidden_size=6, num_layers=2, cell=cell, embedding_dim=3,
+                   dtype="float64", seed=4)
+    ids = np.random.default_rng(n_ids).integers(0, 11, n_ids).astype(np.uint8)
+    want = one_pass(m, ids, T=7)
+    assert math.isclose(evaluate(m, ids, streams, T, W), want, rel_tol=1e-10)
+
+
+def test_trainer_evaluate_arguments():
+    text = "abcabcabd " * 30
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=8, cell="gru", seed=0)
+    tr = pc.Trainer(m, text, batch_size=2, seq_length=8)
+    assert math.isclose(tr.evaluate(text="abcab"), one_pass(m, m.vocab.encode("abcab")),
+                        rel_tol=1e-6)
+    with pytest.raises(ValueError, match="'z'.*position 3"):
+        tr.evaluate(text="abcz")
+    with pytest.raises(ValueError, match="at least 2"):
+        tr.evaluate(text="a")
+    with pytest.raises(ValueError, match="not both"):
+        tr.evaluate(tr.val_ids, text="abc")
+    with pytest.raises(TypeError):
+        tr.evaluate(text=b"abc")

@@ -1,0 +1,136 @@
+"""Ctrl-C and SIGTERM at random moments of `pycharrnn train`: the run stops
+after its step, validates, writes latest.npz, says which step it saved and
+how to continue, and exits 130 (SIGINT) or 143 (SIGTERM). A second signal
+abandons the save and leaves the checkpoint before it whole. Resumed again
+and again, the run must equal one that was never interrupted, bit for bit.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pycharrnn.checkpoint import read_arrays
+from pycharrnn.metrics import read_metrics
+from test_kill import _check_run_dir, _step_of, _text
+
+COMMON = ["--checkpoint-every", "25", "--eval-every", "30", "--no-bar", "--log-every", "10",
+          "--sample-length", "0", "--threads", "1"]
+MODEL = ["--cell", "gru", "--hidden-size", "32", "--layers", "2", "--embedding-dim", "8",
+         "--batch-size", "8", "--seq-length", "24", "--seed", "7", "--optimizer", "adam",
+         "--schedule", "plateau", "--dropout", "0.1"]
+
+
+def _start(data: Path, out: Path, cwd: Path, steps: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pycharrnn", "train", "--out", str(out),
+           "--steps", str(steps)] + COMMON
+    cmd += ["--resume"] if (out / "latest.npz").exists() else [str(data)] + MODEL
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
+    rng = random.Random(11)
+    data = tmp_path / "text.txt"
+    data.write_text(_text(), encoding="utf-8")
+    steps = 3000  # sessions cut short 20 times reach step 850-1450 here
+    ref = tmp_path / "uninterrupted"
+    p = _start(data, ref, tmp_path, steps)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+
+    out = tmp_path / "interrupted"
+    last, saved_messages, doubles = 0, 0, 0
+    for i in range(20):
+        p = _start(data, out, tmp_path, steps)
+        sig = rng.choice([signal.SIGINT, signal.SIGTERM])
+        time.sleep(rng.uniform(0.05, 1.2))
+        if p.poll() is not None:
+            pytest.fail(f"the run ended before signal {i}; make it longer")
+        p.send_signal(sig)
+        double = rng.random() < 0.3
+        if double:  # a second signal soon after: abandon whatever is under way
+            time.sleep(rng.uniform(0.0, 0.05))
+            if p.poll() is None:
+                p.send_signal(sig)
+                doubles += 1
+        stdout, stderr = p.communicate(timeout=120)
+        # Before Python has set up its handlers the signal's default action kills.
+        assert p.returncode in (128 + sig, -sig), (p.returncode, stdout[-2000:], stderr[-2000:])
+        step = _check_run_dir(out)
+        assert step >= last, f"latest.npz went back from step {last} to {step}"
+        m = re.search(r"saved step (\d+) to (.+); continue with: pycharrnn train --out (\S+) "
+                      r"--resume --steps 3000\n", stderr)
+        if m:
+            saved_messages += 1
+            assert int(m.group(1)) == step  # the message tells the truth
+            assert stdout.rstrip().splitlines()[-1].startswith("done: step")
+            h, _ = read_arrays(out / "latest.npz")
+            # the run validated at its end: best_val_loss covers the last step
+            evals = [e for e in read_metrics(out)[1] if e["step"] == step]
+            assert evals and h["extra"]["trainer"]["best_val_loss"] <= evals[-1]["val_loss"]
+        elif p.returncode == 128 + sig:
+            assert "interrupted" in stderr or "stopped before the first step" in stderr, stderr
+        last = step
+    assert saved_messages >= 8, saved_messages
+    assert last < steps
+
+    p = _start(data, out, tmp_path, steps)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    assert not list(out.glob(".*.tmp"))
+    h_ref, a_ref = read_arrays(ref / "latest.npz")
+    h_out, a_out = read_arrays(out / "latest.npz")
+    for k in a_ref:
+        if k.startswith(("param/", "optim/", "train/")):
+            assert np.array_equal(a_ref[k], a_out[k]), k
+    for k in ("step", "loss", "lr", "grad_norm"):
+        assert np.array_equal(a_ref[f"history/{k}"], a_out[f"history/{k}"]), k
+    t_ref, t_out = h_ref["extra"]["trainer"], h_out["extra"]["trainer"]
+    for k in ("step", "epoch", "position", "ema_sum"):
+        assert t_ref[k] == t_out[k], k
+    assert h_ref["extra"]["rng"] == h_out["extra"]["rng"]
+    assert h_ref["extra"]["schedule"] == h_out["extra"]["schedule"]
+    # Every scheduled validation of the uninterrupted run is in the other
+    # (which also validated wherever it was stopped), with the same loss.
+    got = {e["step"]: e["val_loss"] for e in read_metrics(out)[1]}
+    for e in read_metrics(ref)[1]:
+        assert got[e["step"]] == e["val_loss"], e
+    print(f"20 signals ({doubles} doubled, {saved_messages} clean saves, the last at step "
+          f"{last} of {steps}): bit-exact")
+
+
+def test_a_second_signal_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    # In process: the second Ctrl-C raises in the middle of writing latest.npz.
+    import pycharrnn as pc
+    from pycharrnn import checkpoint
+
+    text = _text()[:4000]
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=8, cell="gru", seed=0)
+    tr = pc.Trainer(m, text, batch_size=2, seq_length=8, checkpoint_dir=tmp_path)
+    tr.run(steps=3)
+    before = (tmp_path / "latest.npz").read_bytes()
+    real_savez = np.savez
+
+    def interrupted_savez(f, **arrays):
+        real_savez(f, **arrays)
+        f.flush()  # the bytes are on disk, in the temporary file
+        assert list(tmp_path.glob(".latest.npz.*.tmp"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.np, "savez", interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        tr.run(steps=1, validate_at_end=False)
+    assert tr.step_count == 4
+    assert (tmp_path / "latest.npz").read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoint.np, "savez", real_savez)
+    assert pc.Trainer.resume(tmp_path, text).step_count == 3
