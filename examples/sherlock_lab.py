@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pycharrnn as pc
 from pycharrnn.metrics import MetricsLog, read_metrics
+from pycharrnn.textfile import read_text
 
 BATCH_SIZE = 32
 SEQ_LENGTH = 64
@@ -85,16 +86,8 @@ def train_one(key, label, cell, text, vocab, args, out: Path) -> dict:
             print(f"{len(text):,} characters: {trainer.batches.ids.size:,} for training, "
                   f"{trainer.val_ids.size:,} (the last {VAL_FRACTION:.0%}) for validation; "
                   f"{len(vocab)} symbols; validation every {eval_every} steps", flush=True)
-        trainer.run(steps=args.steps)
-        vh = trainer.val_history
-        if vh and vh[-1]["step"] == trainer.step_count:
-            val = vh[-1]["val_loss"]
-        else:  # the last step was not a validation step: validate now
-            val = trainer.evaluate()
-            log.log_eval({"step": trainer.step_count, "epoch": trainer.batches.epoch_float,
-                          "val_loss": val})
-            progress(trainer, "eval", {"step": trainer.step_count, "val_loss": val,
-                                       "val_bpc": val / LN2})
+        trainer.run(steps=args.steps)  # ends with a validation at its last step
+        val = trainer.val_history[-1]["val_loss"]
     seconds = time.perf_counter() - t0
     model.save(run_dir / "model.npz")
     recent = trainer.history[-TRAIN_LOSS_LAST:]
@@ -111,7 +104,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if args.threads is not None:
         pc.set_num_threads(args.threads)
-    text = Path(args.text).read_text(encoding="utf-8")
+    text = read_text(args.text)  # UTF-8; CRLF -> LF; a leading BOM dropped
     vocab = pc.Vocab.from_text(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in h:
+        d = action.default
+        if d is None or d is False or d is argparse.SUPPRESS or "(default" in h:
             return h
         return super()._get_help_string(action)
 
@@ -110,7 +111,8 @@ def _add_train(sub) -> None:
                    help=f"parallel streams (default: {DEFAULT_BATCH_SIZE})")
     g.add_argument("--seq-length", type=_number(int, 1),
                    help=f"characters per chunk of BPTT (default: {DEFAULT_SEQ_LENGTH})")
-    g.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
+    g.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam",
+                   help="torch.optim's update rules and defaults")
     g.add_argument("--lr", type=_number(float, 0, lo_open=True),
                    help="learning rate (default: 2e-3 for adam, adamw and rmsprop, "
                         "0.02 for adagrad, 0.1 for sgd)")
@@ -172,7 +174,8 @@ def _add_sample(sub) -> None:
                         "vocabulary (default: an error naming the first)")
     p.add_argument("--stop",
                    help=r"end a sample once it ends with this text (\n, \t, \\ are escapes)")
-    p.add_argument("--num-samples", type=_number(int, 1), default=1)
+    p.add_argument("--num-samples", type=_number(int, 1), default=1,
+                   help="samples drawn side by side (one batch)")
     p.add_argument("--no-stream", action="store_true",
                    help="print when done instead of character by character")
 
@@ -201,14 +204,15 @@ def _add_eval(sub) -> None:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="the quick benchmark: pycharrnn vs PyTorch vs NumPy",
                        formatter_class=_Help)
-    p.add_argument("--threads", type=_number(int, 1, 1024), help="default: all cores")
+    p.add_argument("--threads", type=_number(int, 1, 1024),
+                   help="kernel threads (default: all cores)")
     p.add_argument("--json", help="also write the results to this file")
 
 
 def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="draw a run directory's training curves (PNG)",
                        formatter_class=_Help)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory (its metrics.jsonl)")
     p.add_argument("--out", help="PNG file (default: RUN_DIR/curves.png)")
 
 
@@ -606,9 +610,12 @@ def _eval(args) -> int:
                              "TEXT_FILE")
         run = json.loads(run_file.read_text(encoding="utf-8"))
         source = run.get("data") or f"--corpus {run.get('corpus')}"
-        ids = model.vocab.encode(_load_text(run.get("data"), run.get("corpus")),
-                                 compact_dtype(model.vocab_size))
-        if _fingerprint(ids) != t["data"]:
+        try:
+            ids = model.vocab.encode(_load_text(run.get("data"), run.get("corpus")),
+                                     compact_dtype(model.vocab_size))
+        except ValueError:  # a character the model never saw
+            ids = None
+        if ids is None or _fingerprint(ids) != t["data"]:
             raise ValueError(f"the run's data ({source}) is no longer the text it was "
                              "trained on (its length or hash differs): give a TEXT_FILE")
         _, ids = split_validation(ids, t["val_fraction"])

@@ -2,12 +2,17 @@
 the installed package is what gets imported)."""
 
 import json
+import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pycharrnn as pc
+from pycharrnn.train import evaluate
 
 TEXT = "to be or not to be, that is the question: whether 'tis nobler in the mind\n" * 40
 
@@ -128,3 +133,193 @@ def test_progress_bar_with_tqdm(tmp_path, data):
             "--batch-size", 2, "--seq-length", 8, "--sample-length", 0)
     assert "training:" in r.stderr and "6/6" in r.stderr and "chars/s" in r.stderr
     assert "step      1  loss" not in r.stdout  # the bar replaces the progress lines
+
+
+def _small_run(tmp_path, data, *extra):
+    run = tmp_path / "run"
+    r = cli(tmp_path, "train", data, "--out", run, "--hidden-size", 12, "--batch-size", 4,
+            "--seq-length", 16, "--sample-length", 0, "--no-bar", "--eval-every", 1000,
+            *extra)
+    return run, r
+
+
+def test_a_time_limited_run_ends_validated_with_best_and_info(tmp_path, data):
+    run, r = _small_run(tmp_path, data, "--time", 1.5, "--cell", "gru")
+    info = json.loads(cli(tmp_path, "info", run).stdout)
+    assert info["step"] > 0 and info["best_val_loss"] > 0
+    assert (run / "best.npz").is_file()
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+             if '"eval"' in x]
+    assert evals[-1]["step"] == info["step"]  # the last step was validated
+    assert f"validation loss {evals[-1]['val_loss']:.4f}" in r.stdout
+    # `pycharrnn eval` on the run reproduces that number (same model, same text)
+    out = json.loads(cli(tmp_path, "eval", run, "--json").stdout)
+    assert out["step"] == info["step"] and math.isclose(out["loss"], evals[-1]["val_loss"],
+                                                         rel_tol=1e-12)
+    assert math.isclose(out["bits_per_char"], out["loss"] / math.log(2))
+    assert out["characters"] == round(len(TEXT) * 0.1)
+    line = cli(tmp_path, "eval", run).stdout
+    assert f"{out['loss']:.4f} nats/char" in line and "bits/char" in line
+    # any other text, as one pass with the state carried
+    other = tmp_path / "other.txt"
+    other.write_text("whether 'tis nobler to be\n" * 30, encoding="utf-8")
+    got = json.loads(cli(tmp_path, "eval", run, other, "--json").stdout)
+    m = pc.load(run)
+    ids = m.vocab.encode(other.read_text(encoding="utf-8"))
+    # (how close evaluate() comes to a plain one-stream loop: test_evaluate.py)
+    assert got["loss"] == evaluate(m, ids, 4, 16) and got["predicted"] == ids.size - 1
+    # a character the model never saw: named, with the way out
+    other.write_text("zebra", encoding="utf-8")
+    r = cli(tmp_path, "eval", run, other, ok=False)
+    assert r.returncode == 1 and "'z'" in r.stderr and "--drop-unknown" in r.stderr
+    # the EMA in the log is a mean of real losses from step 1 (not ln(V))
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+             if '"step"' in x and '"eval"' not in x]
+    assert math.isclose(steps[0]["ema_loss"], steps[0]["loss"], rel_tol=1e-9)
+
+
+def test_eval_needs_a_text_without_a_run(tmp_path, data):
+    run, _ = _small_run(tmp_path, data, "--steps", 2)
+    m = pc.load(run)
+    m.save(tmp_path / "model.npz")
+    r = cli(tmp_path, "eval", tmp_path / "model.npz", ok=False)
+    assert r.returncode == 1 and "TEXT_FILE" in r.stderr
+    data.write_text(TEXT + "changed", encoding="utf-8")
+    r = cli(tmp_path, "eval", run, ok=False)
+    assert r.returncode == 1 and "no longer the text" in r.stderr
+
+
+def test_bad_files_are_named(tmp_path, data):
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("to be or not to be, caf".encode() + b"\xe9 au lait\n" * 50)
+    r = cli(tmp_path, "train", latin, "--out", tmp_path / "r", "--steps", 1, ok=False)
+    assert r.returncode == 1
+    assert "latin1.txt is not UTF-8 text: byte 0xE9 at offset 23" in r.stderr
+    assert "Traceback" not in r.stderr
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("hello", encoding="utf-8")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    for f in (not_ckpt, tmp_path / "array.npy", tmp_path / "foreign.npz"):
+        for cmd in ("sample", "info", "eval"):
+            r = cli(tmp_path, cmd, f, ok=False)
+            assert r.returncode == 1 and "not a pycharrnn checkpoint" in r.stderr, (cmd, f)
+            assert "allow_pickle" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_byte_order_mark_and_crlf_are_dropped(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + TEXT.replace("\n", "\r\n").encode())
+    run = tmp_path / "run"
+    cli(tmp_path, "train", p, "--out", run, "--steps", 1, "--hidden-size", 8,
+        "--batch-size", 2, "--seq-length", 8, "--sample-length", 0, "--quiet")
+    assert pc.load(run).vocab == pc.Vocab.from_text(TEXT)  # no U+FEFF, no \r
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["sample", "RUN", "--top-k", "0"], "--top-k: must be >= 1"),
+    (["sample", "RUN", "--top-p", "1.5"], "--top-p: must be <= 1"),
+    (["sample", "RUN", "--temperature", "-1"], "--temperature: must be >= 0"),
+    (["sample", "RUN", "--temperature", "nan"], "--temperature: must be a finite number"),
+    (["sample", "RUN", "--length", "-3"], "--length: must be >= 0"),
+    (["sample", "RUN", "--num-samples", "0"], "--num-samples: must be >= 1"),
+    (["train", "DATA", "--out", "x", "--steps", "5", "--hidden-size", "0"],
+     "--hidden-size: must be >= 1"),
+    (["train", "DATA", "--out", "x", "--steps", "5", "--dropout", "1"],
+     "--dropout: must be < 1"),
+    (["train", "DATA", "--out", "x", "--steps", "5", "--lr", "0"], "--lr: must be > 0"),
+    (["train", "DATA", "--out", "x", "--steps", "five"], "--steps: must be an integer"),
+    (["train", "DATA", "--out", "x", "--time", "-1"], "--time: must be > 0"),
+    (["train", "DATA", "--out", "x", "--steps", "5", "--val-fraction", "1"],
+     "--val-fraction: must be < 1"),
+])
+def test_errors_name_the_flag(tmp_path, data, args, flag):
+    args = [str(data) if a == "DATA" else str(tmp_path / "r") if a == "RUN" else a
+            for a in args]
+    r = cli(tmp_path, *args, ok=False)
+    assert r.returncode == 2 and flag in r.stderr, r.stderr
+
+
+def test_cross_checked_errors_name_flags_too(tmp_path, data):
+    r = cli(tmp_path, "train", data, "--out", tmp_path / "r", "--steps", 1,
+            "--batch-size", 5000, ok=False)
+    assert r.returncode == 1 and "--batch-size" in r.stderr and "batch_size" not in r.stderr
+
+
+def test_bad_prime_is_refused_before_anything_is_printed(tmp_path, data):
+    run, _ = _small_run(tmp_path, data, "--steps", 2)
+    for extra in ([], ["--no-stream"], ["--num-samples", "2"]):
+        r = cli(tmp_path, "sample", run, "--prime", "to bé", *extra, ok=False)
+        assert r.returncode == 1 and r.stdout == "", extra
+        assert "--prime" in r.stderr and "U+00E9" in r.stderr
+    r = cli(tmp_path, "sample", run, "--stop", "é", ok=False)
+    assert r.returncode == 1 and r.stdout == "" and "--stop" in r.stderr
+
+
+def test_help_shows_every_default(tmp_path):
+    from pycharrnn import cli as cli_mod
+    for cmd in ("train", "sample", "eval", "bench", "plot", "info"):
+        text = cli(tmp_path, cmd, "--help").stdout
+        assert "default" in text or cmd == "info"  # info has no option
+    train = " ".join(cli(tmp_path, "train", "--help").stdout.split())
+    for needle in ("--hidden-size HIDDEN_SIZE units per layer (default: 256)",
+                   "--cell {rnn,gru,lstm} (default: lstm)", "--lr-decay LR_DECAY",
+                   "(default: 0.97)", "--eval-every EVAL_EVERY", "(default: 1000)",
+                   f"(default: {cli_mod.SAMPLE_TEMPERATURE})"):
+        assert needle in train, needle
+    sample = " ".join(cli(tmp_path, "sample", "--help").stdout.split())
+    assert f"--temperature TEMPERATURE" in sample
+    assert f"(default: {cli_mod.SAMPLE_TEMPERATURE})" in sample
+    assert "(default: None)" not in train + sample
+
+
+def test_every_option_with_a_default_says_it():
+    import argparse
+    from pycharrnn import cli as cli_mod
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    for add in (cli_mod._add_train, cli_mod._add_sample, cli_mod._add_eval,
+                cli_mod._add_bench, cli_mod._add_plot, cli_mod._add_info):
+        add(sub)
+    for name, p in sub.choices.items():
+        text = " ".join(p.format_help().split())
+        for a in p._actions:
+            d = a.default
+            if a.option_strings and not (d is None or d is False or d is argparse.SUPPRESS):
+                assert f"(default: {a.default})" in text, (name, a.dest)
+
+
+def test_time_bar_shows_elapsed_of_total_and_eta(tmp_path, data):
+    pytest.importorskip("tqdm")
+    r = cli(tmp_path, "train", data, "--out", tmp_path / "run", "--time", 2, "--hidden-size", 8,
+            "--batch-size", 2, "--seq-length", 8, "--sample-length", 0)
+    assert "of 00:02, ETA" in r.stderr and "step=" in r.stderr
+
+
+def test_counts_are_worded_right(tmp_path):
+    run = tmp_path / "run"
+    p = tmp_path / "one.txt"
+    p.write_text("a" * 40, encoding="utf-8")
+    r = cli(tmp_path, "train", p, "--out", run, "--steps", 1, "--hidden-size", 4,
+            "--batch-size", 1, "--seq-length", 8, "--sample-length", 0, "--no-bar",
+            "--threads", 1)
+    assert "1 symbol," in r.stdout and "1 thread " in r.stdout
+    assert "1 symbols" not in r.stdout and "1 threads" not in r.stdout
+    assert "mean of the last 1 step)" in r.stdout
+
+
+def test_import_from_a_source_folder_says_what_to_do(tmp_path):
+    # A copy of the package without its compiled core, first on the path (as
+    # the root of a clone is); -S keeps an editable install's import hook out.
+    import shutil
+    import numpy
+    src = tmp_path / "clone"
+    shutil.copytree(Path(pc.__file__).parent, src / "pycharrnn",
+                    ignore=shutil.ignore_patterns("_core*", "__pycache__"))
+    site = str(Path(numpy.__file__).parents[1])
+    r = subprocess.run([sys.executable, "-S", "-c", "import pycharrnn"], cwd=src,
+                       capture_output=True, text=True, timeout=60,
+                       env={"PYTHONPATH": f"{src}{os.pathsep}{site}", "PATH": ""})
+    assert r.returncode == 1
+    assert "ImportError" in r.stderr and "circular" not in r.stderr
+    assert "run from another directory" in r.stderr and "pip install -e ." in r.stderr
