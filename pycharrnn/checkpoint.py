@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, count
 from .vocab import Vocab
 
 FORMAT = "pycharrnn"
@@ -191,7 +191,7 @@ def model_from(header: Dict[str, Any], arrays: Dict[str, np.ndarray], path: Path
             dtype=cfg["dtype"],
         )
         if model.vocab_size != cfg["vocab_size"]:
-            raise ValueError(f"vocabulary has {model.vocab_size} symbols but the config "
+            raise ValueError(f"vocabulary has {count(model.vocab_size, 'symbol')} but the config "
                              f"says {cfg['vocab_size']}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model config: {e!r}") from None

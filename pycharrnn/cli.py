@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from .errors import count
+
 
 
 # Model options default to None so that --resume can tell which ones the
@@ -354,10 +356,10 @@ def _train(args) -> int:
         from .checkpoint import atomic_write
 
         atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(run, indent=2).encode()))
-    log(f"{model}\n{_count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
+    log(f"{model}\n{count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
         f"training, {trainer.val_ids.size:,} for validation), "
-        f"{_count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
-        f"{_count(pc.get_num_threads(), 'thread')} -> {out}")
+        f"{count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
+        f"{count(pc.get_num_threads(), 'thread')} -> {out}")
     until = args.steps
     if args.epochs is not None:
         by_epochs = int(math.ceil(args.epochs * trainer.batches.chunks_per_epoch))
@@ -379,7 +381,7 @@ def _train(args) -> int:
         recent = trainer.history[-min(50, len(trainer.history)):]
         train_loss = sum(h["loss"] for h in recent) / len(recent)
         msg = (f"done: step {trainer.step_count}, {progress.rate():,.0f} chars/s, "
-               f"train loss {train_loss:.4f} (mean of the last {_count(len(recent), 'step')})")
+               f"train loss {train_loss:.4f} (mean of the last {count(len(recent), 'step')})")
         if trainer.val_history:
             v = trainer.val_history[-1]["val_loss"]
             msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bits/char)"
@@ -400,11 +402,6 @@ def _train(args) -> int:
         print(model.sample(args.sample_length, temperature=args.sample_temperature,
                            seed=args.seed))
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 character', '2 characters', '1,234 characters'."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _clock(seconds: float) -> str:
@@ -633,7 +630,7 @@ def _eval(args) -> int:
     else:
         step = f" (step {t['step']})" if t else ""
         print(f"{loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char): {path}{step} on "
-              f"{what}, {_count(ids.size - 1, 'character')} predicted")
+              f"{what}, {count(ids.size - 1, 'character')} predicted")
     return 0
 
 

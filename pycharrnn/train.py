@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .checkpoint import (LATEST, CheckpointError, model_from, read_arrays,
                          remove_stale_temporaries, resolve, save_model)
-from .errors import PyCharRNNError
+from .errors import PyCharRNNError, count
 from .model import CharRNN, State, _check_int, as_ids
 from .optim import OPTIMIZERS, AdaGrad, Optimizer
 from .schedule import Schedule, from_config
@@ -63,7 +63,7 @@ class Batches:
         need = self.batch_size * self.seq_length + 1
         if ids.size < need:
             raise ValueError(
-                f"the training text has {_count(ids.size, 'character')}; "
+                f"the training text has {count(ids.size, 'character')}; "
                 f"batch_size={self.batch_size} and seq_length={self.seq_length} need at "
                 f"least {need:,} "
                 "(batch_size * seq_length + 1): use a longer text or smaller sizes")
@@ -128,14 +128,9 @@ def split_validation(ids: np.ndarray, val_fraction: float) -> Tuple[np.ndarray, 
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     n_val = int(round(ids.size * val_fraction))
     if val_fraction > 0 and n_val < 2:
-        raise ValueError(f"val_fraction={val_fraction} of {_count(ids.size, 'character')} "
+        raise ValueError(f"val_fraction={val_fraction} of {count(ids.size, 'character')} "
                          "leaves fewer than 2 for validation")
     return ids[:ids.size - n_val], (ids[ids.size - n_val:] if n_val else ids[:0])
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 character', '2 characters', '1,234 characters'."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _stack(state: State) -> np.ndarray:
@@ -533,8 +528,9 @@ class Trainer:
         fp = _fingerprint(ids)
         if fp != t["data"]:
             raise ValueError(f"the training data differs from the checkpoint's: "
-                             f"{fp['length']} characters (sha256 {fp['sha256'][:12]}...) vs "
-                             f"{t['data']['length']} (sha256 {t['data']['sha256'][:12]}...)")
+                             f"{count(fp['length'], 'character')} (sha256 "
+                             f"{fp['sha256'][:12]}...) vs {t['data']['length']:,} (sha256 "
+                             f"{t['data']['sha256'][:12]}...)")
         o = extra["optimizer"]
         opt_cls = {c.__name__: c for c in OPTIMIZERS.values()}.get(o["type"])
         if opt_cls is None:

@@ -87,7 +87,7 @@ class Vocab:
         return hash(self._chars)
 
     def __repr__(self) -> str:
-        return f"Vocab({len(self)} chars)"
+        return f"Vocab({len(self)} char{'' if len(self) == 1 else 's'})"
 
     def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int32,
                unknown: str = "error") -> np.ndarray:
