@@ -41,7 +41,8 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
     rng = random.Random(11)
     data = tmp_path / "text.txt"
     data.write_text(_text(), encoding="utf-8")
-    steps = 3000  # sessions cut short 20 times reach step 850-1450 here
+    # 20 sessions, each stopped within about 100 steps or 0.5 s: step 520-550 here
+    steps = 2000
     ref = tmp_path / "uninterrupted"
     p = _start(data, ref, tmp_path, steps)
     _, err = p.communicate(timeout=600)
@@ -52,7 +53,18 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
     for i in range(20):
         p = _start(data, out, tmp_path, steps)
         sig = rng.choice([signal.SIGINT, signal.SIGTERM])
-        time.sleep(rng.uniform(0.05, 1.2))
+        lines = []
+        if rng.random() < 0.5:  # at a random time: startup, a step, a write
+            time.sleep(rng.uniform(0.05, 0.5))
+        else:  # after 1-10 progress lines (10 steps apart): in mid-training
+            want = rng.randint(1, 10)
+            for line in p.stdout:  # the CLI flushes each progress line
+                lines.append(line)
+                want -= line.startswith("step") and " loss " in line
+                if not want:
+                    break
+            # a few steps on, so that it may land in a step, a write or an eval
+            time.sleep(rng.uniform(0, 0.02))
         if p.poll() is not None:
             pytest.fail(f"the run ended before signal {i}; make it longer")
         p.send_signal(sig)
@@ -62,13 +74,16 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
             if p.poll() is None:
                 p.send_signal(sig)
                 doubles += 1
-        stdout, stderr = p.communicate(timeout=120)
+        # Not communicate(): it would read past the lines buffered above.
+        stdout = "".join(lines) + p.stdout.read()
+        stderr = p.stderr.read()
+        p.wait(timeout=120)
         # Before Python has set up its handlers the signal's default action kills.
         assert p.returncode in (128 + sig, -sig), (p.returncode, stdout[-2000:], stderr[-2000:])
         step = _check_run_dir(out)
         assert step >= last, f"latest.npz went back from step {last} to {step}"
         m = re.search(r"saved step (\d+) to (.+); continue with: pycharrnn train --out (\S+) "
-                      r"--resume --steps 3000\n", stderr)
+                      rf"--resume --steps {steps}\n", stderr)
         if m:
             saved_messages += 1
             assert int(m.group(1)) == step  # the message tells the truth
