@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import pycharrnn as pc
-from pycharrnn.textfile import read_text
+from pycharrnn.files import read_text
 from pycharrnn.train import evaluate, split_validation
 
 

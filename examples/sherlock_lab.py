@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pycharrnn as pc
 from pycharrnn.metrics import MetricsLog, read_metrics
-from pycharrnn.textfile import read_text
+from pycharrnn.files import read_text
 
 BATCH_SIZE = 32
 SEQ_LENGTH = 64

@@ -26,7 +26,7 @@ except ImportError as _e:  # the source folder of a clone, without the compiled 
 from .errors import CheckpointError, PyCharRNNError
 from .vocab import Vocab
 from .model import CharRNN
-from .checkpoint import load
+from .rundir import load
 from .gradcheck import gradcheck
 from .train import Trainer
 from . import optim

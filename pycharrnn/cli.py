@@ -26,8 +26,6 @@ DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw
 DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH = 32, 64
 #: The sampling temperature of `pycharrnn sample` and of the samples `train` prints.
 SAMPLE_TEMPERATURE = 0.8
-RUN_FILE = "run.json"
-CURVES_FILE = "curves.png"
 PLOT_EVERY = 30.0
 
 # Python parameter names in error messages from the library, and the flags
@@ -229,7 +227,7 @@ def _load_text(data: Optional[str], corpus: Optional[str]) -> str:
         from .corpus import load_corpus
 
         return load_corpus(corpus)
-    from .textfile import read_text
+    from .files import read_text
 
     return read_text(data)
 
@@ -292,7 +290,7 @@ class _StopOnSignals:
 
 def _train(args) -> int:
     import pycharrnn as pc
-    from .checkpoint import LATEST
+    from .rundir import LATEST, read_run_info, write_run_info
     from .train import check_compatible
 
     if args.steps is None and args.seconds is None and args.epochs is None:
@@ -307,24 +305,16 @@ def _train(args) -> int:
         if not (out / LATEST).is_file():
             print(f"error: {out / LATEST} does not exist: nothing to resume", file=sys.stderr)
             return 2
-        run = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        run = read_run_info(out)
         data, corpus = args.data, args.corpus
         if data is None and corpus is None:
             data, corpus = run.get("data"), run.get("corpus")
         text = _load_text(data, corpus)
-        saved = pc.load(out / LATEST).config()
-        check_compatible(saved, model_args)
         fixed = {k: getattr(args, k) for k in ("batch_size", "seq_length")
                  if getattr(args, k) is not None}
-        trainer = pc.Trainer.resume(out, text, **fixed)
-        from .checkpoint import remove_stale_temporaries
-        from .metrics import METRICS_FILE
-
-        # Temporary files of writes a killed run left behind (this process
-        # now owns the run directory).
-        remove_stale_temporaries(out, (LATEST, pc.train.BEST, METRICS_FILE, RUN_FILE,
-                                       CURVES_FILE), time.time())
+        trainer = pc.Trainer.resume(out, text, **fixed)  # also cleans up temporaries
         model = trainer.model
+        check_compatible(model.config(), model_args)
         log(f"resuming {out} at step {trainer.step_count}")
     else:
         if (args.data is None) == (args.corpus is None):
@@ -350,12 +340,8 @@ def _train(args) -> int:
                              val_fraction=args.val_fraction, eval_every=args.eval_every,
                              checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
         out.mkdir(parents=True, exist_ok=True)
-        run = {"data": str(Path(args.data).resolve()) if args.data else None,
-               "corpus": args.corpus, "args": {k: v for k, v in vars(args).items()
-                                               if k not in ("func",)}}
-        from .checkpoint import atomic_write
-
-        atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(run, indent=2).encode()))
+        write_run_info(out, {"data": str(Path(args.data).resolve()) if args.data else None,
+                             "corpus": args.corpus, "args": vars(args)})
     log(f"{model}\n{count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
         f"training, {trainer.val_ids.size:,} for validation), "
         f"{count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
@@ -516,6 +502,7 @@ def _plot_quietly(trainer, log) -> None:
         return
     try:
         from .plot import plot_curves
+        from .rundir import CURVES_FILE
 
         plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)],
                     trainer.checkpoint_dir / CURVES_FILE)
@@ -577,13 +564,11 @@ def _sample(args) -> int:
 
 
 def _eval(args) -> int:
-    from .checkpoint import model_from, read_arrays, resolve
+    from .rundir import RUN_FILE, read_checkpoint, read_run_info
     from .train import _fingerprint, evaluate, split_validation
     from .vocab import compact_dtype
 
-    path = resolve(args.checkpoint)
-    header, arrays = read_arrays(path)
-    model = model_from(header, arrays, path)
+    model, header, path = read_checkpoint(args.checkpoint)
     if model.vocab is None:
         raise ValueError(f"{path}: the model has no vocabulary, so it cannot read text")
     t = (header.get("extra") or {}).get("trainer") or {}
@@ -601,11 +586,11 @@ def _eval(args) -> int:
         if not t:
             raise ValueError(f"{path} holds a model but no training run, so no validation "
                              "text: give a TEXT_FILE")
-        run_file = path.parent / RUN_FILE
-        if not run_file.is_file():
+        try:
+            run = read_run_info(path.parent)
+        except FileNotFoundError:
             raise ValueError(f"no {RUN_FILE} beside {path} names the run's data: give a "
-                             "TEXT_FILE")
-        run = json.loads(run_file.read_text(encoding="utf-8"))
+                             "TEXT_FILE") from None
         source = run.get("data") or f"--corpus {run.get('corpus')}"
         try:
             ids = model.vocab.encode(_load_text(run.get("data"), run.get("corpus")),
@@ -654,14 +639,12 @@ def _plot(args) -> int:
 
 def _info(args) -> int:
     import pycharrnn as pc
-    from .checkpoint import model_from, read_arrays, resolve
+    from .rundir import read_checkpoint
 
     if args.checkpoint is None:
         info = {"version": pc.__version__, **pc.build_info()}
     else:
-        path = resolve(args.checkpoint)
-        header, arrays = read_arrays(path)
-        model = model_from(header, arrays, path)
+        model, header, path = read_checkpoint(args.checkpoint)
         info = {"file": str(path), **model.config(), "num_params": model.num_params}
         t = (header.get("extra") or {}).get("trainer")
         if t:

@@ -42,12 +42,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .checkpoint import atomic_write
+from .files import atomic_write
+from .rundir import METRICS_FILE
 
 __all__ = ["MetricsLog", "read_metrics", "metrics_path", "METRICS_FILE"]
 
-#: The file name of a run directory's metrics log.
-METRICS_FILE = "metrics.jsonl"
 
 STEP_KEYS = ("step", "loss", "bpc", "ema_loss", "lr", "grad_norm", "epoch", "chars_per_sec")
 EVAL_KEYS = ("step", "epoch", "val_loss", "val_bpc")

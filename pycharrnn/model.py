@@ -8,6 +8,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
+from .checkpoint import save_model
+from .errors import CheckpointError, count
 from .vocab import Vocab
 
 __all__ = ["CharRNN", "State"]
@@ -255,8 +257,10 @@ class CharRNN:
             return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
         return np.zeros(shape, self.dtype)
 
-    def _pack_state(self, state: Optional[State], batch_size: int) -> np.ndarray:
-        """The user's state as the core's contiguous [S, L, B, H] buffer (a copy)."""
+    def pack_state(self, state: Optional[State], batch_size: int) -> np.ndarray:
+        """A state (None: zeros) as one contiguous array [S, L, B, H], a copy
+        (S = 2 for the LSTM's (h, c), else 1): the core's layout, and how a
+        training checkpoint stores the carried state."""
         shape = (self.num_layers, batch_size, self.hidden_size)
         slots = 2 if self.cell == "lstm" else 1
         packed = np.zeros((slots,) + shape, self.dtype)
@@ -278,10 +282,21 @@ class CharRNN:
             packed[i] = a
         return packed
 
-    def _unpack_state(self, packed: np.ndarray) -> State:
+    def unpack_state(self, packed: np.ndarray) -> State:
+        """The inverse of :meth:`pack_state` (views of ``packed``)."""
         if self.cell == "lstm":
             return packed[0], packed[1]
         return packed[0]
+
+    @property
+    def rng_state(self) -> Dict[str, Any]:
+        """The state of the generator that draws dropout masks (JSON-able; a
+        training checkpoint stores it so that a resumed run draws the same)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: Dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state
 
     def _dropout_seed(self) -> int:
         return int(self._rng.integers(0, 2**63))
@@ -291,11 +306,11 @@ class CharRNN:
         """Logits [B, T, V] for ids x [B, T] (1-D: one sequence), and the final state.
         Evaluation mode: no dropout."""
         x = as_ids(x, self.vocab_size, "x")
-        s0 = self._pack_state(state, x.shape[0])
+        s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         logits = np.empty(x.shape + (self.vocab_size,), self.dtype)
         self._core.forward(self._flat_params, x, s0, s1, logits, False, 0)
-        return logits, self._unpack_state(s1)
+        return logits, self.unpack_state(s1)
 
     def _xy(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
         x = as_ids(x, self.vocab_size, "x")
@@ -310,14 +325,14 @@ class CharRNN:
         Evaluation mode: no dropout. With ``reduce=False`` the loss is a
         float64 array [B]: each row's mean over its T steps."""
         x, y = self._xy(x, y)
-        s0 = self._pack_state(state, x.shape[0])
+        s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         if reduce:
             loss = self._core.loss(self._flat_params, x, y, s0, s1, False, 0)
-            return float(loss), self._unpack_state(s1)
+            return float(loss), self.unpack_state(s1)
         rows = np.empty(x.shape[0], np.float64)
         self._core.loss(self._flat_params, x, y, s0, s1, False, 0, rows)
-        return rows / x.shape[1], self._unpack_state(s1)
+        return rows / x.shape[1], self.unpack_state(s1)
 
     def forward_backward(self, x: Any, y: Any,
                          state: Optional[State] = None) -> Tuple[float, State]:
@@ -325,15 +340,15 @@ class CharRNN:
         :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
         (d loss / d initial state). Dropout is applied when ``training``."""
         x, y = self._xy(x, y)
-        s0 = self._pack_state(state, x.shape[0])
+        s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         ds = np.empty_like(s0)
         train = self.training and self.dropout > 0
         seed = self._dropout_seed() if train else 0
         loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
                                            ds, train, seed)
-        self.state_grad = self._unpack_state(ds)
-        return float(loss), self._unpack_state(s1)
+        self.state_grad = self.unpack_state(ds)
+        return float(loss), self.unpack_state(s1)
 
     def train(self, mode: bool = True) -> "CharRNN":
         """Training mode (dropout in forward_backward) on or off."""
@@ -502,14 +517,14 @@ class CharRNN:
             return
         V = self.vocab_size
         if context is not None:
-            s0 = self._pack_state(None, 1)
+            s0 = self.pack_state(None, 1)
             s1 = np.empty_like(s0)
             clog = np.empty((1, context.shape[1], V), self.dtype)
             self._core.forward(self._flat_params, context, s0, s1, clog, False, 0)
             s = np.ascontiguousarray(np.repeat(s1, n, axis=2)) if n > 1 else s1
             ids = _draw(np.broadcast_to(clog[0, -1], (n, V)), temperature, top_k, top_p, rng)
         else:
-            s = self._pack_state(None, n)
+            s = self.pack_state(None, n)
             ids = rng.integers(V, size=n).astype(np.int32)
         yield ids
         s_next = np.empty_like(s)
@@ -525,9 +540,47 @@ class CharRNN:
     # --------------------------------------------------------------------- I/O
     def save(self, path: str) -> None:
         """Write parameters, vocab and config to one file (atomically)."""
-        from .checkpoint import save_model
-
         save_model(self, path)
+
+    @classmethod
+    def from_checkpoint(cls, header: Dict[str, Any], arrays: Dict[str, np.ndarray],
+                        path: Any = "?") -> "CharRNN":
+        """Build a model from a checked checkpoint header and its arrays (what
+        :func:`pycharrnn.checkpoint.read_arrays` returns); ``path`` names the file
+        in errors, which are :class:`CheckpointError`."""
+        cfg = header.get("config")
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{path}: header has no model config")
+        vocab = None
+        if header.get("vocab") is not None:
+            try:
+                vocab = Vocab.from_json(header["vocab"])
+            except (ValueError, TypeError) as e:
+                raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
+        try:
+            model = cls(
+                vocab if vocab is not None else cfg["vocab_size"],
+                hidden_size=cfg["hidden_size"],
+                num_layers=cfg["num_layers"],
+                cell=cfg["cell"],
+                nonlinearity=cfg["nonlinearity"],
+                embedding_dim=cfg["embedding_dim"],
+                dropout=cfg["dropout"],
+                dtype=cfg["dtype"],
+            )
+            if model.vocab_size != cfg["vocab_size"]:
+                raise ValueError(f"vocabulary has {count(model.vocab_size, 'symbol')} but "
+                                 f"the config says {cfg['vocab_size']}")
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: invalid model config: {e!r}") from None
+        params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+        try:
+            model.load_state_dict(params)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: parameters do not match the config: {e}") from None
+        if not np.isfinite(model.flat_params).all():
+            raise CheckpointError(f"{path}: the parameters contain NaN or infinite values")
+        return model
 
 
 def _check_sampling(length: Any, temperature: Any, top_k: Any,

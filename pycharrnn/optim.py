@@ -22,7 +22,8 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS"]
+__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS",
+           "from_state_dict"]
 
 
 def _number(name: str, value: Any, lo: float = 0.0, lo_open: bool = False,
@@ -268,3 +269,14 @@ class AdamW(Adam):
 
 #: name -> class, for the command line and checkpoints
 OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
+
+
+def from_state_dict(model, d: Dict[str, Any]) -> Optimizer:
+    """A new optimizer for ``model`` from a :meth:`Optimizer.state_dict`: its
+    type and hyper-parameters, then its buffers and step count."""
+    cls = {c.__name__: c for c in OPTIMIZERS.values()}.get(d.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown optimizer {d.get('type')!r}")
+    opt = cls(model, **dict(d["hparams"]))
+    opt.load_state_dict(d)
+    return opt

@@ -18,13 +18,12 @@ import os
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .metrics import read_metrics
+from .rundir import CURVES_FILE
 
 __all__ = ["plot_curves", "plot_run", "rolling_mean", "CURVES_FILE"]
 
-#: The file name :func:`plot_run` writes into a run directory by default.
-CURVES_FILE = "curves.png"
 
 PathLike = Union[str, "os.PathLike[str]"]
 Records = Sequence[Mapping[str, Any]]

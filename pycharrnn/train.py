@@ -12,25 +12,27 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from .checkpoint import (LATEST, CheckpointError, model_from, read_arrays,
-                         remove_stale_temporaries, resolve, save_model)
-from .errors import PyCharRNNError, count
+from .errors import CheckpointError, PyCharRNNError, count
 from .model import CharRNN, State, _check_int, as_ids
-from .optim import OPTIMIZERS, AdaGrad, Optimizer
+from .optim import AdaGrad, Optimizer, from_state_dict
+from .rundir import (BEST, LATEST, TrainingState, load_training, remove_temporaries,
+                     resolve, save_training)
 from .schedule import Schedule, from_config
 from . import vocab as _vocab
 from .vocab import compact_dtype
 
-__all__ = ["Batches", "Trainer", "TrainingDiverged", "BEST", "evaluate", "split_validation",
+__all__ = ["Batches", "Trainer", "TrainingDiverged", "evaluate", "split_validation",
            "EVAL_WARMUP"]
 
 LN2 = math.log(2.0)
 #: Characters each validation stream but the first reads before its own
 #: part of the text, its loss not counted (see :func:`evaluate`).
 EVAL_WARMUP = 256
-#: The file a run directory's best checkpoint (lowest validation loss) is saved as.
-BEST = "best.npz"
 _HISTORY_KEYS = ("step", "loss", "ema_loss", "lr", "grad_norm", "epoch")
+_VAL_KEYS = ("step", "val_loss", "epoch")
+# Resume options: those fixed by the checkpoint, and those that may change.
+_FIXED = {"batch_size", "seq_length", "val_fraction"}
+_FREE = {"eval_every", "checkpoint_every", "checkpoint_each_epoch"}
 
 
 class TrainingDiverged(PyCharRNNError):
@@ -469,12 +471,12 @@ class Trainer:
     def save_checkpoint(self, path: Any) -> None:
         """Everything exact resume needs, in one file, written atomically:
         parameters, optimizer and schedule state, step, epoch, data position,
-        carried hidden state, RNG state, histories, vocab and config."""
+        carried hidden state, RNG state, histories, vocab and config
+        (:func:`pycharrnn.rundir.save_training`)."""
         if not _finite(_core.sum_squares(self.model.flat_params)):
             raise TrainingDiverged("refusing to checkpoint a model with NaN or infinite "
                                    "parameters")
         b = self.batches
-        opt = self.optimizer.state_dict()
         trainer = {
             "step": self.step_count, "epoch": b.epoch, "position": b.position,
             "batch_size": b.batch_size, "seq_length": b.seq_length,
@@ -486,20 +488,12 @@ class Trainer:
             "best_val_loss": self.best_val_loss, "elapsed": self.elapsed,
             "data": self.data_fingerprint,
         }
-        extra = {
-            "trainer": trainer,
-            "optimizer": {"type": opt["type"], "step_count": opt["step_count"],
-                          "hparams": opt["hparams"]},
-            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
-            "rng": self.model._rng.bit_generator.state,
-        }
-        arrays = {f"optim/{k}": v for k, v in opt["buffers"].items()}
-        arrays["train/state"] = self.model._pack_state(self.state, b.batch_size)
-        for k in _HISTORY_KEYS:
-            arrays[f"history/{k}"] = np.array([h[k] for h in self.history], np.float64)
-        for k in ("step", "val_loss", "epoch"):
-            arrays[f"val_history/{k}"] = np.array([h[k] for h in self.val_history], np.float64)
-        save_model(self.model, path, extra=extra, extra_arrays=arrays)
+        save_training(path, self.model, TrainingState(
+            trainer=trainer, optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict() if self.schedule is not None else None,
+            rng=self.model.rng_state, state=self.model.pack_state(self.state, b.batch_size),
+            history={k: [h[k] for h in self.history] for k in _HISTORY_KEYS},
+            val_history={k: [h[k] for h in self.val_history] for k in _VAL_KEYS}))
 
     @classmethod
     def resume(cls, path: Any, data: Union[str, np.ndarray],
@@ -510,24 +504,17 @@ class Trainer:
         and hash). ``overrides`` may change eval_every, checkpoint_every and
         checkpoint_each_epoch; anything else that differs from the checkpoint
         raises ValueError naming it. checkpoint_dir defaults to the
-        checkpoint's directory."""
-        p = resolve(path)
-        header, arrays = read_arrays(p)
-        extra = header.get("extra") or {}
-        if "trainer" not in extra:
-            raise CheckpointError(f"{p} holds a model but no training state: it cannot be "
-                                  "resumed (load it with pycharrnn.load)")
-        t = extra["trainer"]
-        fixed = {"batch_size", "seq_length", "val_fraction"}
-        free = {"eval_every", "checkpoint_every", "checkpoint_each_epoch"}
-        bad = [k for k in overrides if k not in fixed | free]
+        checkpoint's directory; resuming into it removes the temporary files
+        a killed write left there."""
+        bad = [k for k in overrides if k not in _FIXED | _FREE]
         if bad:
             raise TypeError(f"unknown resume options: {bad}")
-        clash = [f"{k}={overrides[k]!r} (checkpoint: {t[k]!r})" for k in fixed & set(overrides)
+        model, ts = load_training(path)
+        t = ts.trainer
+        clash = [f"{k}={overrides[k]!r} (checkpoint: {t[k]!r})" for k in _FIXED & set(overrides)
                  if overrides[k] != t[k]]
         if clash:
             raise ValueError("cannot resume with a different " + ", ".join(clash))
-        model = model_from(header, arrays, p)
         ids = cls._encode(model, data)
         fp = _fingerprint(ids)
         if fp != t["data"]:
@@ -535,25 +522,19 @@ class Trainer:
                              f"{count(fp['length'], 'character')} (sha256 "
                              f"{fp['sha256'][:12]}...) vs {t['data']['length']:,} (sha256 "
                              f"{t['data']['sha256'][:12]}...)")
-        o = extra["optimizer"]
-        opt_cls = {c.__name__: c for c in OPTIMIZERS.values()}.get(o["type"])
-        if opt_cls is None:
-            raise CheckpointError(f"{p}: unknown optimizer {o['type']!r}")
-        hp = dict(o["hparams"])
-        opt = opt_cls(model, **hp)
-        opt.load_state_dict({"type": o["type"], "step_count": o["step_count"], "hparams": hp,
-                             "buffers": {k[len("optim/"):]: v for k, v in arrays.items()
-                                         if k.startswith("optim/")}})
+        try:
+            opt = from_state_dict(model, ts.optimizer)
+        except ValueError as e:
+            raise CheckpointError(f"{resolve(path)}: {e}") from None
         schedule = None
-        if extra.get("schedule") is not None:
-            schedule = from_config(extra["schedule"]["config"])
-            schedule.load_state_dict(extra["schedule"])
+        if ts.schedule is not None:
+            schedule = from_config(ts.schedule["config"])
+            schedule.load_state_dict(ts.schedule)
         if checkpoint_dir == "auto":
-            checkpoint_dir = p.parent
+            checkpoint_dir = resolve(path).parent
         if checkpoint_dir is not None:
-            # A run killed while writing a checkpoint leaves its temporary file.
-            remove_stale_temporaries(checkpoint_dir, (LATEST, BEST), p.stat().st_mtime)
-        kw = {k: overrides.get(k, t[k]) for k in free}
+            remove_temporaries(checkpoint_dir)  # this process owns the directory now
+        kw = {k: overrides.get(k, t[k]) for k in _FREE}
         tr = cls(model, ids, batch_size=t["batch_size"], seq_length=t["seq_length"],
                  optimizer=opt, schedule=schedule, val_fraction=t["val_fraction"],
                  checkpoint_dir=checkpoint_dir, ema_decay=t["ema_decay"], callbacks=callbacks,
@@ -567,18 +548,20 @@ class Trainer:
                 tr.ema_decay ** tr.step_count * math.log(model.vocab_size)
         tr.best_val_loss = t["best_val_loss"]
         tr.elapsed = float(t["elapsed"])
-        tr.state = model._unpack_state(np.array(arrays["train/state"], dtype=model.dtype))
-        n = len(arrays["history/step"])
-        tr.history = [{k: float(arrays[f"history/{k}"][i]) for k in _HISTORY_KEYS}
-                      for i in range(n)]
-        for h in tr.history:
-            h["step"] = int(h["step"])
-        nv = len(arrays["val_history/step"])
-        tr.val_history = [{"step": int(arrays["val_history/step"][i]),
-                           "val_loss": float(arrays["val_history/val_loss"][i]),
-                           "epoch": float(arrays["val_history/epoch"][i])} for i in range(nv)]
-        model._rng.bit_generator.state = extra["rng"]
+        tr.state = model.unpack_state(ts.state)
+        tr.history = _rows(ts.history, _HISTORY_KEYS)
+        tr.val_history = _rows(ts.val_history, _VAL_KEYS)
+        model.rng_state = ts.rng
         return tr
+
+
+def _rows(columns: Dict[str, np.ndarray], keys: Sequence[str]) -> List[Dict[str, Any]]:
+    """Per-metric arrays as one dict per step ("step" as an int)."""
+    n = len(columns["step"])
+    rows = [{k: float(columns[k][i]) for k in keys} for i in range(n)]
+    for r in rows:
+        r["step"] = int(r["step"])
+    return rows
 
 
 def check_compatible(saved: Dict[str, Any], requested: Dict[str, Any]) -> None:

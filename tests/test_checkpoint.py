@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn import checkpoint
+from pycharrnn import checkpoint, files
 from pycharrnn.checkpoint import HEADER_KEY, model_header, save_arrays
 from pycharrnn.errors import CheckpointError
 
@@ -618,6 +618,6 @@ def test_remove_stale_temporaries(tmp_path):
         f.write_bytes(b"partial")
     t = _time.time()
     os.utime(old, (t - 100, t - 100))
-    removed = checkpoint.remove_stale_temporaries(tmp_path, ["latest.npz", "best.npz"], t - 50)
+    removed = files.remove_stale_temporaries(tmp_path, ["latest.npz", "best.npz"], t - 50)
     assert removed == [old]
     assert not old.exists() and new.exists() and other.exists()

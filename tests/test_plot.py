@@ -7,7 +7,8 @@ import sys
 import pytest
 
 import pycharrnn as pc
-from pycharrnn.metrics import METRICS_FILE, MetricsLog, read_metrics
+from pycharrnn.metrics import MetricsLog, read_metrics
+from pycharrnn.rundir import METRICS_FILE
 
 TEXT = ("To Sherlock Holmes she is always the woman. I have seldom heard him mention "
         "her under any other name. ") * 8

@@ -15,6 +15,7 @@ import pytest
 import pycharrnn
 from pycharrnn import CharRNN, Vocab
 from pycharrnn import checkpoint as ckpt
+from pycharrnn import files
 from pycharrnn.optim import SGD, Adam
 from pycharrnn.train import Trainer, TrainingDiverged
 
@@ -403,7 +404,7 @@ def test_crash_at_fsync_or_rename_keeps_previous_checkpoint(tmp_path, monkeypatc
     def boom(*a, **k):
         raise OSError(5, f"simulated {where} failure")
 
-    monkeypatch.setattr(ckpt.os, where, boom)
+    monkeypatch.setattr(files.os, where, boom)
     changed = CharRNN(model.vocab, hidden_size=8, cell="lstm", seed=1)
     with pytest.raises(OSError):
         changed.save(path)
