@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _core
 from .errors import CheckpointError, PyCharRNNError, count
-from .model import CharRNN, State, _check_int, as_ids
+from .checks import as_ids, check_int
+from .model import CharRNN, State
 from .optim import AdaGrad, Optimizer, from_state_dict
 from .rundir import (BEST, LATEST, TrainingState, load_training, remove_temporaries,
                      resolve, save_training)
@@ -48,8 +49,8 @@ class Batches:
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int):
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seq_length = _check_int("seq_length", seq_length, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seq_length = check_int("seq_length", seq_length, 1)
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
@@ -175,9 +176,9 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
     statistically (0.6% apart in one such float32 case). GRUs trained on
     Shakespeare agree with the single pass to 1e-7 relative or better.
     """
-    streams = _check_int("streams", streams, 1)
-    T = _check_int("seq_length", seq_length, 1)
-    W = _check_int("warmup", warmup, 0)
+    streams = check_int("streams", streams, 1)
+    T = check_int("seq_length", seq_length, 1)
+    W = check_int("warmup", warmup, 0)
     N = ids.size - 1  # predictions
     if N < 1:
         raise ValueError(f"evaluation needs at least 2 characters, got {ids.size}")
@@ -275,10 +276,10 @@ class Trainer:
         if self.optimizer.model is not model:
             raise ValueError("the optimizer was made for another model")
         self.schedule = schedule
-        self.eval_every = None if eval_every is None else _check_int("eval_every", eval_every, 1)
+        self.eval_every = None if eval_every is None else check_int("eval_every", eval_every, 1)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = None if checkpoint_every is None else \
-            _check_int("checkpoint_every", checkpoint_every, 1)
+            check_int("checkpoint_every", checkpoint_every, 1)
         self.checkpoint_each_epoch = bool(checkpoint_each_epoch)
         if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or \
                 not 0 <= ema_decay < 1:
@@ -449,9 +450,9 @@ class Trainer:
             raise ValueError("give steps, until_step, seconds, or a combination")
         target = math.inf
         if steps is not None:
-            target = self.step_count + _check_int("steps", steps, 0)
+            target = self.step_count + check_int("steps", steps, 0)
         if until_step is not None:
-            target = min(target, _check_int("until_step", until_step, 0))
+            target = min(target, check_int("until_step", until_step, 0))
         start = time.perf_counter()
         done: List[Dict[str, float]] = []
         self._stop = False

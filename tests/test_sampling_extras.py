@@ -215,7 +215,7 @@ def test_draw_shortcuts_draw_what_the_general_path_draws():
     # number) takes the vectorized count. Same ids (or the same error), the
     # same random numbers used, for ordinary, huge and non-finite logits and
     # temperatures on both sides of the limit.
-    from pycharrnn.model import _NO_OVERFLOW_TEMPERATURE, _draw
+    from pycharrnn.sampling import _NO_OVERFLOW_TEMPERATURE, _draw
 
     gen = np.random.default_rng(5)
     temperatures = [1.0, 0.5, 1.7, 1e-3, 1e-30, _NO_OVERFLOW_TEMPERATURE, 1e-260, 0.0]
