@@ -38,10 +38,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Config", "QUICK", "FULL", "NumpyCharRNN", "flops_per_char", "check", "run",
-           "format_markdown", "quick", "main"]
+from .reference import GATES, NumpyCharRNN
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+__all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
+           "quick", "main"]
 IMPLS = ("pycharrnn", "torch", "numpy")
 SGEMM_SIZES = (1024, 2048)
 SAMPLE_CHARS = 200  # characters generated per sampling call (after a 10-id prime)
@@ -106,175 +106,6 @@ def flops_per_char(cfg: Config) -> float:
     for k in range(cfg.L):
         fwd += 2 * G * H * ((cfg.E or 0) if k == 0 else H) + 2 * G * H * H
     return float(3 * fwd if cfg.task == "train" else fwd)
-
-
-# --------------------------------------------------------------------- NumPy baseline
-def _sigmoid(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-class NumpyCharRNN:
-    """A plain batched NumPy char-RNN (what one writes after min-char-rnn):
-    one-hot or embedding -> L rnn(tanh)/gru/lstm layers -> Linear -> mean
-    softmax cross-entropy. Python loops over time, one layer after another;
-    PyTorch's parameter names, shapes and gate orders, in one flat buffer."""
-
-    def __init__(self, cell, V, H, L, E=None, dtype=np.float32, seed=0):
-        self.cell, self.V, self.H, self.L, self.E = cell, V, H, L, E
-        self.dtype = np.dtype(dtype)
-        GH = GATES[cell] * H
-        shapes = [("embedding.weight", (V, E))] if E else []
-        for k in range(L):
-            shapes += [(f"rnn.weight_ih_l{k}", (GH, (E or V) if k == 0 else H)),
-                       (f"rnn.weight_hh_l{k}", (GH, H)),
-                       (f"rnn.bias_ih_l{k}", (GH,)), (f"rnn.bias_hh_l{k}", (GH,))]
-        shapes += [("decoder.weight", (V, H)), ("decoder.bias", (V,))]
-        n = sum(math.prod(s) for _, s in shapes)
-        self.flat, self.gflat = np.zeros(n, self.dtype), np.zeros(n, self.dtype)
-        self.p, self.g, off = {}, {}, 0
-        for name, s in shapes:
-            self.p[name] = self.flat[off:off + math.prod(s)].reshape(s)
-            self.g[name] = self.gflat[off:off + math.prod(s)].reshape(s)
-            off += math.prod(s)
-        rng, k = np.random.default_rng(seed), 1.0 / math.sqrt(H)
-        self.flat[:] = rng.uniform(-k, k, n)
-        if E:
-            self.p["embedding.weight"][...] = rng.standard_normal((V, E))
-
-    def initial_state(self, B):
-        z = np.zeros((self.L, B, self.H), self.dtype)
-        return (z, z.copy()) if self.cell == "lstm" else z
-
-    def _cell(self, gi, gh, h, c):
-        """One time step from gi = W_ih x + b_ih, gh = W_hh h + b_hh ([B, G*H])."""
-        H = self.H
-        if self.cell == "rnn":
-            h2 = np.tanh(gi + gh)
-            return h2, None, (h2,)
-        if self.cell == "gru":  # gates r, z, n
-            r = _sigmoid(gi[:, :H] + gh[:, :H])
-            z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
-            return n + z * (h - n), None, (r, z, n, gh[:, 2 * H:], h)
-        a = gi + gh  # lstm: gates i, f, g, o
-        i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 3 * H:])
-        g = np.tanh(a[:, 2 * H:3 * H])
-        c2 = f * c + i * g
-        tc = np.tanh(c2)
-        return o * tc, c2, (i, f, g, o, c, tc)
-
-    def _cell_back(self, dh, dc, cache):
-        """-> (d gi, d gh, d h_prev not through W_hh (or None), d c_prev)."""
-        if self.cell == "rnn":
-            (h2,) = cache
-            da = dh * (1.0 - h2 * h2)
-            return da, da, None, None
-        if self.cell == "gru":
-            r, z, n, ghn, h = cache
-            dan = dh * (1.0 - z) * (1.0 - n * n)
-            dar = dan * ghn * r * (1.0 - r)
-            daz = dh * (h - n) * z * (1.0 - z)
-            return (np.concatenate([dar, daz, dan], 1), np.concatenate([dar, daz, dan * r], 1),
-                    dh * z, None)
-        i, f, g, o, c, tc = cache
-        dc = dc + dh * o * (1.0 - tc * tc)
-        da = np.concatenate([dc * g * i * (1.0 - i), dc * c * f * (1.0 - f),
-                             dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], 1)
-        return da, da, None, dc * f
-
-    def _forward(self, x, state):
-        """x int [B, T] -> (top-layer outputs [T, B, H], per-layer caches, final state)."""
-        p, (B, T), H = self.p, x.shape, self.H
-        lstm = self.cell == "lstm"
-        h0, c0 = state if lstm else (state, None)
-        xt = x.T  # time-major [T, B]
-        inp = p["embedding.weight"][xt] if self.E else None
-        layers, hT, cT = [], [], []
-        for k in range(self.L):
-            wih, whh = p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"]
-            if k == 0 and not self.E:  # one-hot input: a gather of weight_ih columns
-                gi = wih.T[xt] + p["rnn.bias_ih_l0"]
-            else:
-                gi = (inp.reshape(T * B, -1) @ wih.T + p[f"rnn.bias_ih_l{k}"]).reshape(T, B, -1)
-            hs = np.empty((T + 1, B, H), self.dtype)
-            hs[0], c, caches = h0[k], (c0[k] if lstm else None), []
-            for t in range(T):
-                gh = hs[t] @ whh.T + p[f"rnn.bias_hh_l{k}"]
-                hs[t + 1], c, cache = self._cell(gi[t], gh, hs[t], c)
-                caches.append(cache)
-            layers.append((inp, hs, caches))
-            hT.append(hs[T])
-            cT.append(c)
-            inp = hs[1:]
-        final = (np.stack(hT), np.stack(cT)) if lstm else np.stack(hT)
-        return inp, layers, final
-
-    def forward(self, x, state):
-        """Logits [B, T, V] and the final state (no gradients)."""
-        top, _, final = self._forward(x, state)
-        logits = top @ self.p["decoder.weight"].T + self.p["decoder.bias"]
-        return logits.transpose(1, 0, 2), final
-
-    def forward_backward(self, x, y, state):
-        """Mean cross-entropy (nats) and final state; fills ``self.g``."""
-        p, g, (B, T), H = self.p, self.g, x.shape, self.H
-        N, lstm = B * T, self.cell == "lstm"
-        top, layers, final = self._forward(x, state)
-        top = top.reshape(N, H)
-        z = top @ p["decoder.weight"].T + p["decoder.bias"]  # [T*B, V], time-major rows
-        z -= z.max(axis=1, keepdims=True)
-        ez = np.exp(z)
-        se, rows, yt = ez.sum(axis=1, keepdims=True), np.arange(N), y.T.reshape(-1)
-        loss = float(np.mean(np.log(se[:, 0]) - z[rows, yt]))
-        dz = ez / se
-        dz[rows, yt] -= 1.0
-        dz /= N
-        g["decoder.weight"][...] = dz.T @ top
-        g["decoder.bias"][...] = dz.sum(axis=0)
-        dh_in = (dz @ p["decoder.weight"]).reshape(T, B, H)
-        for k in reversed(range(self.L)):
-            inp, hs, caches = layers[k]
-            whh, wih = p[f"rnn.weight_hh_l{k}"], p[f"rnn.weight_ih_l{k}"]
-            dgi = np.empty((T, B, whh.shape[0]), self.dtype)
-            dgh = np.empty_like(dgi)
-            dh_next = np.zeros((B, H), self.dtype)
-            dc_next = np.zeros((B, H), self.dtype) if lstm else None
-            for t in reversed(range(T)):
-                dgi[t], dgh[t], dh_direct, dc_next = self._cell_back(
-                    dh_in[t] + dh_next, dc_next, caches[t])
-                dh_next = dgh[t] @ whh
-                if dh_direct is not None:
-                    dh_next += dh_direct
-            dgi2, dgh2 = dgi.reshape(N, -1), dgh.reshape(N, -1)
-            g[f"rnn.weight_hh_l{k}"][...] = dgh2.T @ hs[:-1].reshape(N, H)
-            g[f"rnn.bias_hh_l{k}"][...] = dgh2.sum(axis=0)
-            g[f"rnn.bias_ih_l{k}"][...] = dgi2.sum(axis=0)
-            xflat = x.T.reshape(-1)
-            if k == 0 and not self.E:  # d W_ih_l0 = dgi^T @ onehot(x): a scatter-add
-                g["rnn.weight_ih_l0"][...] = 0.0
-                np.add.at(g["rnn.weight_ih_l0"].T, xflat, dgi2)
-                continue
-            g[f"rnn.weight_ih_l{k}"][...] = dgi2.T @ inp.reshape(N, -1)
-            dinp = dgi2 @ wih
-            if k > 0:
-                dh_in = dinp.reshape(T, B, H)
-            else:
-                g["embedding.weight"][...] = 0.0
-                np.add.at(g["embedding.weight"], xflat, dinp)
-        return loss, final
-
-    def sample_ids(self, n, prime, seed=None):
-        """n ids drawn one at a time (temperature 1) after the ids ``prime``."""
-        rng = np.random.default_rng(seed)
-        logits, state = self.forward(np.asarray(prime).reshape(1, -1), self.initial_state(1))
-        out = np.empty(n, np.int32)
-        for i in range(n):
-            if i:
-                logits, state = self.forward(out[i - 1:i].reshape(1, 1), state)
-            zz = logits[0, -1].astype(np.float64)
-            c = np.cumsum(np.exp(zz - zz.max()))
-            out[i] = min(int(np.searchsorted(c, rng.random() * c[-1], side="right")), self.V - 1)
-        return out
 
 
 def numpy_optimizer(net: NumpyCharRNN, opt: str) -> Callable[[], None]:
@@ -373,25 +204,16 @@ def _batches(cfg: Config, data: Optional[str], count: int = 32):
 
 
 def _torch_net(cfg: Config, V: int):
+    """The same model in torch (pycharrnn.torch_compat.to_torch), in training
+    mode, and its zero initial state."""
     import torch
-    import torch.nn.functional as F
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = torch.nn.Embedding(V, cfg.E) if cfg.E else None
-            rnn = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.cell]
-            self.rnn = rnn(cfg.E or V, cfg.H, cfg.L, batch_first=True)
-            self.decoder = torch.nn.Linear(cfg.H, V)
+    import pycharrnn
+    from .torch_compat import to_torch
 
-        def forward(self, x, state):
-            inp = self.embedding(x) if cfg.E else F.one_hot(x, V).to(torch.float32)
-            out, state = self.rnn(inp, state)
-            return self.decoder(out), state
-
-    torch.manual_seed(0)
+    net = to_torch(pycharrnn.CharRNN(V, cfg.H, cfg.L, cfg.cell, embedding_dim=cfg.E, seed=0))
     z = torch.zeros(cfg.L, cfg.B, cfg.H)
-    return Net(), ((z, z.clone()) if cfg.cell == "lstm" else z)
+    return net.train(), ((z, z.clone()) if cfg.cell == "lstm" else z)
 
 
 def make_step(impl: str, cfg: Config, V: int, batches, threads: int):
@@ -439,7 +261,7 @@ def make_step(impl: str, cfg: Config, V: int, batches, threads: int):
         return prepare, train, cfg.B * cfg.T
 
     if impl == "numpy":
-        net = NumpyCharRNN(cfg.cell, V, cfg.H, cfg.L, cfg.E)
+        net = NumpyCharRNN(cfg.cell, V, cfg.H, cfg.L, cfg.E, dtype=np.float32)
         update, fb = numpy_optimizer(net, cfg.opt), net.forward_backward
         prepare = lambda: None  # noqa: E731  (OpenBLAS: OPENBLAS_NUM_THREADS)
     else:

@@ -1,5 +1,6 @@
-"""Shared fixtures. tests/ is on sys.path (pytest's rootdir insertion), so
-``import reference`` gives the NumPy oracle."""
+"""Shared fixtures. The NumPy oracle is ``pycharrnn.reference``; tests/ is on
+sys.path (pytest's rootdir insertion), so tests import helpers from here and
+from each other."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-import reference as ref
+from pycharrnn import reference as ref
 from conftest import CELLS, cell_id, make_model, random_state
 from pycharrnn import _core
 from pycharrnn.gradcheck import max_relative_error

@@ -1,11 +1,11 @@
-"""The C++ forward/backward equals the NumPy reference (tests/reference.py) in float64."""
+"""The C++ forward/backward equals the NumPy reference (pycharrnn.reference) in float64."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-import reference as ref
+from pycharrnn import reference as ref
 from conftest import CELLS, cell_id, make_model, random_state
 from pycharrnn.gradcheck import max_relative_error
 
