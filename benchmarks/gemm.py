@@ -39,7 +39,7 @@ for name, ta, tb, M, N, K in shapes:
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
     C = np.empty((M, N), np.float32)
     if impl == "pycharrnn":
-        f = lambda: _core.gemm(ta, tb, A, B, C)
+        f = lambda: _core.gemm(A, B, C, ta=ta, tb=tb)
     else:
         a, b = (A.T if ta else A), (B.T if tb else B)
         f = lambda: np.matmul(a, b, out=C)

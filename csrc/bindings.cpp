@@ -138,7 +138,9 @@ std::pair<idx, idx> check_xy(const py::array& x, const py::array& y, idx V) {
 template <typename T>
 void bind_model(py::module_& m, const char* cls) {
   using M = pcr::Model<T>;
-  py::class_<M>(m, cls)
+  py::class_<M>(m, cls,
+                "The model in one precision: forward, loss and forward_backward over a flat "
+                "parameter buffer the caller owns (pycharrnn.CharRNN wraps it).")
       .def(py::init([](int cell, idx V, idx E, idx H, idx L, double dropout) {
              if (cell < 0 || cell > 3) throw py::value_error("cell must be 0..3");
              if (V < 1) throw py::value_error("vocab_size must be >= 1");
@@ -150,9 +152,12 @@ void bind_model(py::module_& m, const char* cls) {
              return new M(static_cast<pcr::CellKind>(cell), V, E, H, L, dropout);
            }),
            py::arg("cell"), py::arg("vocab_size"), py::arg("embedding_dim"),
-           py::arg("hidden_size"), py::arg("num_layers"), py::arg("dropout") = 0.0)
-      .def_property_readonly("num_params", &M::num_params)
-      .def_property_readonly("state_slots", &M::state_slots)
+           py::arg("hidden_size"), py::arg("num_layers"), py::arg("dropout") = 0.0,
+           "A model's layout and workspace (the parameters live in the caller's flat "
+           "buffer). cell: 0 rnn-tanh, 1 rnn-relu, 2 gru, 3 lstm; embedding_dim 0: one-hot.")
+      .def_property_readonly("num_params", &M::num_params, "length of the flat buffers")
+      .def_property_readonly("state_slots", &M::state_slots,
+                             "S of a state [S, L, B, H]: 2 for the LSTM (h, c), else 1")
       .def("layout",
            [](const M& self) {
              py::list out;
@@ -186,7 +191,10 @@ void bind_model(py::module_& m, const char* cls) {
              self.forward(P, xp, B, Tn, s0, s1, lo, train, seed);
            },
            py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
-           py::arg("logits"), py::arg("train") = false, py::arg("seed") = 0)
+           py::arg("logits"), py::kw_only(), py::arg("train").noconvert() = false,
+           py::arg("seed") = 0,
+           "Forward pass: ids x [B, T] from state_in [S, L, B, H]; writes state_out and, "
+           "unless it is None, logits [B, T, V]. train: dropout with masks from seed.")
       .def("loss",
            [](M& self, py::array params, py::array x, py::array y, py::array state_in,
               py::array state_out, bool train, std::uint64_t seed, py::object stream_loss) {
@@ -213,8 +221,8 @@ void bind_model(py::module_& m, const char* cls) {
              return self.loss(P, xp, yp, B, Tn, s0, s1, train, seed, sl);
            },
            py::arg("params"), py::arg("x"), py::arg("y"), py::arg("state_in"),
-           py::arg("state_out"), py::arg("train") = false, py::arg("seed") = 0,
-           py::arg("stream_loss") = py::none(),
+           py::arg("state_out"), py::kw_only(), py::arg("train").noconvert() = false,
+           py::arg("seed") = 0, py::arg("stream_loss") = py::none(),
            "Mean cross-entropy (nats) of predicting y [B, T] from x [B, T]; state_out "
            "receives the final state, stream_loss (float64 [B] or None) each row's sum.")
       .def("forward_backward",
@@ -239,8 +247,10 @@ void bind_model(py::module_& m, const char* cls) {
              return self.forward_backward(P, Gr, xp, yp, B, Tn, s0, s1, ds, train, seed);
            },
            py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"),
-           py::arg("state_in"), py::arg("state_out"), py::arg("dstate"),
-           py::arg("train") = true, py::arg("seed") = 0);
+           py::arg("state_in"), py::arg("state_out"), py::arg("dstate"), py::kw_only(),
+           py::arg("train").noconvert() = true, py::arg("seed") = 0,
+           "Loss (mean nats) and every gradient: grads [num_params] (overwritten), "
+           "dstate = d loss / d state_in; state_out receives the final state.");
 }
 
 // Optimizer entry points: params, grads and state buffers are flat [n] of one
@@ -379,7 +389,9 @@ py::list isa_available() {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "pycharrnn C++ kernels";
+  m.doc() = "pycharrnn's C++ core: the model (ModelF32, ModelF64), the optimizer updates "
+            "and the kernel-level entry points the tests use. Arrays are checked (dtype, "
+            "shape, contiguity, overlaps) before any kernel touches them.";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -399,18 +411,25 @@ PYBIND11_MODULE(_core, m) {
               params, grads, buf, lr, momentum, dampening, nesterov, first, weight_decay, scale,
               clip);
         },
-        py::arg("params"), py::arg("grads"), py::arg("momentum_buffer"), py::arg("lr"),
-        py::arg("momentum"), py::arg("dampening"), py::arg("nesterov"), py::arg("first"),
-        py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+        py::arg("params"), py::arg("grads"), py::arg("momentum_buffer"), py::kw_only(),
+        py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
+        py::arg("nesterov").noconvert(), py::arg("first").noconvert(),
+        py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0, py::arg("clip") = 0.0,
+        "torch.optim.SGD's update of the flat params in place (momentum_buffer: None "
+        "without momentum; first: the first step, which fills it). The gradient is "
+        "multiplied by scale, clipped to [-clip, clip] when clip > 0, weight decay added.");
   m.def("adagrad_update",
         [](py::array params, py::array grads, py::array sum, double clr, double eps,
            bool eps_inside, double weight_decay, double scale, double clip) {
           (is_f64(params) ? Opt<double>::adagrad : Opt<float>::adagrad)(
               params, grads, sum, clr, eps, eps_inside, weight_decay, scale, clip);
         },
-        py::arg("params"), py::arg("grads"), py::arg("sum"), py::arg("clr"), py::arg("eps"),
-        py::arg("eps_inside"), py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0,
-        py::arg("clip") = 0.0);
+        py::arg("params"), py::arg("grads"), py::arg("sum"), py::kw_only(), py::arg("clr"),
+        py::arg("eps"), py::arg("eps_inside").noconvert(), py::arg("weight_decay") = 0.0,
+        py::arg("scale") = 1.0, py::arg("clip") = 0.0,
+        "torch.optim.Adagrad's update in place, with the learning rate clr already decayed; "
+        "eps_inside: eps under the square root (min-char-rnn's form). scale, clip and "
+        "weight_decay as sgd_update.");
   m.def("rmsprop_update",
         [](py::array params, py::array grads, py::array sq, py::object gavg, py::object buf,
            double lr, double alpha, double eps, double momentum, bool centered,
@@ -420,9 +439,12 @@ PYBIND11_MODULE(_core, m) {
               scale, clip);
         },
         py::arg("params"), py::arg("grads"), py::arg("square_avg"), py::arg("grad_avg"),
-        py::arg("momentum_buffer"), py::arg("lr"), py::arg("alpha"), py::arg("eps"),
-        py::arg("momentum"), py::arg("centered"), py::arg("weight_decay") = 0.0,
-        py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+        py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha"),
+        py::arg("eps"), py::arg("momentum"), py::arg("centered").noconvert(),
+        py::arg("weight_decay") = 0.0, py::arg("scale") = 1.0, py::arg("clip") = 0.0,
+        "torch.optim.RMSprop's update in place (grad_avg: None unless centered; "
+        "momentum_buffer: None without momentum). scale, clip and weight_decay as "
+        "sgd_update.");
   m.def("adam_update",
         [](py::array params, py::array grads, py::array m_, py::array v, py::object vmax,
            double lr, double beta1, double beta2, double eps, double bc1, double bc2,
@@ -432,10 +454,14 @@ PYBIND11_MODULE(_core, m) {
               weight_decay, scale, clip);
         },
         py::arg("params"), py::arg("grads"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
-        py::arg("max_exp_avg_sq"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
-        py::arg("eps"), py::arg("bias_correction1"), py::arg("bias_correction2"),
-        py::arg("decoupled"), py::arg("amsgrad"), py::arg("weight_decay") = 0.0,
-        py::arg("scale") = 1.0, py::arg("clip") = 0.0);
+        py::arg("max_exp_avg_sq"), py::kw_only(), py::arg("lr"), py::arg("beta1"),
+        py::arg("beta2"), py::arg("eps"), py::arg("bias_correction1"),
+        py::arg("bias_correction2"), py::arg("decoupled").noconvert(),
+        py::arg("amsgrad").noconvert(), py::arg("weight_decay") = 0.0,
+        py::arg("scale") = 1.0, py::arg("clip") = 0.0,
+        "torch.optim.Adam's update in place (decoupled: AdamW's weight decay; "
+        "max_exp_avg_sq: None unless amsgrad; bias_correction1/2: 1 - beta**step). "
+        "scale, clip and weight_decay as sgd_update.");
   m.def("sum_squares",
         [](py::array grads) {
           return is_f64(grads) ? Opt<double>::sum_squares(grads)
@@ -443,24 +469,29 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("grads"), "sum of squares of a flat float array, in double");
   m.def("gemm",
-        [](bool ta, bool tb, py::array A, py::array B, py::array C, double beta,
+        [](py::array A, py::array B, py::array C, bool ta, bool tb, double beta,
            bool reference) {
           if (is_f64(C))
             gemm_py<double>(ta, tb, A, B, C, beta, reference);
           else
             gemm_py<float>(ta, tb, A, B, C, beta, reference);
         },
-        py::arg("ta"), py::arg("tb"), py::arg("A"), py::arg("B"), py::arg("C"),
-        py::arg("beta") = 0.0, py::arg("reference") = false);
+        py::arg("A"), py::arg("B"), py::arg("C"), py::kw_only(),
+        py::arg("ta").noconvert() = false, py::arg("tb").noconvert() = false,
+        py::arg("beta") = 0.0, py::arg("reference").noconvert() = false,
+        "C = beta * C + op(A) op(B) (op: transposed when ta / tb) for 2-D arrays of one "
+        "dtype; reference: the plain triple loop instead of the packed kernel.");
   m.def("set_num_threads", [](int n) {
     if (n < 1 || n > kMaxThreads)
       throw py::value_error("number of threads must be in [1, " + std::to_string(kMaxThreads) +
                             "], got " + std::to_string(n));
     pcr::set_num_threads(n);
-  });
-  m.def("get_num_threads", &pcr::num_threads);
-  m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on"));
-  m.def("get_flush_denormals", &pcr::flush_denormals);
+  }, py::arg("n"), "the number of threads every kernel uses (process-wide)");
+  m.def("get_num_threads", &pcr::num_threads, "the number of threads the kernels use");
+  m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on").noconvert(),
+        "whether kernels flush subnormal floats to zero while they run (x86)");
+  m.def("get_flush_denormals", &pcr::flush_denormals,
+        "whether kernels flush subnormal floats to zero");
   m.def("_thread_fp_modes",
         []() {
           // For the tests: each thread's floating-point mode (MXCSR on
@@ -474,7 +505,9 @@ PYBIND11_MODULE(_core, m) {
           modes[0] = pcr::DenormalsGuard::current_mode();
 #endif
           return modes;
-        });
+        },
+        "each OpenMP thread's floating-point mode outside any kernel (MXCSR on x86; "
+        "for the tests)");
   m.def("isa", []() { return std::string(pcr::isa_active()); },
         "the instruction set whose kernels are in use");
   m.def("isa_available", &isa_available,
@@ -499,5 +532,5 @@ PYBIND11_MODULE(_core, m) {
     d["cuda"] = false;
     d["compiler"] = PYCHARRNN_COMPILER;
     return d;
-  });
+  }, "how the core was built: openmp, num_threads, simd, native, sanitize, cuda, compiler");
 }

@@ -14,15 +14,33 @@
 namespace pcr {
 namespace PCR_ISA_NS {
 
+// Filled field by field, by name, so that no entry can land in another's slot.
+template <typename T>
+Kernels<T> make_table() {
+  Kernels<T> k{};
+  k.isa = PCR_ISA_NAME;
+  k.gemm = gemm<T>;
+  k.packed_b_size = packed_b_size<T>;
+  k.pack_b = pack_b<T>;
+  k.gemm_packed = gemm_packed<T>;
+  k.recur_max_batch = recur_max_batch<T>();
+  k.recur_packed_size = recur_packed_size<T>;
+  k.recur_forward = recur_forward<T>;
+  k.recur_backward = recur_backward<T>;
+  k.cell_forward = cell_forward<T>;
+  k.cell_backward = cell_backward<T>;
+  k.softmax_xent = softmax_xent<T>;
+  k.sgd = sgd_update<T>;
+  k.adagrad = adagrad_update<T>;
+  k.rmsprop = rmsprop_update<T>;
+  k.adam = adam_update<T>;
+  k.sum_squares = sum_squares<T>;
+  return k;
+}
+
 template <typename T>
 const Kernels<T>& table() {
-  static const Kernels<T> k = {
-      PCR_ISA_NAME,       gemm<T>,          packed_b_size<T>, pack_b<T>,
-      gemm_packed<T>,     recur_max_batch<T>(), recur_packed_size<T>, recur_forward<T>,
-      recur_backward<T>,  cell_forward<T>,  cell_backward<T>, softmax_xent<T>,
-      sgd_update<T>,      adagrad_update<T>, rmsprop_update<T>, adam_update<T>,
-      sum_squares<T>,
-  };
+  static const Kernels<T> k = make_table<T>();
   return k;
 }
 

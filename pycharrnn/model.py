@@ -278,7 +278,7 @@ class CharRNN:
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         logits = np.empty(x.shape + (self.vocab_size,), self.dtype)
-        self._core.forward(self._flat_params, x, s0, s1, logits, False, 0)
+        self._core.forward(self._flat_params, x, s0, s1, logits)
         return logits, self.unpack_state(s1)
 
     def _xy(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -297,10 +297,10 @@ class CharRNN:
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         if reduce:
-            loss = self._core.loss(self._flat_params, x, y, s0, s1, False, 0)
+            loss = self._core.loss(self._flat_params, x, y, s0, s1)
             return float(loss), self.unpack_state(s1)
         rows = np.empty(x.shape[0], np.float64)
-        self._core.loss(self._flat_params, x, y, s0, s1, False, 0, rows)
+        self._core.loss(self._flat_params, x, y, s0, s1, stream_loss=rows)
         return rows / x.shape[1], self.unpack_state(s1)
 
     def forward_backward(self, x: Any, y: Any,
@@ -315,7 +315,7 @@ class CharRNN:
         train = self.training and self.dropout > 0
         seed = self._dropout_seed() if train else 0
         loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
-                                           ds, train, seed)
+                                           ds, train=train, seed=seed)
         self.state_grad = self.unpack_state(ds)
         return float(loss), self.unpack_state(s1)
 
@@ -334,7 +334,7 @@ class CharRNN:
         a character at a time: int32 ids x [B, T], packed states s0 -> s1
         ([S, L, B, H], see :meth:`pack_state`), logits [B, T, V] of the
         model's dtype filled in. The core checks every array it is given."""
-        self._core.forward(self._flat_params, x, s0, s1, logits, False, 0)
+        self._core.forward(self._flat_params, x, s0, s1, logits)
 
     def sample_ids(self, length: int, prime: Any = None, temperature: float = 1.0,
                    top_k: Optional[int] = None, seed: Optional[int] = None, *,

@@ -157,9 +157,10 @@ class SGD(Optimizer):
             self._zeros("momentum_buffer")
 
     def _update(self, p, g, scale, clip):
-        _core.sgd_update(p, g, self.buffers.get("momentum_buffer"), self.lr, self.momentum,
-                         self.dampening, self.nesterov, self.step_count == 1,
-                         self.weight_decay, scale, clip)
+        _core.sgd_update(p, g, self.buffers.get("momentum_buffer"), lr=self.lr,
+                         momentum=self.momentum, dampening=self.dampening,
+                         nesterov=self.nesterov, first=self.step_count == 1,
+                         weight_decay=self.weight_decay, scale=scale, clip=clip)
 
 
 class AdaGrad(Optimizer):
@@ -187,8 +188,9 @@ class AdaGrad(Optimizer):
 
     def _update(self, p, g, scale, clip):
         clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
-        _core.adagrad_update(p, g, self.buffers["sum"], clr, self.eps, self.eps_inside_sqrt,
-                             self.weight_decay, scale, clip)
+        _core.adagrad_update(p, g, self.buffers["sum"], clr=clr, eps=self.eps,
+                             eps_inside=self.eps_inside_sqrt,
+                             weight_decay=self.weight_decay, scale=scale, clip=clip)
 
 
 class RMSProp(Optimizer):
@@ -215,8 +217,10 @@ class RMSProp(Optimizer):
 
     def _update(self, p, g, scale, clip):
         _core.rmsprop_update(p, g, self.buffers["square_avg"], self.buffers.get("grad_avg"),
-                             self.buffers.get("momentum_buffer"), self.lr, self.alpha, self.eps,
-                             self.momentum, self.centered, self.weight_decay, scale, clip)
+                             self.buffers.get("momentum_buffer"), lr=self.lr, alpha=self.alpha,
+                             eps=self.eps, momentum=self.momentum,
+                             centered=self.centered, weight_decay=self.weight_decay,
+                             scale=scale, clip=clip)
 
 
 class Adam(Optimizer):
@@ -250,9 +254,11 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         t = self.step_count
         _core.adam_update(p, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
-                          self.buffers.get("max_exp_avg_sq"), self.lr, b1, b2, self.eps,
-                          1 - b1 ** t, 1 - b2 ** t, self._decoupled, self.amsgrad,
-                          self.weight_decay, scale, clip)
+                          self.buffers.get("max_exp_avg_sq"), lr=self.lr, beta1=b1, beta2=b2,
+                          eps=self.eps, bias_correction1=1 - b1 ** t,
+                          bias_correction2=1 - b2 ** t, decoupled=self._decoupled,
+                          amsgrad=self.amsgrad, weight_decay=self.weight_decay,
+                          scale=scale, clip=clip)
 
 
 class AdamW(Adam):

@@ -177,7 +177,7 @@ def _stream(model, length: int, context: Optional[np.ndarray], temperature: floa
         s0 = model.pack_state(None, 1)
         s1 = np.empty_like(s0)
         clog = np.empty((1, context.shape[1], V), model.dtype)
-        model._core.forward(model._flat_params, context, s0, s1, clog, False, 0)
+        model.forward_packed(context, s0, s1, clog)
         s = np.ascontiguousarray(np.repeat(s1, n, axis=2)) if n > 1 else s1
         ids = _draw(np.broadcast_to(clog[0, -1], (n, V)), temperature, top_k, top_p, rng)
     else:
@@ -189,7 +189,7 @@ def _stream(model, length: int, context: Optional[np.ndarray], temperature: floa
     logits = np.empty((n, 1, V), model.dtype)
     for _ in range(1, length):
         x[:, 0] = ids
-        model._core.forward(model._flat_params, x, s, s_next, logits, False, 0)
+        model.forward_packed(x, s, s_next, logits)
         s, s_next = s_next, s
         ids = _draw(logits[:, 0], temperature, top_k, top_p, rng)
         yield ids

@@ -233,12 +233,12 @@ def target_model(fz: Fuzz, data):
             assert np.isfinite(s1).all(), f"non-finite state from finite inputs: {desc}"
 
     if method == "forward":
-        fz.call("model", desc, lambda: m.forward(params, x, s0, s1, logits, train, sd), check)
+        fz.call("model", desc, lambda: m.forward(params, x, s0, s1, logits, train=train, seed=sd), check)
     elif method == "loss":
-        fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, train, sd), check)
+        fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, train=train, seed=sd), check)
     else:
         fz.call("model", desc,
-                lambda: m.forward_backward(params, grads, x, y, s0, s1, ds, train, sd), check)
+                lambda: m.forward_backward(params, grads, x, y, s0, s1, ds, train=train, seed=sd), check)
 
 
 def target_construct(fz: Fuzz, data):
@@ -294,16 +294,23 @@ def target_optim(fz: Fuzz, data):
             f"bufs={[h for _, h in bufs]} alias={alias} opt={[o is None for o in opt]} "
             f"lr={lr} h=({h1}, {h2}, {eps}) scale={scale} clip={clip} wd={wd} flags={flags}")
     if kind == "sgd":
-        fn = lambda: _core.sgd_update(p, g, opt[0], lr, h1, h2, flags[0], flags[1], wd,  # noqa
-                                      scale, clip)
+        fn = lambda: _core.sgd_update(p, g, opt[0], lr=lr, momentum=h1, dampening=h2,  # noqa
+                                      nesterov=flags[0], first=flags[1], weight_decay=wd,
+                                      scale=scale, clip=clip)
     elif kind == "adagrad":
-        fn = lambda: _core.adagrad_update(p, g, b[0], lr, eps, flags[0], wd, scale, clip)  # noqa
+        fn = lambda: _core.adagrad_update(p, g, b[0], clr=lr, eps=eps,  # noqa
+                                          eps_inside=flags[0], weight_decay=wd, scale=scale,
+                                          clip=clip)
     elif kind == "rmsprop":
-        fn = lambda: _core.rmsprop_update(p, g, b[0], opt[1], opt[2], lr, h1, eps, h2,  # noqa
-                                          flags[0], wd, scale, clip)
+        fn = lambda: _core.rmsprop_update(p, g, b[0], opt[1], opt[2], lr=lr, alpha=h1,  # noqa
+                                          eps=eps, momentum=h2, centered=flags[0],
+                                          weight_decay=wd, scale=scale, clip=clip)
     else:
-        fn = lambda: _core.adam_update(p, g, b[0], b[1], opt[2], lr, h1, h2, eps,  # noqa
-                                       bc1, bc2, flags[0], flags[1], wd, scale, clip)
+        fn = lambda: _core.adam_update(p, g, b[0], b[1], opt[2], lr=lr, beta1=h1,  # noqa
+                                       beta2=h2, eps=eps, bias_correction1=bc1,
+                                       bias_correction2=bc2, decoupled=flags[0],
+                                       amsgrad=flags[1], weight_decay=wd, scale=scale,
+                                       clip=clip)
     fz.call("optim", desc, fn)
 
 
@@ -321,7 +328,7 @@ def target_gemm(fz: Fuzz, data):
     reference = r.coin(0.5)
     desc = (f"gemm ta={ta} tb={tb} M={M} N={N} K={K} {np.dtype(dt).name} A={a_how} "
             f"B={b_how} C={c_how} beta={beta} reference={reference}")
-    fz.call("gemm", desc, lambda: _core.gemm(ta, tb, A, Bm, C, beta, reference))
+    fz.call("gemm", desc, lambda: _core.gemm(A, Bm, C, ta=ta, tb=tb, beta=beta, reference=reference))
 
 
 def target_misc(fz: Fuzz, data):

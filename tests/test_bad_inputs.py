@@ -677,7 +677,7 @@ class Core:
         return [over.get(k, getattr(self, k)) for k in names]
 
     def call(self, method, **over):
-        return getattr(self.m, method)(*self.args(method, **over), False, 0)
+        return getattr(self.m, method)(*self.args(method, **over), train=False, seed=0)
 
     def outputs(self, method):
         return {"forward": ["s1", "logits"], "loss": ["s1"],
@@ -951,7 +951,7 @@ def _adagrad_arrays(dtype):
 
 
 def _adagrad(a):
-    _core.adagrad_update(a["params"], a["grads"], a["sum"], 0.1, 1e-8, 5.0)
+    _core.adagrad_update(a["params"], a["grads"], a["sum"], clr=0.1, eps=1e-8, eps_inside=True)
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
@@ -1038,7 +1038,7 @@ def _gemm_arrays(dtype, M=3, K=4, N_=5):
 @pytest.mark.parametrize("reference", [False, True])
 def test_gemm_valid(dtype, reference):
     A, Bm, C = _gemm_arrays(dtype)
-    _core.gemm(False, False, A, Bm, C, 0.0, reference)
+    _core.gemm(A, Bm, C, beta=0.0, reference=reference)
     np.testing.assert_allclose(C, A.astype(np.float64) @ Bm, rtol=1e-4, atol=1e-5)
 
 
@@ -1051,7 +1051,7 @@ def test_gemm_mixed_dtype(dtype, which):
     else:
         Bm = Bm.astype(OTHER[dtype])
     with pytest.raises(TypeError, match=rf"^{which} must have dtype"):
-        _core.gemm(False, False, A, Bm, C)
+        _core.gemm(A, Bm, C)
     assert np.all(C == SENTINEL)
 
 
@@ -1059,8 +1059,7 @@ def test_gemm_mixed_dtype(dtype, which):
 def test_gemm_non_float(bad_dtype):
     A, Bm, C = _gemm_arrays(np.float32)
     with pytest.raises(TypeError):
-        _core.gemm(False, False, A.astype(bad_dtype), Bm.astype(bad_dtype),
-                   C.astype(bad_dtype))
+        _core.gemm(A.astype(bad_dtype), Bm.astype(bad_dtype), C.astype(bad_dtype))
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
@@ -1068,11 +1067,11 @@ def test_gemm_c_non_contiguous(dtype):
     A, Bm, _ = _gemm_arrays(dtype)
     buf = np.full((3, 10), SENTINEL, dtype)
     with pytest.raises(ValueError, match=r"^C must be C-contiguous"):
-        _core.gemm(False, False, A, Bm, buf[:, ::2])
+        _core.gemm(A, Bm, buf[:, ::2])
     assert np.all(buf == SENTINEL)
     buf = np.full((6, 5), SENTINEL, dtype)
     with pytest.raises(ValueError, match=r"^C must be C-contiguous"):
-        _core.gemm(False, False, A, Bm, buf[::2])
+        _core.gemm(A, Bm, buf[::2])
     assert np.all(buf == SENTINEL)
 
 
@@ -1080,9 +1079,9 @@ def test_gemm_c_non_contiguous(dtype):
 def test_gemm_inputs_non_contiguous(dtype):
     A, Bm, C = _gemm_arrays(dtype)
     with pytest.raises(ValueError, match=r"^A must be C-contiguous"):
-        _core.gemm(False, False, np.repeat(A, 2, axis=1)[:, ::2], Bm, C)
+        _core.gemm(np.repeat(A, 2, axis=1)[:, ::2], Bm, C)
     with pytest.raises(ValueError, match=r"^B must be C-contiguous"):
-        _core.gemm(False, False, A, np.asfortranarray(Bm), C)
+        _core.gemm(A, np.asfortranarray(Bm), C)
     assert np.all(C == SENTINEL)
 
 
@@ -1091,7 +1090,7 @@ def test_gemm_c_read_only(dtype):
     A, Bm, C = _gemm_arrays(dtype)
     C.setflags(write=False)
     with pytest.raises(ValueError, match=r"^C must be writeable"):
-        _core.gemm(False, False, A, Bm, C)
+        _core.gemm(A, Bm, C)
     assert np.all(C == SENTINEL)
 
 
@@ -1099,15 +1098,15 @@ def test_gemm_c_read_only(dtype):
 def test_gemm_wrong_shapes(dtype):
     A, Bm, C = _gemm_arrays(dtype)
     with pytest.raises(ValueError, match="inner"):
-        _core.gemm(False, False, A, Bm[:3].copy(), C)
+        _core.gemm(A, Bm[:3].copy(), C)
     with pytest.raises(ValueError, match="inner"):
-        _core.gemm(True, False, A, Bm, C)          # A^T is 4x3, B is 4x5
+        _core.gemm(A, Bm, C, ta=True)          # A^T is 4x3, B is 4x5
     with pytest.raises(ValueError, match=r"^C must have shape"):
-        _core.gemm(False, False, A, Bm, np.full((5, 3), SENTINEL, dtype))
+        _core.gemm(A, Bm, np.full((5, 3), SENTINEL, dtype))
     with pytest.raises(ValueError, match="2-D"):
-        _core.gemm(False, False, A.reshape(-1), Bm, C)
+        _core.gemm(A.reshape(-1), Bm, C)
     with pytest.raises(ValueError, match="2-D"):
-        _core.gemm(False, False, A, Bm, C.reshape(1, *C.shape))
+        _core.gemm(A, Bm, C.reshape(1, *C.shape))
     assert np.all(C == SENTINEL)
 
 
@@ -1125,8 +1124,8 @@ def test_state_in_may_be_state_out():
     m, P, ss, x = _core_model()
     s = np.zeros(ss)
     ref = np.empty(ss)
-    l1 = m.loss(P, x, x, np.zeros(ss), ref, False, 0)
-    l2 = m.loss(P, x, x, s, s, False, 0)
+    l1 = m.loss(P, x, x, np.zeros(ss), ref)
+    l2 = m.loss(P, x, x, s, s)
     assert l1 == l2 and np.array_equal(s, ref) and np.abs(ref).sum() > 0
 
 
@@ -1155,7 +1154,7 @@ def test_forward_backward_refuses_overlapping_outputs(case):
         x[...] = 1
     before = P.copy()
     with pytest.raises(ValueError, match="must not share memory"):
-        m.forward_backward(P, G, x, x, s0, s1, ds, False, 0)
+        m.forward_backward(P, G, x, x, s0, s1, ds, train=False)
     assert np.array_equal(P, before)
 
 
@@ -1166,7 +1165,7 @@ def test_forward_logits_must_not_overlap_state_out():
     logits, s1 = buf[:30].reshape(2, 3, 5), buf[29:29 + size].reshape(ss)
     with pytest.raises(ValueError, match="logits and state_out must not share memory|"
                                          "state_out and logits must not share memory"):
-        m.forward(P, x, np.zeros(ss), s1, logits, False, 0)
+        m.forward(P, x, np.zeros(ss), s1, logits)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1174,13 +1173,15 @@ def test_optimizer_and_gemm_refuse_overlaps(dtype):
     p = np.ones(8, dtype)
     buf = np.zeros(15, dtype)
     with pytest.raises(ValueError, match="params and grads must not share memory"):
-        _core.sgd_update(p, p, None, 0.1, 0.0, 0.0, False, True)
+        _core.sgd_update(p, p, None, lr=0.1, momentum=0.0, dampening=0.0, nesterov=False,
+                         first=True)
     with pytest.raises(ValueError, match="exp_avg and exp_avg_sq must not share memory"):
-        _core.adam_update(p, np.ones(8, dtype), buf[:8], buf[7:], None, 0.1, 0.9, 0.99,
-                          1e-8, 1.0, 1.0, False, False)
+        _core.adam_update(p, np.ones(8, dtype), buf[:8], buf[7:], None, lr=0.1, beta1=0.9,
+                          beta2=0.99, eps=1e-8, bias_correction1=1.0, bias_correction2=1.0,
+                          decoupled=False, amsgrad=False)
     A = np.ones((4, 4), dtype)
     with pytest.raises(ValueError, match="C and A must not share memory"):
-        _core.gemm(False, False, A, np.ones((4, 4), dtype), A)
+        _core.gemm(A, np.ones((4, 4), dtype), A)
     assert np.array_equal(p, np.ones(8, dtype)) and np.array_equal(A, np.ones((4, 4), dtype))
 
 

@@ -20,7 +20,7 @@ def _subnormal_products(threads):
     A = np.full((256, 64), TINY32, np.float32)
     B = np.ones((256, 64), np.float32) / 64
     C = np.full((256, 256), np.nan, np.float32)
-    _core.gemm(False, True, A, B, C)
+    _core.gemm(A, B, C, tb=True)
     return np.count_nonzero(C) / C.size
 
 
@@ -85,7 +85,7 @@ def test_worker_threads_are_left_in_the_callers_mode(tmp_path):
         "pc.set_num_threads(2)\n"
         "A = np.ones((256, 256), np.float32)\n"
         "C = np.empty((256, 256), np.float32)\n"
-        "_core.gemm(False, True, A, A, C)\n"
+        "_core.gemm(A, A, C, tb=True)\n"
         "print(*_core._thread_fp_modes())\n"
     )
     # Run outside the checkout, whose source tree would shadow the installed package.

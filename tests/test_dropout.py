@@ -32,10 +32,10 @@ def test_backward_uses_the_forward_mask(cell, rng):
     s1, ds = np.empty_like(s0), np.empty_like(s0)
     G = np.empty_like(P)
     seed = 987654321
-    loss = core.forward_backward(P, G, x, y, s0, s1, ds, True, seed)
-    assert loss == core.loss(P, x, y, s0, s1, True, seed)
-    assert loss != core.loss(P, x, y, s0, s1, False, 0)  # dropout is active
-    assert loss != core.loss(P, x, y, s0, s1, True, seed + 1)  # and seeded
+    loss = core.forward_backward(P, G, x, y, s0, s1, ds, train=True, seed=seed)
+    assert loss == core.loss(P, x, y, s0, s1, train=True, seed=seed)
+    assert loss != core.loss(P, x, y, s0, s1, train=False, seed=0)  # dropout is active
+    assert loss != core.loss(P, x, y, s0, s1, train=True, seed=seed + 1)  # and seeded
     eps = 1e-5
     probe = rng.choice(P.size, 120, replace=False)
     num = np.empty(probe.size)
@@ -44,7 +44,7 @@ def test_backward_uses_the_forward_mask(cell, rng):
         f = {}
         for k in (-2, -1, 1, 2):
             P[i] = old + k * eps
-            f[k] = core.loss(P, x, y, s0, s1, True, seed)
+            f[k] = core.loss(P, x, y, s0, s1, train=True, seed=seed)
         P[i] = old
         num[j] = (8 * (f[1] - f[-1]) - (f[2] - f[-2])) / (12 * eps)
     assert max_relative_error(G[probe], num) < 1e-6
@@ -91,7 +91,7 @@ def test_dropout_keeps_the_expected_fraction():
     lg = np.empty((1, 1, 3))
     outs = []
     for seed in range(400):
-        core.forward(m.flat_params, x.astype(np.int32), s0, s1, lg, True, seed)
+        core.forward(m.flat_params, x.astype(np.int32), s0, s1, lg, train=True, seed=seed)
         outs.append(lg.copy())
         losses.append(seed)
     # Zeroed units: with p = 0.25 about a quarter of the 200 inputs of layer 1
@@ -100,6 +100,6 @@ def test_dropout_keeps_the_expected_fraction():
     # ...and the first-order effect averages out: the mean logits approach
     # the evaluation logits.
     ev = np.empty_like(lg)
-    core.forward(m.flat_params, x.astype(np.int32), s0, s1, ev, False, 0)
+    core.forward(m.flat_params, x.astype(np.int32), s0, s1, ev)
     spread = np.std([o for o in outs], axis=0)
     assert np.all(np.abs(np.mean(outs, axis=0) - ev) < 4 * spread / np.sqrt(len(outs)) + 0.02)

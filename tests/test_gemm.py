@@ -24,8 +24,8 @@ def test_gemm_matches_reference(dtype, ta, tb, M, N, K, beta, rng):
     if beta == 0.0:
         C0[0, 0] = np.nan  # beta = 0 must not read C
     C, R = C0.copy(), C0.copy()
-    _core.gemm(ta, tb, A, B, C, beta)
-    _core.gemm(ta, tb, A, B, R, beta, reference=True)
+    _core.gemm(A, B, C, ta=ta, tb=tb, beta=beta)
+    _core.gemm(A, B, R, ta=ta, tb=tb, beta=beta, reference=True)
     opA = A.T if ta else A
     opB = B.T if tb else B
     want = opA.astype(np.float64) @ opB.astype(np.float64)
@@ -48,7 +48,7 @@ def test_gemm_bitwise_same_at_any_thread_count(M, rng, restore_threads):
     for n in (1, 2, 3, 4):
         pc.set_num_threads(n)
         C = np.empty((M, 400), np.float32)
-        _core.gemm(False, True, A, B, C)
+        _core.gemm(A, B, C, tb=True)
         out.append(C)
     assert all(np.array_equal(out[0], c) for c in out[1:])
 

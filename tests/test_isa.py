@@ -38,8 +38,8 @@ def test_gemm(isa, dtype, M, N, K, rng):
             B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
             C = rng.standard_normal((M, N)).astype(dtype)
             R = C.copy()
-            _core.gemm(ta, tb, A, B, C, 0.5)
-            _core.gemm(ta, tb, A, B, R, 0.5, reference=True)
+            _core.gemm(A, B, C, ta=ta, tb=tb, beta=0.5)
+            _core.gemm(A, B, R, ta=ta, tb=tb, beta=0.5, reference=True)
             tol = 1e-13 if dtype == np.float64 else 1e-5
             assert np.abs(C - R).max() <= tol * (np.abs(R).max() + K)
 
