@@ -13,7 +13,7 @@
 
 #include "gemm_ref.hpp"
 #include "model.hpp"
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace py = pybind11;
 using pcr::idx;

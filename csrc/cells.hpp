@@ -5,11 +5,11 @@
 //   hp[G*H] = W_hh h_{t-1} + b_hh
 // and calls the cell, which turns them into h_t (and c_t). A cell is its gate
 // count G plus these two functions; everything else is shared. StepIO
-// (types.hpp) says what is stored per step. Compiled inside pcr::PCR_ISA_NS.
+// (dispatch.hpp) says what is stored per step. Compiled inside pcr::PCR_ISA_NS.
 #pragma once
 
 #include "fastmath.hpp"
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {

@@ -20,18 +20,19 @@ using idx = std::int64_t;  // every size and offset is 64-bit
 
 // Threads used by every kernel: a process-wide setting (not OpenMP's
 // per-thread ICV), so a value set from one Python thread applies to kernels
-// started from any other. Defined once, in kernels.cpp.
+// started from any other. Defined once, in dispatch.cpp.
 int num_threads();
 void set_num_threads(int n);
 
 // Subnormal floats (|x| below 1.2e-38 in float32, 2.2e-308 in float64) take
-// a microcode path on x86 that is many times slower per operation; a model
-// whose gates saturate and whose gradients shrink produces them, and one
-// step then ran 6-10 times slower. Kernels therefore flush subnormal results
+// a slow microcode path on some x86 CPUs; a model whose gates saturate and
+// whose gradients shrink produces them (benchmarks/denormals.py: such a step
+// took 4.9 times as long with IEEE subnormals on an AVX2-only AMD EPYC, 1.07
+// times on an AVX-512 one). Kernels therefore flush subnormal results
 // to zero and read subnormal inputs as zero (MXCSR FTZ and DAZ) while they
 // run, on every thread; with set_flush_denormals(false) they run with both
 // bits clear (IEEE subnormals). A process-wide setting, defined in
-// kernels.cpp.
+// dispatch.cpp.
 bool flush_denormals();
 void set_flush_denormals(bool on);
 

@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {

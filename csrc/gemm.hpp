@@ -9,7 +9,7 @@
 // register-blocked micro-kernel runs over them (the layout of Goto and van
 // de Geijn). Every element of C is summed over k in the same order whatever
 // the thread count, so results are reproducible bit for bit. This header is
-// compiled once per instruction set (kernels_*.cpp) inside the namespace
+// compiled once per instruction set (isa_*.cpp) inside the namespace
 // pcr::PCR_ISA_NS; the blocking follows the vector registers available.
 // The plain triple loop (gemm_ref.hpp) is the oracle the tests compare with.
 #pragma once
@@ -21,13 +21,11 @@
 #include <xmmintrin.h>
 #endif
 
-#include "types.hpp"
+#include "dispatch.hpp"
+#include "scratch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {
-
-inline idx mn(idx a, idx b) { return a < b ? a : b; }
-inline idx mx(idx a, idx b) { return a > b ? a : b; }
 
 template <typename T>
 struct Blocking;
@@ -252,29 +250,6 @@ inline void pack_b_panel(bool tb, const T* B, idx ldb, idx j0, idx nr, idx p0, i
     for (idx j = 0; j < NR; ++j)
       dst[j] = j < nr ? (tb ? B[(j0 + j) * ldb + p0 + k] : B[(p0 + k) * ldb + j0 + j]) : T(0);
   }
-}
-
-// A per-thread scratch buffer that grows and is reused (no allocation once
-// warm), 64-byte aligned.
-template <typename T, int Which>
-inline T* scratch(idx n) {
-  struct Buf {
-    T* p = nullptr;
-    idx n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  if (buf.n < n) {
-    std::free(buf.p);
-    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
-    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
-    if (!buf.p) {
-      buf.n = 0;
-      return nullptr;
-    }
-    buf.n = n;
-  }
-  return buf.p;
 }
 
 template <typename T>

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "fastmath.hpp"
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {

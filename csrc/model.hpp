@@ -3,7 +3,7 @@
 // workspace that is sized once per (B, T) and reused.
 //
 // Callers (bindings.cpp) have checked every pointer, shape and token id. The
-// heavy kernels come from the table of the instruction set in use (types.hpp).
+// heavy kernels come from the table of the instruction set in use (dispatch.hpp).
 //
 // The recurrent weights are packed into the GEMM's panel layout once per
 // layer and call, and the panels are reused at every time step. Small
@@ -23,7 +23,7 @@
 
 #include "common.hpp"
 #include "embedding.hpp"
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 
@@ -197,9 +197,23 @@ class Model {
   std::vector<std::int32_t> ids_, tgt_;  // time-major [Tn, B]
   std::vector<double> row_loss_;
   idx B_ = 0, T_ = 0;
-  // Workspace offsets (elements of ws_), per layer and shared.
-  std::vector<idx> xp_, hs_, cs_, aux_, din_, mask_;
-  idx emb_ = 0, hp_ = 0, dhp_ = 0, dh_ = 0, dc_ = 0, logits_ = 0, dout_ = 0, wpack_ = 0;
+  // Workspace offsets (elements of ws_), for B_ x T_; rows are time-major
+  // (r = t * B + b), GH = G * H. Per layer l:
+  std::vector<idx> xp_,   // [T, B, GH] W_ih x + b_ih; then the gates; then d(xp)
+      hs_,                // [T + 1, B, H] hidden states, row block 0: the initial state
+      cs_,                // [T + 1, B, H] LSTM cell states (else unused)
+      aux_,               // [T, B, H] GRU: W_hn h + b_hn (else unused)
+      din_,               // [T, B, H] l >= 1 with dropout: the layer's input after it
+      mask_;              // [T, B, H] l >= 1 with dropout: its mask, scaled by 1/(1-p)
+  // Shared by the layers:
+  idx emb_ = 0,     // [T, B, E] embedded input (E > 0)
+      hp_ = 0,      // [B, GH] W_hh h + b_hh of one step
+      dhp_ = 0,     // [T, B, GH] GRU: d(loss)/d(hp) (else the gates' memory is used)
+      dh_ = 0,      // [B, H] d(loss)/d(h) carried back through time
+      dc_ = 0,      // [B, H] d(loss)/d(c), LSTM
+      logits_ = 0,  // [T, B, V] logits; then d(loss)/d(logits)
+      dout_ = 0,    // [T, B, max(H, E)] d(loss)/d(a layer's output or input)
+      wpack_ = 0;   // W_hh packed for the products, or the fused time loop's panels
   idx wt_ = 0;  // one-hot input: W_ih_l0 transposed [V, GH] (and its gradient)
   bool masks_ready_ = false;
 

@@ -13,9 +13,9 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "dispatch.hpp"
 #include "fastmath.hpp"
-#include "gemm.hpp"
-#include "types.hpp"
+#include "scratch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {

@@ -73,11 +73,14 @@ def get_num_threads() -> int:
 def set_flush_denormals(on: bool) -> None:
     """Whether kernels treat subnormal floats as zero (process-wide; default True).
 
-    Subnormal numbers (below about 1.2e-38 in float32) are slow on x86: a model
-    whose gates saturate can produce them in its gradients and then train
-    several times slower. With this on, every kernel flushes them to zero
-    (FTZ/DAZ) while it runs and restores the caller's floating-point mode when it
-    returns. Turn it off for IEEE subnormal arithmetic. Other CPUs: no effect.
+    Subnormal numbers (below about 1.2e-38 in float32) are slow on some x86
+    CPUs: a model whose gates saturate produces them in its gradients, and
+    one such step took 4.9 times as long with IEEE subnormals on an
+    AVX2-only AMD EPYC (1.07 times on an AVX-512 one; ``python
+    benchmarks/denormals.py`` measures it). With this on, every kernel flushes
+    them to zero (FTZ/DAZ) while it runs and restores the caller's
+    floating-point mode when it returns. Turn it off for IEEE subnormal
+    arithmetic. Other CPUs: no effect.
     """
     if not isinstance(on, bool):
         raise TypeError(f"expected a bool, got {type(on).__name__}")

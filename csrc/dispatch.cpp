@@ -1,7 +1,7 @@
 // Kernel dispatch and the thread setting.
 //
-// kernels_base.cpp is always built. On x86-64 with GCC or Clang,
-// kernels_avx2.cpp (AVX2 + FMA) and kernels_avx512.cpp (AVX-512 F/BW/DQ/VL)
+// isa_base.cpp is always built. On x86-64 with GCC or Clang,
+// isa_avx2.cpp (AVX2 + FMA) and isa_avx512.cpp (AVX-512 F/BW/DQ/VL)
 // are built too, and the best set the CPU supports is chosen when the
 // module loads; PYCHARRNN_ISA=base|avx2|avx512 in the environment, or
 // set_isa(), picks another (for tests and comparisons).
@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 

@@ -1,4 +1,7 @@
-// Types shared by the ISA-independent code and every kernel build.
+// The kernel table: the entry points every instruction-set build fills
+// (isa_table.hpp, compiled once per set by isa_*.cpp) and the choice among
+// them (dispatch.cpp), with the types in their signatures (CellKind, StepIO,
+// GradIn). Shared by the ISA-independent code and every kernel build.
 #pragma once
 
 #include "common.hpp"
@@ -51,7 +54,7 @@ struct GradIn {
   double scale = 1.0, clip = 0.0, weight_decay = 0.0;
 };
 
-// The kernels compiled once per instruction set (kernels_*.cpp); the loader
+// The kernels compiled once per instruction set (isa_*.cpp); the loader
 // picks the best the CPU supports. Shapes are written beside each kernel's
 // definition in the headers it comes from.
 template <typename T>
@@ -86,7 +89,7 @@ struct Kernels {
   double (*sum_squares)(const T* g, idx n);
 };
 
-// The active kernel table (see kernels.cpp).
+// The active kernel table (see dispatch.cpp).
 const Kernels<float>& kernels_f32();
 const Kernels<double>& kernels_f64();
 template <typename T>

@@ -1,4 +1,4 @@
-// One instruction set's kernel table. Included by exactly one kernels_*.cpp,
+// One instruction set's kernel table. Included by exactly one isa_*.cpp,
 // which defines PCR_ISA_NS (the namespace that keeps every symbol of this
 // build apart from the others) and PCR_ISA_NAME, and is compiled with that
 // instruction set's flags.
@@ -9,7 +9,7 @@
 #include "loss.hpp"
 #include "optim.hpp"
 #include "recurrence.hpp"
-#include "types.hpp"
+#include "dispatch.hpp"
 
 namespace pcr {
 namespace PCR_ISA_NS {
