@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 try:
     from . import _core
-except ImportError as _e:  # the source folder of a clone, without the compiled core
+except ImportError:  # the source folder of a clone, without the compiled core
     import os as _os
 
     _here = _os.path.dirname(_os.path.abspath(__file__))

@@ -21,9 +21,17 @@ def cell_id(c) -> str:
     return c[0] if c[0] != "rnn" else f"rnn-{c[1]}"
 
 
-def make_model(cell, nonlinearity, V, H, L, E, dtype="float64", seed=0):
+def make_model(cell="rnn", nonlinearity="tanh", V=7, H=5, L=1, E=None, dtype="float64",
+               seed=0, **kw):
+    """The tests' CharRNN: V is a vocabulary size or a Vocab; kw goes to
+    CharRNN (dropout=..., forget_bias=...)."""
     return pc.CharRNN(V, hidden_size=H, num_layers=L, cell=cell, nonlinearity=nonlinearity,
-                      embedding_dim=E, dtype=dtype, seed=seed)
+                      embedding_dim=E, dtype=dtype, seed=seed, **kw)
+
+
+def good_ids(shape=(2, 3), seed=0, V=7):
+    """Valid int32 ids for make_model()'s vocabulary."""
+    return np.random.default_rng(seed).integers(0, V, size=shape).astype(np.int32)
 
 
 def random_state(rng, cell, L, B, H, scale=0.5):

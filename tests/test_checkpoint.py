@@ -3,6 +3,7 @@ and a clear CheckpointError for every kind of bad file."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -15,16 +16,15 @@ from pycharrnn import checkpoint, files
 from pycharrnn.checkpoint import HEADER_KEY, model_header, save_arrays
 from pycharrnn.errors import CheckpointError
 
+import conftest
+
 TEXT = "hello, world!"          # 10 distinct characters
 H = 6
 
 
-def make_model(vocab=None, cell="rnn", nonlinearity="tanh", num_layers=1, embedding_dim=None,
-               dtype="float32", dropout=0.0, seed=0):
-    vocab = pc.Vocab.from_text(TEXT) if vocab is None else vocab
-    return pc.CharRNN(vocab, hidden_size=H, num_layers=num_layers, cell=cell,
-                      nonlinearity=nonlinearity, embedding_dim=embedding_dim, dropout=dropout,
-                      dtype=dtype, seed=seed)
+# conftest.make_model with this file's defaults: the text's vocabulary, H=6, float32
+make_model = functools.partial(conftest.make_model, V=pc.Vocab.from_text(TEXT), H=H,
+                               dtype="float32")
 
 
 def ids_for(model, shape=(2, 5), seed=0):
@@ -64,8 +64,8 @@ def listing(d):
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_round_trip_rnn(tmp_path, dtype, embedding_dim, nonlinearity, num_layers):
-    m = make_model(nonlinearity=nonlinearity, num_layers=num_layers,
-                   embedding_dim=embedding_dim, dtype=dtype, seed=7)
+    m = make_model(nonlinearity=nonlinearity, L=num_layers,
+                   E=embedding_dim, dtype=dtype, seed=7)
     path = tmp_path / "model.npz"
     m.save(path)
     loaded = pc.load(path)
@@ -81,7 +81,7 @@ def test_round_trip_rnn(tmp_path, dtype, embedding_dim, nonlinearity, num_layers
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("embedding_dim", [None, 3], ids=["one-hot", "embedding"])
 def test_round_trip_other_cells(tmp_path, cell, dtype, embedding_dim):
-    m = make_model(cell=cell, num_layers=2, embedding_dim=embedding_dim, dtype=dtype, seed=3)
+    m = make_model(cell=cell, L=2, E=embedding_dim, dtype=dtype, seed=3)
     m.save(tmp_path / "m.npz")
     assert_same_model(m, pc.load(tmp_path / "m.npz"))
 
@@ -96,7 +96,7 @@ def test_round_trip_without_vocab(tmp_path):
 
 
 def test_round_trip_keeps_dropout_and_trained_params(tmp_path):
-    m = make_model(num_layers=2, dropout=0.25, embedding_dim=3)
+    m = make_model(L=2, dropout=0.25, E=3)
     t = pc.Trainer(m, TEXT * 4, batch_size=2, seq_length=4)
     t.run(steps=3)
     m.save(tmp_path / "m.npz")
@@ -128,7 +128,7 @@ def test_save_creates_parent_directories(tmp_path):
 
 
 def test_file_is_a_plain_npz_without_pickles(tmp_path):
-    m = make_model(embedding_dim=3)
+    m = make_model(E=3)
     m.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         files = set(z.files)
@@ -180,7 +180,7 @@ def test_save_leaves_no_temporary_files(tmp_path):
 
 
 def test_save_over_existing_file_replaces_it(tmp_path):
-    a, b = make_model(seed=1), make_model(seed=2, embedding_dim=3, num_layers=2)
+    a, b = make_model(seed=1), make_model(seed=2, E=3, L=2)
     path = tmp_path / "latest.npz"
     a.save(path)
     assert_same_model(a, pc.load(path))
@@ -237,7 +237,7 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
 
 @pytest.fixture
 def good_file(tmp_path):
-    m = make_model(num_layers=2, embedding_dim=3)
+    m = make_model(L=2, E=3)
     path = tmp_path / "good.npz"
     m.save(path)
     return m, path
@@ -555,7 +555,7 @@ def test_unicode_vocab_survives_save_load(tmp_path):
     text = "".join(UNICODE_CHARS) + "a\r\n\ud800\udc00e\u0301\U0001F600\ud83d\ude00\x00"
     vocab = pc.Vocab.from_text(text)
     assert len(vocab) == len(UNICODE_CHARS)
-    m = make_model(vocab=vocab, embedding_dim=3, dtype="float64")
+    m = make_model(V=vocab, E=3, dtype="float64")
     m.save(tmp_path / "unicode.npz")
     loaded = pc.load(tmp_path / "unicode.npz")
     assert loaded.vocab.chars == vocab.chars
@@ -570,7 +570,7 @@ def test_unicode_vocab_survives_save_load(tmp_path):
 
 def test_unsorted_vocab_order_survives_save_load(tmp_path):
     vocab = pc.Vocab(list(reversed(UNICODE_CHARS)))
-    m = make_model(vocab=vocab)
+    m = make_model(V=vocab)
     m.save(tmp_path / "order.npz")
     loaded = pc.load(tmp_path / "order.npz")
     assert loaded.vocab.chars == tuple(reversed(UNICODE_CHARS))
@@ -578,7 +578,7 @@ def test_unsorted_vocab_order_survives_save_load(tmp_path):
 
 
 def test_single_character_vocab(tmp_path):
-    m = make_model(vocab=pc.Vocab(["\ud800"]))
+    m = make_model(V=pc.Vocab(["\ud800"]))
     m.save(tmp_path / "one.npz")
     loaded = pc.load(tmp_path / "one.npz")
     assert loaded.vocab.chars == ("\ud800",)

@@ -268,7 +268,7 @@ def test_help_shows_every_default(tmp_path):
                    f"(default: {cli_mod.SAMPLE_TEMPERATURE})"):
         assert needle in train, needle
     sample = " ".join(cli(tmp_path, "sample", "--help").stdout.split())
-    assert f"--temperature TEMPERATURE" in sample
+    assert "--temperature TEMPERATURE" in sample
     assert f"(default: {cli_mod.SAMPLE_TEMPERATURE})" in sample
     assert "(default: None)" not in train + sample
 

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from conftest import CELLS, cell_id
+from conftest import CELLS, cell_id, make_model
 from pycharrnn.gradcheck import max_relative_error
-
-
-def _model(cell, p, L=3, dtype="float64"):
-    return pc.CharRNN(7, hidden_size=6, num_layers=L, cell=cell[0], nonlinearity=cell[1],
-                      embedding_dim=4, dropout=p, dtype=dtype, seed=11)
 
 
 def _packed(m, B, rng):
@@ -23,7 +18,7 @@ def test_backward_uses_the_forward_mask(cell, rng):
     # With a fixed dropout seed the training loss is a deterministic function
     # of the weights; its central differences must equal the C++ gradients,
     # which holds only if backward reuses the forward pass's mask.
-    m = _model(cell, 0.4)
+    m = make_model(*cell, V=7, H=6, L=3, E=4, seed=11, dropout=0.4)
     m.flat_params[:] = rng.uniform(-0.8, 0.8, m.num_params)
     core, P = m._core, m.flat_params
     x = rng.integers(0, 7, (3, 5)).astype(np.int32)
@@ -52,8 +47,8 @@ def test_backward_uses_the_forward_mask(cell, rng):
 
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_dropout_zero_equals_no_dropout_exactly(cell, rng):
-    a = _model(cell, 0.0)
-    b = _model(cell, 0.5)
+    a = make_model(*cell, V=7, H=6, L=3, E=4, seed=11, dropout=0.0)
+    b = make_model(*cell, V=7, H=6, L=3, E=4, seed=11, dropout=0.5)
     b.load_state_dict(a.state_dict())
     x = rng.integers(0, 7, (2, 9))
     la, sa = a.forward_backward(x, x)  # training mode, p = 0
@@ -68,7 +63,7 @@ def test_dropout_zero_equals_no_dropout_exactly(cell, rng):
 
 def test_dropout_is_reproducible_and_changes_between_steps(rng):
     x = rng.integers(0, 7, (2, 9))
-    a, b = _model(CELLS[0], 0.3), _model(CELLS[0], 0.3)
+    a, b = (make_model(*CELLS[0], V=7, H=6, L=3, E=4, seed=11, dropout=0.3) for _ in range(2))
     first = [a.forward_backward(x, x)[0] for _ in range(3)]
     second = [b.forward_backward(x, x)[0] for _ in range(3)]
     assert first == second  # same model seed, same masks

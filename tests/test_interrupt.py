@@ -20,7 +20,7 @@ import pytest
 
 from pycharrnn.checkpoint import read_arrays
 from pycharrnn.metrics import read_metrics
-from test_kill import _check_run_dir, _step_of, _text
+from test_kill import _check_run_dir, _text
 
 COMMON = ["--checkpoint-every", "25", "--eval-every", "30", "--no-bar", "--log-every", "10",
           "--sample-length", "0", "--threads", "1"]

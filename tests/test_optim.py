@@ -8,6 +8,7 @@ import pytest
 
 import pycharrnn as pc
 from pycharrnn import optim as po
+from conftest import make_model
 
 CONFIGS = [
     ("SGD", dict(lr=0.1)),
@@ -30,10 +31,6 @@ TORCH_NAMES = {"SGD": "SGD", "AdaGrad": "Adagrad", "RMSProp": "RMSprop", "Adam":
                "AdamW": "AdamW"}
 
 
-def _model(dtype):
-    return pc.CharRNN(6, hidden_size=5, cell="gru", embedding_dim=3, dtype=dtype, seed=0)
-
-
 def _grads(n, steps=20, seed=1):
     rng = np.random.default_rng(seed)
     # Include exact zeros and a large outlier so clipping has work to do.
@@ -44,7 +41,7 @@ def _grads(n, steps=20, seed=1):
 
 
 def _run_ours(name, kw, clip, dtype, gs):
-    m = _model(dtype)
+    m = make_model("gru", V=6, E=3, dtype=dtype)
     opt = getattr(po, name)(m, **kw, **clip)
     for g in gs:
         m.flat_grads[:] = g
@@ -58,7 +55,7 @@ def _run_ours(name, kw, clip, dtype, gs):
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=[f"{n}{i}" for i, (n, _) in enumerate(CONFIGS)])
 def test_matches_torch_optim(name, kw, clip, dtype, tol):
     torch = pytest.importorskip("torch")
-    m = _model(dtype)
+    m = make_model("gru", V=6, E=3, dtype=dtype)
     gs = _grads(m.num_params)
     t = torch.tensor(m.flat_params.copy(), requires_grad=True)
     topt = getattr(torch.optim, TORCH_NAMES[name])([t], **kw)
@@ -124,7 +121,7 @@ def _numpy_reference(name, kw, p, gs):
 
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=[f"{n}{i}" for i, (n, _) in enumerate(CONFIGS)])
 def test_matches_numpy_update_rules(name, kw):
-    m = _model("float64")
+    m = make_model("gru", V=6, E=3, dtype="float64")
     gs = _grads(m.num_params)
     want = _numpy_reference(name, kw, m.flat_params, gs)
     ours, _ = _run_ours(name, kw, {}, "float64", gs)
@@ -132,7 +129,7 @@ def test_matches_numpy_update_rules(name, kw):
 
 
 def test_clipping_semantics():
-    m = _model("float64")
+    m = make_model("gru", V=6, E=3, dtype="float64")
     n = m.num_params
     g = np.zeros(n)
     g[0], g[1] = 3.0, 4.0  # norm 5
@@ -151,15 +148,15 @@ def test_clipping_semantics():
 
 
 def test_state_dict_round_trip_continues_identically():
-    gs = _grads(_model("float64").num_params, steps=10)
+    gs = _grads(make_model("gru", V=6, E=3, dtype="float64").num_params, steps=10)
     full, _ = _run_ours("Adam", dict(lr=0.01, amsgrad=True), {}, "float64", gs)
-    m = _model("float64")
+    m = make_model("gru", V=6, E=3, dtype="float64")
     opt = po.Adam(m, lr=0.01, amsgrad=True)
     for g in gs[:4]:
         m.flat_grads[:] = g
         opt.step()
     sd = opt.state_dict()
-    m2 = _model("float64")
+    m2 = make_model("gru", V=6, E=3, dtype="float64")
     m2.load_state_dict(m.state_dict())
     opt2 = po.Adam(m2, lr=0.5, amsgrad=True)  # lr comes back from the state
     opt2.load_state_dict(sd)
@@ -170,7 +167,7 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_state_dict_mismatches_are_named():
-    m = _model("float64")
+    m = make_model("gru", V=6, E=3, dtype="float64")
     sd = po.Adam(m).state_dict()
     with pytest.raises(ValueError, match="Adam"):
         po.SGD(m).load_state_dict(sd)
@@ -185,9 +182,9 @@ def test_state_dict_mismatches_are_named():
                                 dict(eps=-1e-8), dict(clip_norm=0), dict(clip_value=-1)])
 def test_bad_hyperparameters(kw):
     with pytest.raises(ValueError):
-        po.Adam(_model("float32"), **kw)
+        po.Adam(make_model("gru", V=6, E=3, dtype="float32"), **kw)
 
 
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="Nesterov"):
-        po.SGD(_model("float32"), nesterov=True)
+        po.SGD(make_model("gru", V=6, E=3, dtype="float32"), nesterov=True)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import pycharrnn as pc
 from pycharrnn import Vocab
 
 # Any code point, the surrogates D800-DFFF included (st.characters() leaves
@@ -268,3 +269,42 @@ def test_million_characters():
     ids = v.encode(text)
     assert ids.shape == (1_000_000,) and ids.dtype == np.int32
     assert v.decode(ids) == text
+
+
+# ================================================================= Vocab
+
+def test_vocab_encode_unknown_character():
+    v = pc.Vocab.from_text("hello")
+    for text, ch in [("help", "p"), ("a", "a"), ("hello\u00e9", "\u00e9"),
+                     ("\U0001F600", "\U0001F600"), ("\ud800", "\ud800")]:
+        with pytest.raises(ValueError, match="not in the vocabulary") as e:
+            v.encode(text)
+        assert repr(ch) in str(e.value)
+
+
+@pytest.mark.parametrize("ids,exc", [
+    ([-1], ValueError), ([4], ValueError), ([0, 1, 100], ValueError),
+    (np.array([2**40], np.int64), ValueError), (np.array([2**64 - 1], np.uint64), ValueError),
+    ([0.0, 1.0], TypeError), ([True], TypeError), (np.array([1.5]), TypeError),
+])
+def test_vocab_decode_bad_ids(ids, exc):
+    v = pc.Vocab.from_text("abcd")
+    with pytest.raises(exc):
+        v.decode(ids)
+
+
+def test_vocab_from_empty_text():
+    with pytest.raises(ValueError, match="empty"):
+        pc.Vocab.from_text("")
+
+
+@pytest.mark.parametrize("text", [None, b"abc", ["a", "b"], 5])
+def test_vocab_from_non_str(text):
+    with pytest.raises(TypeError, match="str"):
+        pc.Vocab.from_text(text)
+
+
+@pytest.mark.parametrize("text", [None, b"abc", 5])
+def test_vocab_encode_non_str(text):
+    with pytest.raises(TypeError, match="str"):
+        pc.Vocab.from_text("abc").encode(text)
