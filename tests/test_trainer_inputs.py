@@ -1,11 +1,5 @@
-"""Bad input to the trainer and its batches (pycharrnn.train).
-
-TypeError for a wrong type or dtype, ValueError for anything else (range,
-shape, contiguity, writeability, emptiness); the message names the argument.
-A rejected call never crashes, never silently casts floats (or bools) to
-token ids, never writes into a silent copy, and writes nothing at all into
-the arrays it was given.
-"""
+"""Bad input to the trainer and its batches (pycharrnn.train), with the
+conventions of test_model_inputs.py."""
 
 from __future__ import annotations
 
@@ -20,7 +14,6 @@ from conftest import make_model
 
 
 H = 5
-
 
 
 # ================================================================ Trainer
