@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .errors import CheckpointError, PyCharRNNError, count
 from .checks import as_ids, check_int
-from .model import CharRNN, State
+from .model import CharRNN
 from .optim import AdaGrad, Optimizer, from_state_dict
 from .rundir import (BEST, LATEST, TrainingState, load_training, remove_temporaries,
                      resolve, save_training)
@@ -136,15 +136,6 @@ def split_validation(ids: np.ndarray, val_fraction: float) -> Tuple[np.ndarray, 
     return ids[:ids.size - n_val], (ids[ids.size - n_val:] if n_val else ids[:0])
 
 
-def _stack(state: State) -> np.ndarray:
-    """A state as one array [S, L, B, H] (S = 2 for the LSTM's (h, c), else 1)."""
-    return np.stack(state) if isinstance(state, tuple) else state[None]
-
-
-def _unstack(stacked: np.ndarray) -> State:
-    return (stacked[0], stacked[1]) if stacked.shape[0] == 2 else stacked[0]
-
-
 def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int = 64,
              warmup: int = EVAL_WARMUP) -> float:
     """The mean cross-entropy (nats/char) of predicting ``ids[1:]``, each id
@@ -185,7 +176,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
     B = max(1, min(streams, N // max(W, T)))
     n = N // B  # the last part also takes the N - B*n left over, read on alone
     tol = 1e-4 if model.dtype == np.float32 else 1e-10
-    starts = _stack(model.initial_state(B))
+    starts = model.pack_state(None, B)  # [S, L, B, H]
     if B > 1 and W > 0:
         # Part b (b >= 1) is preceded by ids[b*n - W : b*n].
         idx = (np.arange(1, B, dtype=np.int64) * n - W)[:, None] + \
@@ -194,12 +185,12 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
         for p in range(0, W, T):
             chunk = ids[idx[:, p:min(p + T, W) + 1]]
             _, state = model.loss(chunk[:, :-1], chunk[:, 1:], state)
-        starts[:, :, 1:] = _stack(state)
+        starts[:, :, 1:] = model.pack_state(state, B - 1)
     sums = np.zeros(B)
     ends = np.empty_like(starts)
     todo = np.arange(B)
     while todo.size:
-        state = _unstack(np.ascontiguousarray(starts[:, :, todo]))
+        state = model.unpack_state(starts[:, :, todo])
         part = np.zeros(todo.size)
         for p in range(0, n, T):
             t = min(T, n - p)
@@ -208,7 +199,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
             rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
             part += rows * t
         sums[todo] = part
-        ends[:, :, todo] = _stack(state)
+        ends[:, :, todo] = model.pack_state(state, todo.size)
         # Part b is right when it started where part b - 1 ended (part 0 always is).
         off = ~np.isclose(starts[:, :, 1:], ends[:, :, :-1], rtol=tol, atol=tol).all(
             axis=(0, 1, 3))
@@ -218,7 +209,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
     rest = N - B * n
     if rest:
         chunk = ids[None, B * n:]
-        loss, _ = model.loss(chunk[:, :-1], chunk[:, 1:], _unstack(ends[:, :, B - 1:]))
+        loss, _ = model.loss(chunk[:, :-1], chunk[:, 1:], model.unpack_state(ends[:, :, B - 1:]))
         total += loss * rest
     return total / N
 

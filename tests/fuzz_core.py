@@ -232,13 +232,14 @@ def target_model(fz: Fuzz, data):
         if finite_in and isinstance(s1, np.ndarray):
             assert np.isfinite(s1).all(), f"non-finite state from finite inputs: {desc}"
 
+    kw = dict(train=train, seed=sd)
     if method == "forward":
-        fz.call("model", desc, lambda: m.forward(params, x, s0, s1, logits, train=train, seed=sd), check)
+        fz.call("model", desc, lambda: m.forward(params, x, s0, s1, logits, **kw), check)
     elif method == "loss":
-        fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, train=train, seed=sd), check)
+        fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, **kw), check)
     else:
         fz.call("model", desc,
-                lambda: m.forward_backward(params, grads, x, y, s0, s1, ds, train=train, seed=sd), check)
+                lambda: m.forward_backward(params, grads, x, y, s0, s1, ds, **kw), check)
 
 
 def target_construct(fz: Fuzz, data):
@@ -328,7 +329,8 @@ def target_gemm(fz: Fuzz, data):
     reference = r.coin(0.5)
     desc = (f"gemm ta={ta} tb={tb} M={M} N={N} K={K} {np.dtype(dt).name} A={a_how} "
             f"B={b_how} C={c_how} beta={beta} reference={reference}")
-    fz.call("gemm", desc, lambda: _core.gemm(A, Bm, C, ta=ta, tb=tb, beta=beta, reference=reference))
+    fz.call("gemm", desc,
+            lambda: _core.gemm(A, Bm, C, ta=ta, tb=tb, beta=beta, reference=reference))
 
 
 def target_misc(fz: Fuzz, data):
