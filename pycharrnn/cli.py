@@ -565,7 +565,7 @@ def _sample(args) -> int:
 
 def _eval(args) -> int:
     from .rundir import RUN_FILE, read_checkpoint, read_run_info
-    from .train import _fingerprint, evaluate, split_validation
+    from .train import evaluate, fingerprint, split_validation
     from .vocab import compact_dtype
 
     model, header, path = read_checkpoint(args.checkpoint)
@@ -597,7 +597,7 @@ def _eval(args) -> int:
                                      compact_dtype(model.vocab_size))
         except ValueError:  # a character the model never saw
             ids = None
-        if ids is None or _fingerprint(ids) != t["data"]:
+        if ids is None or fingerprint(ids) != t["data"]:
             raise ValueError(f"the run's data ({source}) is no longer the text it was "
                              "trained on (its length or hash differs): give a TEXT_FILE")
         _, ids = split_validation(ids, t["val_fraction"])

@@ -22,7 +22,7 @@ from .schedule import Schedule, from_config
 from . import vocab as _vocab
 from .vocab import compact_dtype
 
-__all__ = ["Batches", "Trainer", "TrainingDiverged", "evaluate", "split_validation",
+__all__ = ["Batches", "Trainer", "TrainingDiverged", "evaluate", "split_validation", "fingerprint",
            "EVAL_WARMUP"]
 
 LN2 = math.log(2.0)
@@ -109,7 +109,7 @@ class Batches:
 _COMPACT = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int32))
 
 
-def _fingerprint(ids: np.ndarray) -> Dict[str, Any]:
+def fingerprint(ids: np.ndarray) -> Dict[str, Any]:
     """Length and SHA-256 of the ids as little-endian int32 (whatever their
     dtype), hashed in blocks."""
     h = hashlib.sha256()
@@ -259,7 +259,7 @@ class Trainer:
         ids = self._encode(model, data)
         train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
-        self.data_fingerprint = _fingerprint(ids)
+        self.data_fingerprint = fingerprint(ids)
         self.val_fraction = float(val_fraction)
         self.batches = Batches(train_ids, batch_size, seq_length)
         self.optimizer = optimizer if optimizer is not None else AdaGrad(
@@ -508,7 +508,7 @@ class Trainer:
         if clash:
             raise ValueError("cannot resume with a different " + ", ".join(clash))
         ids = cls._encode(model, data)
-        fp = _fingerprint(ids)
+        fp = fingerprint(ids)
         if fp != t["data"]:
             raise ValueError(f"the training data differs from the checkpoint's: "
                              f"{count(fp['length'], 'character')} (sha256 "

@@ -11,7 +11,7 @@ import pytest
 
 import pycharrnn as pc
 from pycharrnn import vocab as vocab_mod
-from pycharrnn.train import Batches, Trainer, _fingerprint
+from pycharrnn.train import Batches, Trainer, fingerprint
 
 BIG = 2**31 + 2**20  # more than 2**31 ids
 
@@ -69,7 +69,7 @@ def test_block_conversion_matches_whole(monkeypatch, chunk):
     for dt in (np.uint8, np.uint16):
         e = v.encode(text, dtype=dt)
         assert e.dtype == dt and np.array_equal(e, whole)
-    fp = _fingerprint(whole.astype(np.uint8))
+    fp = fingerprint(whole.astype(np.uint8))
     assert fp == {"length": whole.size,
                   "sha256": hashlib.sha256(whole.astype("<i4").tobytes()).hexdigest()}
     with pytest.raises(ValueError, match=r"character 'z' \(U\+007A\) at position 4"):
