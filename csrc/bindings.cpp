@@ -141,20 +141,46 @@ void bind_model(py::module_& m, const char* cls) {
   py::class_<M>(m, cls,
                 "The model in one precision: forward, loss and forward_backward over a flat "
                 "parameter buffer the caller owns (pycharrnn.CharRNN wraps it).")
-      .def(py::init([](int cell, idx V, idx E, idx H, idx L, double dropout) {
+      .def(py::init([](int cell, idx V, idx E, idx H, idx L, double dropout, double input_dropout,
+                       double output_dropout, double weight_drop, double embedding_dropout,
+                       bool locked_dropout) {
              if (cell < 0 || cell > 3) throw py::value_error("cell must be 0..3");
              if (V < 1) throw py::value_error("vocab_size must be >= 1");
              if (H < 1) throw py::value_error("hidden_size must be >= 1");
              if (L < 1) throw py::value_error("num_layers must be >= 1");
              if (E < 0) throw py::value_error("embedding_dim must be >= 0 (0: one-hot)");
-             if (!(dropout >= 0.0 && dropout < 1.0))
-               throw py::value_error("dropout must be in [0, 1)");
-             return new M(static_cast<pcr::CellKind>(cell), V, E, H, L, dropout);
+             const std::pair<const char*, double> rates[] = {
+                 {"dropout", dropout}, {"input_dropout", input_dropout},
+                 {"output_dropout", output_dropout}, {"weight_drop", weight_drop},
+                 {"embedding_dropout", embedding_dropout}};
+             for (const auto& [name, p] : rates)
+               if (!(p >= 0.0 && p < 1.0))
+                 throw py::value_error(std::string(name) + " must be in [0, 1)");
+             if (E == 0 && input_dropout > 0)
+               throw py::value_error("input_dropout needs an embedding (embedding_dim > 0)");
+             if (E == 0 && embedding_dropout > 0)
+               throw py::value_error("embedding_dropout needs an embedding (embedding_dim > 0)");
+             pcr::Dropouts d;
+             d.between = dropout;
+             d.input = input_dropout;
+             d.output = output_dropout;
+             d.weight = weight_drop;
+             d.embedding = embedding_dropout;
+             d.locked = locked_dropout;
+             return new M(static_cast<pcr::CellKind>(cell), V, E, H, L, d);
            }),
            py::arg("cell"), py::arg("vocab_size"), py::arg("embedding_dim"),
            py::arg("hidden_size"), py::arg("num_layers"), py::arg("dropout") = 0.0,
+           py::kw_only(), py::arg("input_dropout") = 0.0, py::arg("output_dropout") = 0.0,
+           py::arg("weight_drop") = 0.0, py::arg("embedding_dropout") = 0.0,
+           py::arg("locked_dropout").noconvert() = false,
            "A model's layout and workspace (the parameters live in the caller's flat "
-           "buffer). cell: 0 rnn-tanh, 1 rnn-relu, 2 gru, 3 lstm; embedding_dim 0: one-hot.")
+           "buffer). cell: 0 rnn-tanh, 1 rnn-relu, 2 gru, 3 lstm; embedding_dim 0: one-hot. "
+           "Regularisers, all inverted and active only with train=True: dropout on the input "
+           "of layers 1..L-1, input_dropout on the embedded input, output_dropout before the "
+           "decoder (locked_dropout: these three draw one mask per sequence, shared by its "
+           "steps), weight_drop (DropConnect on each weight_hh, one mask per call) and "
+           "embedding_dropout (whole rows of the embedding table, one mask per call).")
       .def_property_readonly("num_params", &M::num_params, "length of the flat buffers")
       .def_property_readonly("state_slots", &M::state_slots,
                              "S of a state [S, L, B, H]: 2 for the LSTM (h, c), else 1")
@@ -194,7 +220,7 @@ void bind_model(py::module_& m, const char* cls) {
            py::arg("logits"), py::kw_only(), py::arg("train").noconvert() = false,
            py::arg("seed") = 0,
            "Forward pass: ids x [B, T] from state_in [S, L, B, H]; writes state_out and, "
-           "unless it is None, logits [B, T, V]. train: dropout with masks from seed.")
+           "unless it is None, logits [B, T, V]. train: the regularisers, with masks from seed.")
       .def("loss",
            [](M& self, py::array params, py::array x, py::array y, py::array state_in,
               py::array state_out, bool train, std::uint64_t seed, py::object stream_loss) {

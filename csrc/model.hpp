@@ -72,19 +72,45 @@ inline double physical_memory_bytes() {
   return 0.0;
 }
 
+// Every regulariser a model can train with. All are inverted (what is kept
+// is scaled by 1 / (1 - p)), active only in training calls, drawn from the
+// call's seed by hash_uniform (so the same at any thread count), and the same
+// mask serves the forward and the backward pass of a call.
+struct Dropouts {
+  double between = 0;    // on the input of layers 1..L-1 (torch's nn.RNN dropout)
+  double input = 0;      // on layer 0's input: the embedded characters (E > 0)
+  double output = 0;     // on the top layer's output, before the decoder
+  double weight = 0;     // DropConnect on each W_hh: one mask per call (AWD-LSTM's weight drop)
+  double embedding = 0;  // whole rows of the embedding table, one mask per call (E > 0)
+  bool locked = false;   // between/input/output: one mask per sequence (batch row),
+                         // shared by all its time steps (variational / locked dropout)
+
+  bool any() const { return between > 0 || input > 0 || output > 0 || weight > 0 || embedding > 0; }
+};
+
+// Streams of hash_uniform, one per kind of mask; layer l's between-layer mask
+// is stream l.
+constexpr std::uint64_t kInputStream = 1u << 20, kOutputStream = kInputStream + 1,
+                        kEmbeddingStream = kInputStream + 2, kWeightStream = 1u << 21;
+
 template <typename T>
 class Model {
  public:
   const CellKind cell;
   const idx V, E, H, L;  // E == 0: one-hot input
-  const double dropout;
+  const Dropouts drop;
+  const double dropout;  // drop.between
   const int G;
 
-  Model(CellKind cell_, idx V_, idx E_, idx H_, idx L_, double dropout_)
-      : cell(cell_), V(V_), E(E_), H(H_), L(L_), dropout(dropout_), G(gate_count(cell_)) {
+  Model(CellKind cell_, idx V_, idx E_, idx H_, idx L_, const Dropouts& drop_ = Dropouts())
+      : cell(cell_), V(V_), E(E_), H(H_), L(L_), drop(drop_), dropout(drop_.between),
+        G(gate_count(cell_)) {
     if (V < 1 || H < 1 || L < 1 || E < 0) throw std::invalid_argument("sizes must be positive");
-    if (!(dropout >= 0.0 && dropout < 1.0))
-      throw std::invalid_argument("dropout must be in [0, 1)");
+    for (double p : {drop.between, drop.input, drop.output, drop.weight, drop.embedding})
+      if (!(p >= 0.0 && p < 1.0)) throw std::invalid_argument("dropout must be in [0, 1)");
+    if (E == 0 && (drop.input > 0 || drop.embedding > 0))
+      throw std::invalid_argument(
+          "input and embedding dropout need an embedding (embedding_dim > 0)");
     if (L > kMaxLayers)
       throw std::invalid_argument("num_layers must be <= " + std::to_string(kMaxLayers));
     // The size first, in floating point: a huge request is refused before
@@ -203,8 +229,10 @@ class Model {
       hs_,                // [T + 1, B, H] hidden states, row block 0: the initial state
       cs_,                // [T + 1, B, H] LSTM cell states (else unused)
       aux_,               // [T, B, H] GRU: W_hn h + b_hn (else unused)
-      din_,               // [T, B, H] l >= 1 with dropout: the layer's input after it
-      mask_;              // [T, B, H] l >= 1 with dropout: its mask, scaled by 1/(1-p)
+      din_,               // [T, B, in_l] with input/between dropout: the layer's input after it
+      mask_,              // [T, B, in_l] its mask, scaled by 1/(1-p)
+      weff_,              // [GH, H] with weight drop: W_hh after it
+      wmask_;             // [GH, H] its mask
   // Shared by the layers:
   idx emb_ = 0,     // [T, B, E] embedded input (E > 0)
       hp_ = 0,      // [B, GH] W_hh h + b_hh of one step
@@ -213,9 +241,14 @@ class Model {
       dc_ = 0,      // [B, H] d(loss)/d(c), LSTM
       logits_ = 0,  // [T, B, V] logits; then d(loss)/d(logits)
       dout_ = 0,    // [T, B, max(H, E)] d(loss)/d(a layer's output or input)
-      wpack_ = 0;   // W_hh packed for the products, or the fused time loop's panels
+      wpack_ = 0,   // W_hh packed for the products, or the fused time loop's panels
+      top_ = 0,     // [T, B, H] with output dropout: the top layer's output after it
+      top_mask_ = 0,  // [T, B, H] its mask
+      emb_mask_ = 0;  // [V] with embedding dropout: the mask of the table's rows
   idx wt_ = 0;  // one-hot input: W_ih_l0 transposed [V, GH] (and its gradient)
-  bool masks_ready_ = false;
+  // Which masks the last forward pass applied (its backward applies them too).
+  std::vector<char> in_dropped_;
+  bool out_dropped_ = false, emb_dropped_ = false, w_dropped_ = false;
 
   T* w(idx off) { return ws_.data() + off; }
 
@@ -257,16 +290,27 @@ class Model {
     aux_.assign(L, 0);
     din_.assign(L, 0);
     mask_.assign(L, 0);
+    weff_.assign(L, 0);
+    wmask_.assign(L, 0);
     for (idx l = 0; l < L; ++l) {
       xp_[l] = take(N * GH);
       hs_[l] = take((Tn + 1) * BH);
       if (has_cell_state(cell)) cs_[l] = take((Tn + 1) * BH);
       if (cell == CellKind::GRU) aux_[l] = take(N * H);
-      if (l > 0 && dropout > 0) {
-        din_[l] = take(N * H);
-        mask_[l] = take(N * H);
+      if (input_p(l) > 0) {
+        din_[l] = take(N * input_width(l));
+        mask_[l] = take(N * input_width(l));
+      }
+      if (drop.weight > 0) {
+        weff_[l] = take(GH * H);
+        wmask_[l] = take(GH * H);
       }
     }
+    if (drop.output > 0) {
+      top_ = take(N * H);
+      top_mask_ = take(N * H);
+    }
+    if (drop.embedding > 0) emb_mask_ = take(static_cast<double>(V));
     if (E > 0) emb_ = take(N * E);
     if (E == 0) wt_ = take(V * GH);
     hp_ = take(B * GH);
@@ -301,44 +345,112 @@ class Model {
   // Small batches over several steps run the fused time loop (recurrence.hpp).
   bool fused(idx B, idx Tn) const { return Tn > 2 && B <= K_->recur_max_batch; }
 
-  bool dropout_active(bool train) const { return train && dropout > 0 && L > 1; }
+  // Dropout on the input of layer l: the between-layer rate, or for layer 0
+  // (fed by an embedding) the input rate; its width.
+  double input_p(idx l) const { return l > 0 ? drop.between : (E > 0 ? drop.input : 0.0); }
+  idx input_width(idx l) const { return l > 0 ? H : E; }
 
-  // Input of layer l >= 1: the outputs of layer l-1 (after dropout).
+  // Input of layer l (> 0, or 0 with an embedding), after its dropout if any.
   const T* layer_input(idx l) {
-    return masks_ready_ ? w(din_[l]) : w(hs_[l - 1]) + B_ * H;
+    if (in_dropped_[l]) return w(din_[l]);
+    return l == 0 ? w(emb_) : w(hs_[l - 1]) + B_ * H;
   }
 
-  void make_dropout(idx l, std::uint64_t seed) {
-    const idx n = B_ * T_ * H;
-    const T* h = w(hs_[l - 1]) + B_ * H;
-    T* m = w(mask_[l]);
-    T* out = w(din_[l]);
-    const T keep = T(1) / T(1 - dropout);
+  // Top layer's output, after its dropout if any.
+  const T* top_output() {
+    return out_dropped_ ? w(top_) : w(hs_[L - 1]) + B_ * H;
+  }
+
+  // a[i] *= m[i], i < n.
+  static void multiply(T* a, const T* m, idx n) {
+    parallel_for(n, threads_for(n), [&](idx i) { a[i] *= m[i]; });
+  }
+
+  // out = in * mask over the B_ * T_ rows (time-major, r = t * B + b) of
+  // `width` values. Element (r, j) keeps its value (scaled) when its uniform
+  // from (seed, stream) is >= p: the key is (r, j), or with `locked` (b, j),
+  // one mask per sequence shared by every step (drawn once, then copied).
+  void apply_mask(double p, bool locked, std::uint64_t seed, std::uint64_t stream, idx width,
+                  const T* in, T* mask, T* out) {
+    const idx n = B_ * T_ * width, per_step = B_ * width, drawn = locked ? per_step : n;
+    const T keep = T(1) / T(1 - p);
+    parallel_for(drawn, threads_for(drawn * 4), [&](idx i) {
+      const double u = hash_uniform(seed, stream, static_cast<std::uint64_t>(i));
+      mask[i] = u >= p ? keep : T(0);
+    });
+    if (locked)
+      parallel_for(T_ - 1, threads_for(n), [&](idx t) {
+        copy_n(mask, per_step, mask + (t + 1) * per_step);
+      });
+    parallel_for(n, threads_for(n), [&](idx i) { out[i] = in[i] * mask[i]; });
+  }
+
+  // W_hh of layer l with DropConnect: a copy, element i kept (scaled) when
+  // its uniform from (seed, kWeightStream + l) is >= p.
+  const T* drop_weights(idx l, const T* W, std::uint64_t seed) {
+    const idx n = G * H * H;
+    T* m = w(wmask_[l]);
+    T* out = w(weff_[l]);
+    const T keep = T(1) / T(1 - drop.weight);
     parallel_for(n, threads_for(n * 4), [&](idx i) {
-      const double u =
-          hash_uniform(seed, static_cast<std::uint64_t>(l), static_cast<std::uint64_t>(i));
-      m[i] = u >= dropout ? keep : T(0);
-      out[i] = h[i] * m[i];
+      const double u = hash_uniform(seed, kWeightStream + static_cast<std::uint64_t>(l),
+                                    static_cast<std::uint64_t>(i));
+      m[i] = u >= drop.weight ? keep : T(0);
+      out[i] = W[i] * m[i];
+    });
+    return out;
+  }
+
+  // Embedding dropout: row v of the table is kept (scaled) when its uniform
+  // from (seed, kEmbeddingStream) is >= p; rows[r] *= mask[ids[r]].
+  void drop_embedding_rows(std::uint64_t seed, T* rows) {
+    T* m = w(emb_mask_);
+    const T keep = T(1) / T(1 - drop.embedding);
+    for (idx v = 0; v < V; ++v)
+      m[v] = hash_uniform(seed, kEmbeddingStream, static_cast<std::uint64_t>(v)) >= drop.embedding
+                 ? keep
+                 : T(0);
+    scale_rows_by_id(m, rows, E);
+  }
+
+  // rows[r, :] *= mask[ids[r]] for the B_ * T_ rows of `width` values.
+  void scale_rows_by_id(const T* mask, T* rows, idx width) {
+    const idx N = B_ * T_;
+    parallel_for(N, threads_for(N * width), [&](idx r) {
+      const T f = mask[ids_[r]];
+      T* row = rows + r * width;
+#pragma omp simd
+      for (idx j = 0; j < width; ++j) row[j] *= f;
     });
   }
 
   void run_forward(const T* P, const T* state_in, bool train, std::uint64_t seed) {
     const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
-    masks_ready_ = false;
-    if (E > 0) embedding_forward(P + off_emb_, E, ids_.data(), N, w(emb_));
+    in_dropped_.assign(L, 0);
+    emb_dropped_ = train && drop.embedding > 0;
+    w_dropped_ = train && drop.weight > 0;
+    out_dropped_ = train && drop.output > 0;
+    if (E > 0) {
+      embedding_forward(P + off_emb_, E, ids_.data(), N, w(emb_));
+      if (emb_dropped_) drop_embedding_rows(seed, w(emb_));
+    }
     for (idx l = 0; l < L; ++l) {
       const T* Wih = P + off_wih_[l];
       const T* Whh = P + off_whh_[l];
+      if (w_dropped_) Whh = drop_weights(l, Whh, seed);
       T* xp = w(xp_[l]);
       // Input projection for all Tn steps at once.
       if (l == 0 && E == 0) {
         onehot_forward(Wih, P + off_bih_[l], GH, V, ids_.data(), N, xp, w(wt_));
       } else {
-        if (l > 0 && dropout_active(train)) {
-          make_dropout(l, seed);
-          masks_ready_ = true;
+        if (train && input_p(l) > 0) {
+          const T* raw = l == 0 ? w(emb_) : w(hs_[l - 1]) + BH;
+          apply_mask(input_p(l), drop.locked, seed,
+                     l == 0 ? kInputStream : static_cast<std::uint64_t>(l), input_width(l), raw,
+                     w(mask_[l]), w(din_[l]));
+          in_dropped_[l] = 1;
         }
-        const T* in = l == 0 ? w(emb_) : layer_input(l);
+        const T* in = layer_input(l);
         const idx in_dim = l == 0 ? E : H;
         broadcast_rows(xp, N, GH, GH, P + off_bih_[l]);
         K_->gemm(false, true, N, GH, in_dim, in, in_dim, Wih, in_dim, T(1), xp, GH);
@@ -369,7 +481,10 @@ class Model {
       }
     }
     // Decoder on the top layer's outputs.
-    const T* top = w(hs_[L - 1]) + BH;
+    if (out_dropped_)
+      apply_mask(drop.output, drop.locked, seed, kOutputStream, H, w(hs_[L - 1]) + BH,
+                 w(top_mask_), w(top_));
+    const T* top = top_output();
     broadcast_rows(w(logits_), N, V, V, P + off_decb_);
     K_->gemm(false, true, N, V, H, top, H, P + off_decw_, H, T(1), w(logits_), V);
   }
@@ -386,16 +501,17 @@ class Model {
   void run_backward(const T* P, T* Gr, T* dstate) {
     const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
     const T* dlogits = w(logits_);
-    const T* top = w(hs_[L - 1]) + BH;
+    const T* top = top_output();
     T* dout = w(dout_);
     K_->gemm(true, false, V, H, N, dlogits, V, top, H, T(0), Gr + off_decw_, H);
     column_sums(dlogits, N, V, V, Gr + off_decb_, false);
     K_->gemm(false, false, N, H, V, dlogits, V, P + off_decw_, H, T(0), dout, H);
+    if (out_dropped_) multiply(dout, w(top_mask_), N * H);
     T* dh = w(dh_);
     T* dc = w(dc_);
     for (idx l = L - 1; l >= 0; --l) {
       const T* Wih = P + off_wih_[l];
-      const T* Whh = P + off_whh_[l];
+      const T* Whh = w_dropped_ ? w(weff_[l]) : P + off_whh_[l];
       T* xp = w(xp_[l]);
       T* hs = w(hs_[l]);
       T* cs = has_cell_state(cell) ? w(cs_[l]) : nullptr;
@@ -427,22 +543,23 @@ class Model {
       if (cs) copy_n(dc, BH, dstate + (L + l) * BH);
       // Weight gradients over all Tn steps at once.
       K_->gemm(true, false, GH, H, N, dhp_all, GH, hs, H, T(0), Gr + off_whh_[l], H);
+      if (w_dropped_) multiply(Gr + off_whh_[l], w(wmask_[l]), GH * H);
       column_sums(dhp_all, N, GH, GH, Gr + off_bhh_[l], false);
       column_sums(xp, N, GH, GH, Gr + off_bih_[l], false);
       if (l == 0 && E == 0) {
         onehot_backward(xp, GH, V, ids_.data(), N, Gr + off_wih_[0], w(wt_));
         continue;
       }
-      const T* in = l == 0 ? w(emb_) : layer_input(l);
-      const idx in_dim = l == 0 ? E : H;
+      const T* in = layer_input(l);
+      const idx in_dim = input_width(l);
       K_->gemm(true, false, GH, in_dim, N, xp, GH, in, in_dim, T(0), Gr + off_wih_[l], in_dim);
       // d(loss)/d(input of layer l): the outputs of layer l-1, or the embedding.
       K_->gemm(false, false, N, in_dim, GH, xp, GH, Wih, in_dim, T(0), dout, in_dim);
-      if (l > 0 && masks_ready_) {
-        const T* m = w(mask_[l]);
-        for (idx i = 0; i < N * H; ++i) dout[i] *= m[i];
+      if (in_dropped_[l]) multiply(dout, w(mask_[l]), N * in_dim);
+      if (l == 0) {
+        if (emb_dropped_) scale_rows_by_id(w(emb_mask_), dout, E);
+        embedding_backward(dout, E, ids_.data(), N, V, Gr + off_emb_);
       }
-      if (l == 0) embedding_backward(dout, E, ids_.data(), N, V, Gr + off_emb_);
     }
   }
 };

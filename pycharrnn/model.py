@@ -21,6 +21,10 @@ State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 _CELLS = {"rnn": None, "gru": 2, "lstm": 3}
 _NONLINEARITIES = {"tanh": 0, "relu": 1}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+#: The regularisers beyond ``dropout``, as constructor arguments and config keys
+#: (a checkpoint without them was made before they existed: all off).
+REGULARIZERS = ("input_dropout", "output_dropout", "weight_drop", "embedding_dropout",
+                "locked_dropout")
 
 
 class CharRNN:
@@ -35,12 +39,33 @@ class CharRNN:
         nonlinearity: "tanh" or "relu" (cell="rnn" only).
         embedding_dim: size E of a trainable embedding; None feeds one-hot
             vectors (a column gather of ``rnn.weight_ih_l0``, never a matmul).
-        dropout: inverted dropout between layers, in [0, 1).
+        dropout: inverted dropout on the input of layers 1..L-1 (between
+            layers, as torch's nn.RNN/GRU/LSTM), in [0, 1).
         dtype: "float32" (default) or "float64" (for checks).
         seed: seeds the initial weights and the dropout masks.
         forget_bias: LSTM only: initialise the forget-gate bias to this value
             (in ``bias_ih``; the ``bias_hh`` part set to 0) instead of
             PyTorch's uniform init. 1.0 is a common choice.
+        input_dropout: dropout on the embedded characters, layer 0's input
+            (needs ``embedding_dim``).
+        output_dropout: dropout on the top layer's output, before the decoder.
+        weight_drop: DropConnect on every ``rnn.weight_hh_l{k}``: each weight
+            is zeroed with this probability, one mask per training call (so
+            per optimizer step), shared by all time steps and sequences
+            (AWD-LSTM's weight drop, Merity et al. 2017).
+        embedding_dropout: drops whole rows of the embedding table (every
+            occurrence of a character in the batch), one mask per call
+            (needs ``embedding_dim``).
+        locked_dropout: ``dropout``, ``input_dropout`` and ``output_dropout``
+            draw one mask per sequence (row of the batch) and call, shared by
+            all its time steps (variational / locked dropout, Gal &
+            Ghahramani 2016) instead of a new mask at every step.
+
+    Every regulariser is inverted (what is kept is scaled by 1 / (1 - p)),
+    drawn in C++ from a seed that the model's generator gives each training
+    call (the same masks at any thread count, the same mask in the forward
+    and the backward pass) and inactive in evaluation: :meth:`forward`,
+    :meth:`loss`, sampling and validation never drop anything.
 
     Parameters are named and shaped as PyTorch's Embedding -> nn.RNN/GRU/LSTM
     -> Linear (see :meth:`state_dict`) and live in one flat buffer; the
@@ -59,6 +84,11 @@ class CharRNN:
         dtype: str = "float32",
         seed: Optional[int] = None,
         forget_bias: Optional[float] = None,
+        input_dropout: float = 0.0,
+        output_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+        embedding_dropout: float = 0.0,
+        locked_dropout: bool = False,
     ):
         if isinstance(vocab, Vocab):
             self.vocab: Optional[Vocab] = vocab
@@ -76,10 +106,20 @@ class CharRNN:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         if cell != "rnn" and nonlinearity != "tanh":
             raise ValueError("nonlinearity applies to cell='rnn' only")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        rates = {"dropout": dropout, "input_dropout": input_dropout,
+                 "output_dropout": output_dropout, "weight_drop": weight_drop,
+                 "embedding_dropout": embedding_dropout}
+        for name, p in rates.items():
+            if isinstance(p, bool) or not isinstance(p, (int, float)):
+                raise TypeError(f"{name} must be a float, got {type(p).__name__}")
+            if not 0.0 <= float(p) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        for name in ("input_dropout", "embedding_dropout"):
+            if rates[name] > 0 and embedding_dim is None:
+                raise ValueError(f"{name} needs an embedding: set embedding_dim (one-hot "
+                                 "input has no embedding to drop)")
+        if not isinstance(locked_dropout, bool):
+            raise TypeError(f"locked_dropout must be a bool, got {type(locked_dropout).__name__}")
         if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and
                                            issubclass(dtype, np.generic)):
             dtype = np.dtype(dtype).name  # np.float32 / np.dtype("float64")
@@ -101,6 +141,11 @@ class CharRNN:
         self.nonlinearity = nonlinearity
         self.embedding_dim = embedding_dim
         self.dropout = float(dropout)
+        self.input_dropout = float(input_dropout)
+        self.output_dropout = float(output_dropout)
+        self.weight_drop = float(weight_drop)
+        self.embedding_dropout = float(embedding_dropout)
+        self.locked_dropout = locked_dropout
         self.dtype = np.dtype(_DTYPES[str(dtype)])
         self.seed = seed
         self.forget_bias = forget_bias
@@ -109,7 +154,10 @@ class CharRNN:
         code = _CELLS[cell] if cell != "rnn" else _NONLINEARITIES[nonlinearity]
         core_cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
         self._core = core_cls(code, vocab_size, embedding_dim or 0, hidden_size, num_layers,
-                              self.dropout)
+                              self.dropout, input_dropout=self.input_dropout,
+                              output_dropout=self.output_dropout, weight_drop=self.weight_drop,
+                              embedding_dropout=self.embedding_dropout,
+                              locked_dropout=self.locked_dropout)
         n = self._core.num_params
         self._flat_params = np.zeros(n, dtype=self.dtype)
         self._flat_grads = np.zeros(n, dtype=self.dtype)
@@ -163,14 +211,22 @@ class CharRNN:
             "embedding_dim": self.embedding_dim,
             "dropout": self.dropout,
             "dtype": self.dtype.name,
+            **{k: getattr(self, k) for k in REGULARIZERS},
         }
+
+    @property
+    def regularized(self) -> bool:
+        """Whether training calls draw masks (any dropout rate above 0)."""
+        return (self.dropout > 0 or self.input_dropout > 0 or self.output_dropout > 0
+                or self.weight_drop > 0 or self.embedding_dropout > 0)
 
     def __repr__(self) -> str:
         c = self.config()
         inp = f"embedding {c['embedding_dim']}" if c["embedding_dim"] else "one-hot"
         cell = self.cell if self.cell != "rnn" else f"rnn-{self.nonlinearity}"
+        reg = "".join(f", {k}={c[k]}" for k in REGULARIZERS if c[k])
         return (f"CharRNN({cell}, V={self.vocab_size}, {inp}, {self.num_layers}x"
-                f"{self.hidden_size}, dropout={self.dropout}, {self.dtype.name}, "
+                f"{self.hidden_size}, dropout={self.dropout}{reg}, {self.dtype.name}, "
                 f"{self.num_params} params)")
 
     def reset_parameters(self) -> None:
@@ -307,12 +363,13 @@ class CharRNN:
                          state: Optional[State] = None) -> Tuple[float, State]:
         """Loss and final state as :meth:`loss`, and every gradient: fills
         :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
-        (d loss / d initial state). Dropout is applied when ``training``."""
+        (d loss / d initial state). The regularisers (dropout and the rest)
+        are applied when ``training``, with new masks at every call."""
         x, y = self._xy(x, y)
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         ds = np.empty_like(s0)
-        train = self.training and self.dropout > 0
+        train = self.training and self.regularized
         seed = self._dropout_seed() if train else 0
         loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
                                            ds, train=train, seed=seed)
@@ -320,7 +377,7 @@ class CharRNN:
         return float(loss), self.unpack_state(s1)
 
     def train(self, mode: bool = True) -> "CharRNN":
-        """Training mode (dropout in forward_backward) on or off."""
+        """Training mode (the regularisers in forward_backward) on or off."""
         self.training = bool(mode)
         return self
 
@@ -396,6 +453,7 @@ class CharRNN:
                 embedding_dim=cfg["embedding_dim"],
                 dropout=cfg["dropout"],
                 dtype=cfg["dtype"],
+                **{k: cfg[k] for k in REGULARIZERS if k in cfg},
             )
             if model.vocab_size != cfg["vocab_size"]:
                 raise ValueError(f"vocabulary has {count(model.vocab_size, 'symbol')} but "
