@@ -15,15 +15,23 @@ from pathlib import Path
 from typing import List, Optional
 
 from .errors import count
+from .recipes import RECIPES
 
 
 
 # Model options default to None so that --resume can tell which ones the
 # user set (and check them against the checkpoint); DEFAULTS fills the rest.
 MODEL_DEFAULTS = {"cell": "lstm", "nonlinearity": "tanh", "hidden_size": 256, "num_layers": 1,
-                  "embedding_dim": None, "dropout": 0.0, "dtype": "float32"}
+                  "embedding_dim": None, "dropout": 0.0, "dtype": "float32",
+                  "input_dropout": 0.0, "output_dropout": 0.0, "weight_drop": 0.0,
+                  "embedding_dropout": 0.0, "locked_dropout": False}
+# Training options that also default to None, so that a recipe can fill them.
+TRAIN_DEFAULTS = {"batch_size": 32, "seq_length": 64, "optimizer": "adam", "lr": None,
+                  "weight_decay": 0.0, "schedule": "constant", "warmup": 0}
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw": 2e-3}
-DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LENGTH = 32, 64
+#: Validation: every EVAL_EVERY steps, or in runs limited by --time alone at
+#: EVALS_BY_TIME evenly spaced times (a run ends validated either way).
+EVAL_EVERY, EVALS_BY_TIME = 1000, 5
 #: The sampling temperature of `pycharrnn sample` and of the samples `train` prints.
 SAMPLE_TEMPERATURE = 0.8
 PLOT_EVERY = 30.0
@@ -34,7 +42,10 @@ _FLAGS = {"batch_size": "--batch-size", "seq_length": "--seq-length",
           "val_fraction": "--val-fraction", "hidden_size": "--hidden-size",
           "num_layers": "--layers", "embedding_dim": "--embedding-dim", "top_k": "--top-k",
           "top_p": "--top-p", "num_samples": "--num-samples", "temperature": "--temperature",
-          "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every"}
+          "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
+          "input_dropout": "--input-dropout", "output_dropout": "--output-dropout",
+          "weight_drop": "--weight-drop", "embedding_dropout": "--embedding-dropout",
+          "weight_decay": "--weight-decay"}
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -102,17 +113,39 @@ def _add_train(sub) -> None:
                    help=f"(default: {MODEL_DEFAULTS['num_layers']})")
     g.add_argument("--embedding-dim", type=_number(int, 1),
                    help="size of a trained embedding (default: one-hot input)")
-    g.add_argument("--dropout", type=_number(float, 0, 1, hi_open=True),
+    rate = _number(float, 0, 1, hi_open=True)
+    g.add_argument("--dropout", type=rate,
                    help=f"between layers (default: {MODEL_DEFAULTS['dropout']})")
+    g.add_argument("--input-dropout", type=rate,
+                   help="on the embedded characters (needs --embedding-dim; default: 0)")
+    g.add_argument("--output-dropout", type=rate,
+                   help="on the top layer's output, before the decoder (default: 0)")
+    g.add_argument("--weight-drop", type=rate,
+                   help="DropConnect on the recurrent weights, a new mask every step "
+                        "(default: 0)")
+    g.add_argument("--embedding-dropout", type=rate,
+                   help="drop whole characters' embedding rows (needs --embedding-dim; "
+                        "default: 0)")
+    g.add_argument("--locked-dropout", action="store_const", const=True,
+                   help="dropout, input and output dropout draw one mask per sequence, "
+                        "shared by its time steps")
     g.add_argument("--dtype", choices=["float32", "float64"],
                    help=f"(default: {MODEL_DEFAULTS['dtype']})")
     g = p.add_argument_group("training")
+    g.add_argument("--recipe", default="auto",
+                   choices=["auto", "none"] + [r.name for r in RECIPES],
+                   help="a row of the recipe table (" + ", ".join(r.name for r in RECIPES)
+                        + ") that sets model, batch, optimizer, schedule and dropout; "
+                        "auto: the row for --time when --time is the only limit; none: "
+                        "off. Options you give override it")
     g.add_argument("--batch-size", type=_number(int, 1),
-                   help=f"parallel streams (default: {DEFAULT_BATCH_SIZE})")
+                   help=f"parallel streams (default: {TRAIN_DEFAULTS['batch_size']})")
     g.add_argument("--seq-length", type=_number(int, 1),
-                   help=f"characters per chunk of BPTT (default: {DEFAULT_SEQ_LENGTH})")
-    g.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam",
-                   help="torch.optim's update rules and defaults")
+                   help=f"characters per chunk of BPTT (default: "
+                        f"{TRAIN_DEFAULTS['seq_length']})")
+    g.add_argument("--optimizer", choices=sorted(DEFAULT_LR),
+                   help="torch.optim's update rules and defaults (default: "
+                        f"{TRAIN_DEFAULTS['optimizer']})")
     g.add_argument("--lr", type=_number(float, 0, lo_open=True),
                    help="learning rate (default: 2e-3 for adam, adamw and rmsprop, "
                         "0.02 for adagrad, 0.1 for sgd)")
@@ -120,17 +153,24 @@ def _add_train(sub) -> None:
                    help="clip each gradient element to [-C, C] (0: off)")
     g.add_argument("--clip-norm", type=_number(float, 0, lo_open=True),
                    help="clip the global gradient norm (default: off)")
+    g.add_argument("--weight-decay", type=_number(float, 0),
+                   help="adamw: decoupled weight decay; the others: an L2 term in the "
+                        "gradient, as torch.optim (default: 0)")
     g.add_argument("--schedule", choices=["constant", "step", "cosine", "plateau"],
-                   default="constant", help="learning-rate schedule")
+                   help="learning-rate schedule; cosine runs to --steps, or without it "
+                        "to the --time deadline (default: constant)")
     g.add_argument("--lr-decay", type=_number(float, 0, 1, lo_open=True), default=0.97,
                    help="step: factor per epoch; plateau: factor per plateau")
     g.add_argument("--lr-decay-after", type=_number(float, 0), default=10,
                    help="step: first epoch to decay after")
-    g.add_argument("--warmup", type=_number(int, 0), default=0, help="cosine: warm-up steps")
+    g.add_argument("--warmup", type=_number(int, 0),
+                   help="cosine: warm-up steps (default: 0)")
     g.add_argument("--val-fraction", type=_number(float, 0, 1, hi_open=True), default=0.1,
                    help="the text's tail held out for validation")
-    g.add_argument("--eval-every", type=_number(int, 1), default=1000,
-                   help="validation interval (steps); also at each epoch end and the end")
+    g.add_argument("--eval-every", type=_number(int, 1),
+                   help="validate every N steps, at each epoch end and at the end (default: "
+                        f"{EVAL_EVERY}; with --time as the only limit: {EVALS_BY_TIME} times "
+                        "evenly spread over the time instead)")
     g.add_argument("--checkpoint-every", type=_number(int, 1), default=500,
                    help="steps between writes of latest.npz")
     g.add_argument("--seed", type=_number(int, 0), default=0,
@@ -232,15 +272,56 @@ def _load_text(data: Optional[str], corpus: Optional[str]) -> str:
     return read_text(data)
 
 
+def _apply_recipe(args, log):
+    """Fill the options the user left unset from the recipe table (see
+    pycharrnn.recipes), then from the plain defaults; print what was chosen.
+    Returns the recipe, or None."""
+    from . import recipes
+
+    recipe = None
+    if args.recipe not in ("auto", "none"):
+        recipe = recipes.by_name(args.recipe)
+    elif args.recipe == "auto" and args.seconds is not None and args.steps is None \
+            and args.epochs is None:
+        recipe = recipes.for_budget(args.seconds)
+    if recipe is not None:
+        opts = recipe.options()
+        if args.schedule is None and args.steps is None and args.seconds is not None:
+            opts["schedule"] = "cosine"
+        yours = [k for k, v in opts.items() if getattr(args, k) is not None and
+                 getattr(args, k) != v]
+        for k, v in opts.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+        how = f"for --time {args.seconds:g}" if args.recipe == "auto" else "--recipe"
+        log(f"recipe {recipe.name} ({how}): {recipe.describe()}"
+            + (f"; yours: {', '.join('--' + k.replace('_', '-') for k in yours)}"
+               if yours else ""))
+    for k, v in TRAIN_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return recipe
+
+
+def _eval_cadence(args) -> dict:
+    """Trainer options for when to validate (besides epoch ends and the end)."""
+    if args.eval_every is None and args.seconds is not None and args.steps is None \
+            and args.epochs is None:
+        return {"eval_every": None, "eval_every_seconds": args.seconds / EVALS_BY_TIME}
+    return {"eval_every": args.eval_every or EVAL_EVERY}
+
+
 def _schedule(args, lr: float, total: Optional[int]):
     from . import schedule as sch
 
     if args.schedule == "step":
         return sch.StepDecay(lr, gamma=args.lr_decay, every=1, start=args.lr_decay_after)
     if args.schedule == "cosine":
-        if total is None:
-            raise ValueError("--schedule cosine needs --steps")
-        return sch.CosineWarmup(lr, total_steps=total, warmup_steps=args.warmup)
+        if total is not None:
+            return sch.CosineWarmup(lr, total_steps=total, warmup_steps=args.warmup)
+        if args.seconds is None:
+            raise ValueError("--schedule cosine needs --steps or --time")
+        return sch.CosineToDeadline(lr, seconds=args.seconds, warmup_steps=args.warmup)
     if args.schedule == "plateau":
         return sch.ReduceOnPlateau(lr, factor=args.lr_decay if args.lr_decay < 1 else 0.5)
     return None
@@ -325,23 +406,25 @@ def _train(args) -> int:
                   "another --out", file=sys.stderr)
             return 2
         text = _load_text(args.data, args.corpus)
-        args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
-        args.seq_length = args.seq_length or DEFAULT_SEQ_LENGTH
-        cfg = {k: (v if v is not None else MODEL_DEFAULTS[k]) for k, v in model_args.items()}
+        recipe = _apply_recipe(args, log)
+        cfg = {k: (v if v is not None else MODEL_DEFAULTS[k])
+               for k, v in ((k, getattr(args, k)) for k in MODEL_DEFAULTS)}
         model = pc.CharRNN(pc.Vocab.from_text(text), seed=args.seed, **cfg)
         lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-        kw = dict(lr=lr, clip_value=args.clip or None, clip_norm=args.clip_norm)
+        kw = dict(lr=lr, clip_value=args.clip or None, clip_norm=args.clip_norm,
+                  weight_decay=args.weight_decay)
         if args.optimizer == "adagrad":
             kw.update(eps=1e-8, eps_inside_sqrt=True)
         opt = pc.optim.OPTIMIZERS[args.optimizer](model, **kw)
         trainer = pc.Trainer(model, text, batch_size=args.batch_size,
                              seq_length=args.seq_length, optimizer=opt,
                              schedule=_schedule(args, lr, args.steps),
-                             val_fraction=args.val_fraction, eval_every=args.eval_every,
+                             val_fraction=args.val_fraction, **_eval_cadence(args),
                              checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, {"data": str(Path(args.data).resolve()) if args.data else None,
-                             "corpus": args.corpus, "args": vars(args)})
+                             "corpus": args.corpus, "args": vars(args),
+                             "recipe": recipe.name if recipe else None})
     log(f"{model}\n{count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
         f"training, {trainer.val_ids.size:,} for validation), "
         f"{count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
@@ -375,8 +458,9 @@ def _train(args) -> int:
     if signals.signum is not None:
         if (out / LATEST).is_file():
             again = [f"--{k} {getattr(args, a):g}" for k, a in
-                     (("steps", "steps"), ("epochs", "epochs"), ("time", "seconds"))
-                     if getattr(args, a) is not None]
+                     (("steps", "steps"), ("epochs", "epochs")) if getattr(args, a) is not None]
+            if args.seconds is not None:  # the time this session had left
+                again.append(f"--time {max(1, math.ceil(args.seconds - progress.elapsed()))}")
             print(f"saved step {trainer.step_count} to {out}; continue with: pycharrnn train "
                   f"--out {shlex.quote(str(out))} --resume {' '.join(again)}".rstrip(),
                   file=sys.stderr)
@@ -605,8 +689,8 @@ def _eval(args) -> int:
             raise ValueError("the run held out no validation text (--val-fraction 0): give a "
                              "TEXT_FILE")
         what = f"the validation text (the last {t['val_fraction']:.0%}) of {source}"
-    loss = evaluate(model, ids, args.batch_size or t.get("batch_size", DEFAULT_BATCH_SIZE),
-                    args.seq_length or t.get("seq_length", DEFAULT_SEQ_LENGTH))
+    loss = evaluate(model, ids, args.batch_size or t.get("batch_size", TRAIN_DEFAULTS["batch_size"]),
+                    args.seq_length or t.get("seq_length", TRAIN_DEFAULTS["seq_length"]))
     result = {"checkpoint": str(path), "step": t.get("step"), "text": str(source),
               "characters": int(ids.size), "predicted": int(ids.size - 1),
               "loss": loss, "bits_per_char": loss / math.log(2)}

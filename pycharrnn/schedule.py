@@ -1,6 +1,11 @@
 """Learning-rate schedules. The trainer asks ``lr(step, epoch)`` before every
 update (step counts from 1, epoch is fractional) and reports each validation
-loss to ``on_validation``; ``state_dict`` holds what exact resume needs."""
+loss to ``on_validation``; ``state_dict`` holds what exact resume needs.
+
+A schedule with ``by_time = True`` (:class:`CosineToDeadline`) is asked
+``lr(step, epoch, seconds)`` instead, ``seconds`` being the run's training
+clock (:attr:`pycharrnn.Trainer.clock`): it follows wall time, so it is not
+reproducible step for step as the others are."""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from typing import Any, Dict, Optional
 
 class Schedule:
     """Base: a constant learning rate ``base_lr``."""
+
+    #: True for schedules of the training clock, asked lr(step, epoch, seconds).
+    by_time = False
 
     def __init__(self, base_lr: float):
         if not (isinstance(base_lr, (int, float)) and math.isfinite(base_lr) and base_lr > 0):
@@ -93,6 +101,41 @@ class CosineWarmup(Schedule):
                 "warmup_steps": self.warmup_steps, "min_lr": self.min_lr}
 
 
+class CosineToDeadline(Schedule):
+    """A cosine from base_lr down to ``min_lr`` over ``seconds`` of the
+    run's training clock (wall time, validations and checkpoints included),
+    held after it, times a linear warm-up over the first ``warmup_steps``:
+    ``lr = base_lr * min(1, step / warmup_steps) * cosine``. For runs with a
+    time budget (``pycharrnn train --time``), whose step count is not known
+    in advance: the rate reaches its floor at the deadline whatever the
+    machine's speed."""
+
+    by_time = True
+
+    def __init__(self, base_lr: float, seconds: float, warmup_steps: int = 0,
+                 min_lr: float = 0.0):
+        super().__init__(base_lr)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+                not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        if not 0 <= min_lr <= base_lr:
+            raise ValueError("min_lr must be in [0, base_lr]")
+        self.seconds, self.warmup_steps, self.min_lr = float(seconds), warmup_steps, \
+            float(min_lr)
+
+    def lr(self, step: int, epoch: float, seconds: float = 0.0) -> float:
+        warm = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
+        frac = min(1.0, max(0.0, seconds / self.seconds))
+        cos = self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * frac))
+        return warm * cos
+
+    def config(self) -> Dict[str, Any]:
+        return {**super().config(), "seconds": self.seconds,
+                "warmup_steps": self.warmup_steps, "min_lr": self.min_lr}
+
+
 class ReduceOnPlateau(Schedule):
     """Multiply by ``factor`` when the validation loss has not improved by more
     than ``threshold`` (relative) for ``patience`` validations; never below
@@ -136,7 +179,8 @@ class ReduceOnPlateau(Schedule):
         self.current, self.best, self.bad = float(d["current"]), d["best"], int(d["bad"])
 
 
-SCHEDULES = {c.__name__: c for c in (Constant, StepDecay, CosineWarmup, ReduceOnPlateau)}
+SCHEDULES = {c.__name__: c for c in (Constant, StepDecay, CosineWarmup, CosineToDeadline,
+                                      ReduceOnPlateau)}
 
 
 def from_config(cfg: Dict[str, Any]) -> Schedule:

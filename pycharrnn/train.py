@@ -33,7 +33,7 @@ _HISTORY_KEYS = ("step", "loss", "ema_loss", "lr", "grad_norm", "epoch")
 _VAL_KEYS = ("step", "val_loss", "epoch")
 # Resume options: those fixed by the checkpoint, and those that may change.
 _FIXED = {"batch_size", "seq_length", "val_fraction"}
-_FREE = {"eval_every", "checkpoint_every", "checkpoint_each_epoch"}
+_FREE = {"eval_every", "eval_every_seconds", "checkpoint_every", "checkpoint_each_epoch"}
 
 
 class TrainingDiverged(PyCharRNNError):
@@ -232,6 +232,11 @@ class Trainer:
         schedule: sets ``optimizer.lr`` before every step (None: leave it).
         eval_every: validate every N steps (also at each epoch end, and at the
             end of every :meth:`run`).
+        eval_every_seconds: also validate when this many seconds of the
+            training clock (:attr:`clock`) have passed since the last
+            validation, or nine times as long as that validation took if that
+            is longer (so that these validations take at most a tenth of the
+            time): for runs with a time budget.
         checkpoint_dir: where ``latest.npz`` (every ``checkpoint_every`` steps
             and/or each epoch end, and at the end of :meth:`run`) and
             ``best.npz`` (lowest validation loss) are written, atomically.
@@ -255,7 +260,8 @@ class Trainer:
                  eval_every: Optional[int] = None, checkpoint_dir: Optional[Any] = None,
                  checkpoint_every: Optional[int] = None, checkpoint_each_epoch: bool = True,
                  ema_decay: float = 0.99,
-                 callbacks: Optional[Sequence[Callable[..., Any]]] = None):
+                 callbacks: Optional[Sequence[Callable[..., Any]]] = None,
+                 eval_every_seconds: Optional[float] = None):
         ids = self._encode(model, data)
         train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
@@ -268,6 +274,14 @@ class Trainer:
             raise ValueError("the optimizer was made for another model")
         self.schedule = schedule
         self.eval_every = None if eval_every is None else check_int("eval_every", eval_every, 1)
+        if eval_every_seconds is not None and (
+                isinstance(eval_every_seconds, bool)
+                or not isinstance(eval_every_seconds, (int, float))
+                or not (math.isfinite(eval_every_seconds) and eval_every_seconds > 0)):
+            raise ValueError(f"eval_every_seconds must be a positive number, got "
+                             f"{eval_every_seconds!r}")
+        self.eval_every_seconds = None if eval_every_seconds is None else \
+            float(eval_every_seconds)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = None if checkpoint_every is None else \
             check_int("checkpoint_every", checkpoint_every, 1)
@@ -283,6 +297,12 @@ class Trainer:
         self.state = model.initial_state(self.batches.batch_size)
         self.step_count = 0
         self.elapsed = 0.0
+        #: Wall seconds spent in :meth:`run` over the whole run (resumes
+        #: included): the clock of schedules by time.
+        self.clock = 0.0
+        self._step_start = 0.0
+        self._last_eval_clock = 0.0  # the clock at the last validation, and its duration
+        self._last_eval_seconds = 0.0
         self.history: List[Dict[str, float]] = []
         self.val_history: List[Dict[str, float]] = []
         self.callbacks = list(callbacks or [])
@@ -353,13 +373,17 @@ class Trainer:
     def step(self) -> Dict[str, float]:
         """One chunk: forward, backward, optimizer update; then validation and
         checkpoints when they are due."""
-        t0 = time.perf_counter()
+        t0 = self._step_start = time.perf_counter()
         b = self.batches
         x, y, wrapped = b.next()
         if wrapped:
             self.state = self.model.initial_state(b.batch_size)
         if self.schedule is not None:
-            self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float)
+            if getattr(self.schedule, "by_time", False):
+                self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float,
+                                                     self.clock)
+            else:
+                self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float)
         loss, state = self.model.forward_backward(x, y, self.state)
         if not _finite(loss):
             raise self._diverged("loss", loss)
@@ -382,8 +406,10 @@ class Trainer:
         self.history.append({k: m[k] for k in _HISTORY_KEYS})
         epoch_end = b.at_epoch_end
         stop = self._emit("step", m)
+        by_time = self.eval_every_seconds is not None and self.clock + dt >= \
+            self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
         if self.val_ids.size and ((self.eval_every and self.step_count % self.eval_every == 0)
-                                  or epoch_end):
+                                  or epoch_end or by_time):
             stop = self._validate(m, scheduled=True) or stop
         if self.checkpoint_dir is not None and (
                 (self.checkpoint_every and self.step_count % self.checkpoint_every == 0)
@@ -399,7 +425,10 @@ class Trainer:
         Only a scheduled validation (eval_every, epoch end) informs the
         schedule, so that a run stopped early and resumed keeps the learning
         rates of an uninterrupted one. Returns whether a callback asked to stop."""
+        t0 = time.perf_counter()
         v = self.evaluate()
+        self._last_eval_seconds = time.perf_counter() - t0
+        self._last_eval_clock = self.clock + (t0 - self._step_start)
         m["val_loss"], m["val_bpc"] = v, v / LN2
         self.val_history.append({"step": self.step_count, "val_loss": v,
                                  "epoch": self.batches.epoch_float})
@@ -445,12 +474,16 @@ class Trainer:
         if until_step is not None:
             target = min(target, check_int("until_step", until_step, 0))
         start = time.perf_counter()
+        clock0 = self.clock
         done: List[Dict[str, float]] = []
         self._stop = False
         while self.step_count < target and not self._stop and not self._stop_requested:
-            if seconds is not None and time.perf_counter() - start >= seconds:
+            now = time.perf_counter() - start
+            self.clock = clock0 + now
+            if seconds is not None and now >= seconds:
                 break
             done.append(self.step())
+        self.clock = clock0 + time.perf_counter() - start
         self._stop_requested = False
         last_val = self.val_history[-1]["step"] if self.val_history else None
         if done and validate_at_end and self.val_ids.size and last_val != self.step_count:
@@ -473,12 +506,13 @@ class Trainer:
             "step": self.step_count, "epoch": b.epoch, "position": b.position,
             "batch_size": b.batch_size, "seq_length": b.seq_length,
             "val_fraction": self.val_fraction, "eval_every": self.eval_every,
+            "eval_every_seconds": self.eval_every_seconds,
             "checkpoint_every": self.checkpoint_every,
             "checkpoint_each_epoch": self.checkpoint_each_epoch,
             "ema_decay": self.ema_decay, "ema_sum": self._ema_sum,
             "ema_loss": self.ema_loss if self.step_count else None,
             "best_val_loss": self.best_val_loss, "elapsed": self.elapsed,
-            "data": self.data_fingerprint,
+            "clock": self.clock, "data": self.data_fingerprint,
         }
         save_training(path, self.model, TrainingState(
             trainer=trainer, optimizer=self.optimizer.state_dict(),
@@ -526,7 +560,7 @@ class Trainer:
             checkpoint_dir = resolve(path).parent
         if checkpoint_dir is not None:
             remove_temporaries(checkpoint_dir)  # this process owns the directory now
-        kw = {k: overrides.get(k, t[k]) for k in _FREE}
+        kw = {k: overrides.get(k, t.get(k)) for k in _FREE}
         tr = cls(model, ids, batch_size=t["batch_size"], seq_length=t["seq_length"],
                  optimizer=opt, schedule=schedule, val_fraction=t["val_fraction"],
                  checkpoint_dir=checkpoint_dir, ema_decay=t["ema_decay"], callbacks=callbacks,
@@ -540,6 +574,8 @@ class Trainer:
                 tr.ema_decay ** tr.step_count * math.log(model.vocab_size)
         tr.best_val_loss = t["best_val_loss"]
         tr.elapsed = float(t["elapsed"])
+        tr.clock = float(t.get("clock", t["elapsed"]))  # older checkpoints: step time only
+        tr._last_eval_clock = tr.clock
         tr.state = model.unpack_state(ts.state)
         tr.history = _rows(ts.history, _HISTORY_KEYS)
         tr.val_history = _rows(ts.val_history, _VAL_KEYS)

@@ -264,7 +264,7 @@ def test_help_shows_every_default(tmp_path):
     train = " ".join(cli(tmp_path, "train", "--help").stdout.split())
     for needle in ("--hidden-size HIDDEN_SIZE units per layer (default: 256)",
                    "--cell {rnn,gru,lstm} (default: lstm)", "--lr-decay LR_DECAY",
-                   "(default: 0.97)", "--eval-every EVAL_EVERY", "(default: 1000)",
+                   "(default: 0.97)", "--eval-every EVAL_EVERY", "(default: 1000;",
                    f"(default: {cli_mod.SAMPLE_TEMPERATURE})"):
         assert needle in train, needle
     sample = " ".join(cli(tmp_path, "sample", "--help").stdout.split())

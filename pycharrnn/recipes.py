@@ -1,0 +1,97 @@
+"""Training recipes by time budget: what ``pycharrnn train FILE --time S``
+trains when nothing else is said.
+
+Each :class:`Recipe` is the model, batch, optimizer, schedule and
+regularisation that reached the lowest validation loss in its budget on a
+2-core machine (benchmarks/quality.py measures them; README, "Recipes by
+time budget", gives the numbers and how the table was found).
+:func:`for_budget` picks the row for a budget: the one made for the largest
+budget that fits in it (the smallest row for shorter ones). Every field can
+be overridden by its own flag; the learning rate follows a linear warm-up,
+then a cosine to the deadline (:class:`pycharrnn.schedule.CosineToDeadline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List
+
+__all__ = ["Recipe", "RECIPES", "for_budget", "by_name"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One row of the table. ``seconds`` is the budget it was chosen for;
+    the other fields are the ``pycharrnn train`` options of the same names
+    (``num_layers`` is --layers)."""
+
+    name: str
+    seconds: float
+    cell: str
+    hidden_size: int
+    num_layers: int
+    embedding_dim: int
+    batch_size: int
+    seq_length: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    warmup: int
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    output_dropout: float = 0.0
+    weight_drop: float = 0.0
+    embedding_dropout: float = 0.0
+    locked_dropout: bool = False
+
+    def options(self) -> Dict[str, Any]:
+        """The fields that are train options, by their argparse names."""
+        d = asdict(self)
+        del d["name"], d["seconds"]
+        return d
+
+    def describe(self) -> str:
+        """One line for the start of a run."""
+        reg = [f"{k.replace('_', ' ')} {v:g}" for k, v in
+               (("dropout", self.dropout), ("input_dropout", self.input_dropout),
+                ("output_dropout", self.output_dropout), ("weight_drop", self.weight_drop),
+                ("embedding_dropout", self.embedding_dropout)) if v]
+        locked = " (locked)" if self.locked_dropout and reg else ""
+        return (f"{self.cell} {self.num_layers}x{self.hidden_size}, embedding "
+                f"{self.embedding_dim}, batch {self.batch_size} x {self.seq_length}, "
+                f"{self.optimizer} lr {self.lr:g} weight decay {self.weight_decay:g}, "
+                f"{self.warmup} warm-up steps then a cosine to the deadline, "
+                + (", ".join(reg) + locked if reg else "no dropout"))
+
+
+#: The table, shortest budget first.
+RECIPES: List[Recipe] = [
+    Recipe("1min", 60, cell="gru", hidden_size=384, num_layers=1, embedding_dim=64,
+           batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
+           warmup=50),
+    Recipe("3min", 180, cell="gru", hidden_size=512, num_layers=1, embedding_dim=64,
+           batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
+           warmup=100, output_dropout=0.1, weight_drop=0.1, locked_dropout=True),
+    Recipe("15min", 900, cell="gru", hidden_size=768, num_layers=1, embedding_dim=64,
+           batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
+           warmup=200, input_dropout=0.1, output_dropout=0.25, weight_drop=0.2,
+           locked_dropout=True),
+    Recipe("60min", 3600, cell="lstm", hidden_size=512, num_layers=2, embedding_dim=64,
+           batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
+           warmup=300, dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.3,
+           locked_dropout=True),
+]
+
+
+def for_budget(seconds: float) -> Recipe:
+    """The recipe for a budget of ``seconds``: the row made for the largest
+    budget that fits, or the smallest row."""
+    fits = [r for r in RECIPES if r.seconds <= seconds]
+    return fits[-1] if fits else RECIPES[0]
+
+
+def by_name(name: str) -> Recipe:
+    for r in RECIPES:
+        if r.name == name:
+            return r
+    raise ValueError(f"no recipe {name!r}; there are {', '.join(r.name for r in RECIPES)}")

@@ -1,0 +1,145 @@
+"""Runs by time budget: the recipe table, the cosine to the deadline, the
+trainer's clock, and `pycharrnn train --time` choosing and printing a recipe."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn import recipes
+from pycharrnn.schedule import CosineToDeadline, from_config
+from test_cli import cli, data  # noqa: F401  (the fixture)
+
+
+def test_the_table_is_ordered_and_for_budget_picks_the_largest_that_fits():
+    budgets = [r.seconds for r in recipes.RECIPES]
+    assert budgets == sorted(budgets) and len(set(budgets)) == len(budgets)
+    first = recipes.RECIPES[0]
+    assert recipes.for_budget(1) is first  # shorter than every row: the smallest
+    for r in recipes.RECIPES:
+        assert recipes.for_budget(r.seconds) is r
+        assert recipes.for_budget(r.seconds * 1.5).seconds >= r.seconds
+    assert recipes.by_name("3min").seconds == 180
+    with pytest.raises(ValueError, match="no recipe 'x'; there are 1min"):
+        recipes.by_name("x")
+
+
+@pytest.mark.parametrize("r", recipes.RECIPES, ids=lambda r: r.name)
+def test_every_recipe_builds_a_model_and_an_optimizer(r):
+    o = r.options()
+    model_keys = ("cell", "hidden_size", "num_layers", "embedding_dim", "dropout",
+                  "input_dropout", "output_dropout", "weight_drop", "embedding_dropout",
+                  "locked_dropout")
+    m = pc.CharRNN(20, seed=0, **{k: o[k] for k in model_keys})
+    pc.optim.OPTIMIZERS[r.optimizer](m, lr=r.lr, weight_decay=r.weight_decay)
+    assert r.name in {x.name for x in recipes.RECIPES} and r.describe()
+
+
+def test_cosine_to_the_deadline():
+    s = CosineToDeadline(0.01, seconds=100, warmup_steps=10, min_lr=0.001)
+    assert s.by_time
+    assert s.lr(5, 0.0, 0.0) == pytest.approx(0.005)  # half-way through the warm-up
+    assert s.lr(10, 0.0, 0.0) == pytest.approx(0.01)
+    assert s.lr(500, 0.0, 50.0) == pytest.approx(0.0055)  # half-way to the deadline
+    assert s.lr(900, 0.0, 100.0) == pytest.approx(0.001)
+    assert s.lr(999, 0.0, 1e6) == pytest.approx(0.001)  # held after it
+    lrs = [s.lr(100, 0.0, t) for t in np.linspace(0, 100, 50)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    again = from_config(s.config())
+    assert again.config() == s.config() and again.lr(50, 0.0, 37.0) == s.lr(50, 0.0, 37.0)
+    for bad in (0, -1, math.inf, "10"):
+        with pytest.raises(ValueError, match="seconds"):
+            CosineToDeadline(0.01, seconds=bad)
+
+
+class _Recorder:
+    """A schedule by time that records the clock it is given."""
+
+    by_time = True
+
+    def __init__(self):
+        self.seen = []
+
+    def lr(self, step, epoch, seconds):
+        self.seen.append(seconds)
+        return 1e-3
+
+    def on_validation(self, loss):
+        pass
+
+    def state_dict(self):
+        return {"config": {"type": "Constant", "base_lr": 1e-3}}
+
+
+def test_the_trainer_clock_runs_across_runs_and_resumes(tmp_path):
+    text = "abcdefgh" * 300
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=8, cell="gru", seed=0)
+    sched = _Recorder()
+    tr = pc.Trainer(m, text, batch_size=2, seq_length=8, schedule=sched,
+                    optimizer=pc.optim.Adam(m), checkpoint_dir=tmp_path)
+    tr.run(seconds=0.3)
+    first = tr.clock
+    assert 0.3 <= first < 5 and sched.seen[0] < 0.1
+    assert all(a <= b for a, b in zip(sched.seen, sched.seen[1:]))
+    assert sched.seen[-1] < 0.3 <= first
+    tr.run(seconds=0.2)  # a second session continues the clock
+    assert tr.clock >= first + 0.2
+    back = pc.Trainer.resume(tmp_path, text)
+    assert back.clock == pytest.approx(tr.clock, abs=0.05)
+
+
+def _train(tmp_path, data, *extra, ok=True):
+    run = tmp_path / "run"
+    return run, cli(tmp_path, "train", data, "--out", run, "--sample-length", 0, "--no-bar",
+                    "--hidden-size", 12, "--batch-size", 4, "--seq-length", 16, *extra, ok=ok)
+
+
+def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
+    run, r = _train(tmp_path, data, "--time", 1, "--cell", "lstm")
+    first = recipes.RECIPES[0]
+    line = r.stdout.splitlines()[0]
+    assert line.startswith(f"recipe {first.name} (for --time 1): ")
+    assert "then a cosine to the deadline" in line
+    assert "yours: --cell, --hidden-size, --batch-size, --seq-length" in line
+    m = pc.load(run)  # the recipe's choices, and yours where you gave them
+    assert (m.cell, m.hidden_size, m.embedding_dim) == ("lstm", 12, first.embedding_dim)
+    assert m.weight_drop == first.weight_drop and m.output_dropout == first.output_dropout
+    assert json.loads((run / "run.json").read_text())["recipe"] == first.name
+    h, _ = pc.checkpoint.read_arrays(run / "latest.npz")
+    sched = h["extra"]["schedule"]["config"]
+    assert sched["type"] == "CosineToDeadline" and sched["seconds"] == 1
+    assert h["extra"]["optimizer"]["type"] == first.optimizer.capitalize().replace("w", "W")
+
+
+def test_no_recipe_with_steps_or_recipe_none(tmp_path, data):  # noqa: F811
+    run, r = _train(tmp_path, data, "--time", 1, "--recipe", "none")
+    assert not r.stdout.startswith("recipe")
+    m = pc.load(run)
+    assert m.cell == "lstm" and m.embedding_dim is None and not m.regularized
+    run2 = tmp_path / "run2"
+    r = cli(tmp_path, "train", data, "--out", run2, "--steps", 3, "--time", 30,
+            "--hidden-size", 8, "--sample-length", 0, "--no-bar")
+    assert not r.stdout.startswith("recipe") and pc.load(run2).embedding_dim is None
+
+
+def test_a_named_recipe_applies_with_steps_and_cosine_with_time(tmp_path, data):  # noqa: F811
+    run, r = _train(tmp_path, data, "--steps", 4, "--recipe", "3min")
+    assert r.stdout.startswith("recipe 3min (--recipe): ")
+    assert pc.load(run).hidden_size == 12
+    run2 = tmp_path / "run2"
+    r = cli(tmp_path, "train", data, "--out", run2, "--time", 1, "--recipe", "none",
+            "--schedule", "cosine", "--hidden-size", 8, "--sample-length", 0, "--no-bar")
+    h, _ = pc.checkpoint.read_arrays(run2 / "latest.npz")
+    assert h["extra"]["schedule"]["config"]["type"] == "CosineToDeadline"
+    lrs = [json.loads(x)["lr"] for x in (run2 / "metrics.jsonl").read_text().splitlines()
+           if '"eval"' not in x]
+    assert lrs[-1] < lrs[0]
+
+
+@pytest.mark.parametrize("flag", ["--input-dropout", "--embedding-dropout"])
+def test_embedding_regularisers_without_an_embedding_name_the_flag(tmp_path, data, flag):  # noqa: F811
+    r = cli(tmp_path, "train", data, "--out", tmp_path / "r", "--steps", 2, "--recipe", "none",
+            flag, "0.1", ok=False)
+    assert r.returncode == 1 and flag in r.stderr and "--embedding-dim" in r.stderr
