@@ -51,7 +51,7 @@ SHARED = HERE.parent.parent / "shared" / "data"
 
 def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> dict:
     """One `pycharrnn train` process; its curve and end numbers."""
-    out = workdir / name
+    out = workdir / data.stem / name
     cmd = [sys.executable, "-m", "pycharrnn", "train", str(data), "--out", str(out),
            "--time", f"{seconds:g}", "--no-bar", "--log-every", "1000000",
            "--sample-length", "600", "--seed", "0", *extra]
@@ -131,7 +131,7 @@ def torch_run(text: str, seconds: float, recipe, val_fraction: float = 0.1) -> d
     batches = Batches(train_ids, recipe.batch_size, recipe.seq_length)
     curve, state, step = [], None, 0
     t0 = time.perf_counter()
-    next_eval = seconds / 12
+    next_eval = seconds / 5
 
     def validate():
         net.eval()
@@ -146,7 +146,7 @@ def torch_run(text: str, seconds: float, recipe, val_fraction: float = 0.1) -> d
             break
         if now >= next_eval:
             curve.append((now, validate()))
-            next_eval += seconds / 12
+            next_eval += seconds / 5
         x, y, wrapped = batches.next()
         if wrapped:
             state = None
@@ -183,15 +183,59 @@ def plot(results: dict, path: Path) -> None:
                     f"{run['final_val']:.3f}")
         for target, budget in ((1.50, 3), (1.40, 15), (1.35, 60)):
             ax.axhline(target, color="grey", lw=0.6, ls=":")
+            ax.annotate(f"{budget}-min target", (0, target), xycoords=("axes fraction", "data"),
+                        xytext=(3, 2), textcoords="offset points", fontsize=7, color="grey")
         ax.set_title(text)
         ax.set_xlabel("wall time (minutes)")
         ax.set_ylabel("validation loss (nats/char)")
-        ax.set_ylim(top=min(2.2, ax.get_ylim()[1]))
+        lowest = min(r["final_val"] for r in results[text])
+        ax.set_ylim(top=max(min(2.2, ax.get_ylim()[1]), lowest + 0.2))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def markdown(results: dict, budgets, date: str = "") -> str:
+    """The results as a RESULTS.md section."""
+    import platform
+
+    lines = [f"## Model quality per hour ({date or time.strftime('%Y-%m-%dT%H:%M:%S')})", "",
+             f"`python benchmarks/quality.py --budgets {' '.join(f'{b:g}' for b in budgets)}`"
+             f" on {platform.machine()}, {os.cpu_count()} logical CPUs, "
+             f"{pc.build_info()['simd']} kernels; one training process at a time. "
+             "Validation: the text's last 10%, nats/char, read with the state carried. "
+             "gap = validation - training loss (EMA) at the end: overfitting when large. "
+             "bare step: the same model's training step alone (no validation, checkpoints "
+             "or logging). Curves: `quality.png` beside `quality.json`.", "",
+             "| text | run | final val | best val | train (EMA) | gap | steps | epochs | "
+             "chars/s | bare step chars/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for text, runs in results.items():
+        for r in runs:
+            tr = r.get("train_ema", math.nan)
+            lines.append(
+                f"| {text} | {r['name']} | {r['final_val']:.4f} | {r['best_val']:.4f} | "
+                f"{tr:.4f} | {r['final_val'] - tr:+.3f} | {r['steps']:,} | "
+                f"{r.get('epochs', math.nan):.1f} | {r['chars_per_sec']:,.0f} | "
+                f"{r.get('kernel_chars_per_sec', math.nan):,.0f} |")
+    return "\n".join(lines).replace("| nan |", "| - |").replace("+nan", "-") + "\n"
+
+
+BEGIN, END = "<!-- quality.py: begin -->", "<!-- quality.py: end -->"
+
+
+def write_section(path: Path, md: str) -> None:
+    """Replace (or append) the quality section of a markdown file, atomically."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{BEGIN}\n{md}{END}\n"
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END) + 1:]
+    else:
+        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -208,8 +252,22 @@ def main(argv=None) -> int:
                    help="budgets for which to also train the recipe in PyTorch")
     p.add_argument("--extra", default="", help="more options for every recipe run")
     p.add_argument("--out", type=Path, default=HERE / "quality")
+    p.add_argument("--results", type=Path,
+                   help="write the table into this markdown file's quality section "
+                        "(e.g. benchmarks/RESULTS.md)")
+    p.add_argument("--from-json", type=Path,
+                   help="no training: redraw and re-tabulate a quality.json")
     a = p.parse_args(argv)
     budgets = a.budgets + ([3600.0] if a.long else [])
+    if a.from_json:
+        saved = json.loads(a.from_json.read_text())
+        a.out.mkdir(parents=True, exist_ok=True)
+        plot(saved["results"], a.out / "quality.png")
+        md = markdown(saved["results"], saved.get("budgets", budgets), saved["date"])
+        print(md)
+        if a.results:
+            write_section(a.results, md)
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     rows = []
@@ -242,18 +300,13 @@ def main(argv=None) -> int:
                           f"(bare step {r.get('kernel_chars_per_sec', math.nan):,.0f})",
                           flush=True)
                 (a.out / "quality.json").write_text(json.dumps(
-                    {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "budgets": budgets,
                      "build_info": pc.build_info(), "results": results}, indent=1))
                 plot(results, a.out / "quality.png")
-    print("\n| text | run | final val | best val | train (EMA) | gap | steps | epochs | "
-          "chars/s | bare step chars/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for text, r in rows:
-        tr = r.get("train_ema", math.nan)
-        print(f"| {text} | {r['name']} | {r['final_val']:.4f} | {r['best_val']:.4f} | "
-              f"{tr:.4f} | {r['final_val'] - tr:+.3f} | {r['steps']:,} | "
-              f"{r.get('epochs', math.nan):.1f} | {r['chars_per_sec']:,.0f} | "
-              f"{r.get('kernel_chars_per_sec', math.nan):,.0f} |")
+    md = markdown(results, budgets)
+    print("\n" + md)
+    if a.results:
+        write_section(a.results, md)
     return 0
 
 

@@ -286,15 +286,18 @@ def _apply_recipe(args, log):
         recipe = recipes.for_budget(args.seconds)
     if recipe is not None:
         opts = recipe.options()
-        if args.schedule is None and args.steps is None and args.seconds is not None:
-            opts["schedule"] = "cosine"
+        if args.steps is not None or args.seconds is not None:
+            opts["schedule"] = "cosine"  # to --steps, or else to the --time deadline
         yours = [k for k, v in opts.items() if getattr(args, k) is not None and
                  getattr(args, k) != v]
         for k, v in opts.items():
             if getattr(args, k) is None:
                 setattr(args, k, v)
+                if k == "warmup" and args.steps is not None and v > args.steps // 10:
+                    args.warmup = args.steps // 10  # a tenth of a short run at most
         how = f"for --time {args.seconds:g}" if args.recipe == "auto" else "--recipe"
-        log(f"recipe {recipe.name} ({how}): {recipe.describe()}"
+        until = f"step {args.steps}" if args.steps is not None else "the deadline"
+        log(f"recipe {recipe.name} ({how}): {recipe.describe(until)}"
             + (f"; yours: {', '.join('--' + k.replace('_', '-') for k in yours)}"
                if yours else ""))
     for k, v in TRAIN_DEFAULTS.items():

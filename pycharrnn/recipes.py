@@ -50,8 +50,8 @@ class Recipe:
         del d["name"], d["seconds"]
         return d
 
-    def describe(self) -> str:
-        """One line for the start of a run."""
+    def describe(self, until: str = "the deadline") -> str:
+        """One line for the start of a run (its cosine runs to ``until``)."""
         reg = [f"{k.replace('_', ' ')} {v:g}" for k, v in
                (("dropout", self.dropout), ("input_dropout", self.input_dropout),
                 ("output_dropout", self.output_dropout), ("weight_drop", self.weight_drop),
@@ -60,7 +60,7 @@ class Recipe:
         return (f"{self.cell} {self.num_layers}x{self.hidden_size}, embedding "
                 f"{self.embedding_dim}, batch {self.batch_size} x {self.seq_length}, "
                 f"{self.optimizer} lr {self.lr:g} weight decay {self.weight_decay:g}, "
-                f"{self.warmup} warm-up steps then a cosine to the deadline, "
+                f"{self.warmup} warm-up steps then a cosine to {until}, "
                 + (", ".join(reg) + locked if reg else "no dropout"))
 
 
@@ -70,8 +70,8 @@ RECIPES: List[Recipe] = [
            batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
            warmup=50),
     Recipe("3min", 180, cell="gru", hidden_size=512, num_layers=1, embedding_dim=64,
-           batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
-           warmup=100, output_dropout=0.1, weight_drop=0.1, locked_dropout=True),
+           batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
+           warmup=100),
     Recipe("15min", 900, cell="gru", hidden_size=768, num_layers=1, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
            warmup=200, input_dropout=0.1, output_dropout=0.25, weight_drop=0.2,

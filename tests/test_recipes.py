@@ -128,6 +128,10 @@ def test_a_named_recipe_applies_with_steps_and_cosine_with_time(tmp_path, data):
     run, r = _train(tmp_path, data, "--steps", 4, "--recipe", "3min")
     assert r.stdout.startswith("recipe 3min (--recipe): ")
     assert pc.load(run).hidden_size == 12
+    h, _ = pc.checkpoint.read_arrays(run / "latest.npz")
+    sched = h["extra"]["schedule"]["config"]  # the cosine runs to --steps
+    assert sched["type"] == "CosineWarmup" and sched["total_steps"] == 4
+    assert sched["warmup_steps"] == 0 and "then a cosine to step 4" in r.stdout
     run2 = tmp_path / "run2"
     r = cli(tmp_path, "train", data, "--out", run2, "--time", 1, "--recipe", "none",
             "--schedule", "cosine", "--hidden-size", 8, "--sample-length", 0, "--no-bar")
