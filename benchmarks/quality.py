@@ -280,13 +280,14 @@ def main(argv=None) -> int:
                 recipe = for_budget(budget)
                 runs = [train_run(data, budget, a.extra.split(), work,
                                   f"{recipe.name} ({budget / 60:g} min)")]
-                runs[0]["kernel_chars_per_sec"] = kernel_rate(work / runs[0]["name"], text)
+                runs[0]["kernel_chars_per_sec"] = kernel_rate(work / data.stem / runs[0]["name"],
+                                                              text)
                 if budget in a.baseline:
                     runs.append(train_run(data, budget, ["--recipe", "none", "--cell",
                                                          a.baseline_cell], work,
                                           f"defaults ({budget / 60:g} min)"))
-                    runs[-1]["kernel_chars_per_sec"] = kernel_rate(work / runs[-1]["name"],
-                                                                   text)
+                    runs[-1]["kernel_chars_per_sec"] = kernel_rate(
+                        work / data.stem / runs[-1]["name"], text)
                 if budget in a.torch:
                     r = torch_run(text, budget, recipe)
                     r["name"] = f"torch {recipe.name} ({budget / 60:g} min)"

@@ -78,7 +78,7 @@ RECIPES: List[Recipe] = [
            locked_dropout=True),
     Recipe("60min", 3600, cell="lstm", hidden_size=512, num_layers=2, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
-           warmup=300, dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.3,
+           warmup=300, dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
            locked_dropout=True),
 ]
 

@@ -179,9 +179,17 @@ def target_model(fz: Fuzz, data):
     V, E = r.int(1, 24), r.pick([0, 0, 1, 5])
     H, L = r.int(1, 9), r.int(1, 3)
     dropout = r.pick([0.0, 0.0, 0.3])
+    # The other regularisers: off half the time, else each at random (the
+    # embedding's two only with an embedding).
+    reg = {}
+    if r.coin(0.5):
+        reg = {"output_dropout": r.pick([0.0, 0.4]), "weight_drop": r.pick([0.0, 0.5]),
+               "locked_dropout": r.coin(0.5)}
+        if E:
+            reg.update(input_dropout=r.pick([0.0, 0.2]), embedding_dropout=r.pick([0.0, 0.3]))
     f64 = r.coin(0.5)
     dt = np.float64 if f64 else np.float32
-    m = (_core.ModelF64 if f64 else _core.ModelF32)(cell, V, E, H, L, dropout)
+    m = (_core.ModelF64 if f64 else _core.ModelF32)(cell, V, E, H, L, dropout, **reg)
     n = m.num_params
     B, T = r.int(1, 4), r.int(1, 6)
     ss = (m.state_slots, L, B, H)
@@ -220,7 +228,7 @@ def target_model(fz: Fuzz, data):
         s1 = buf[B * T * V - 1:B * T * V - 1 + size_s].reshape(ss)
     train = r.coin(0.5)
     sd = int(rng.integers(0, 2**64, dtype=np.uint64))
-    desc = (f"{method} cell={cell} V={V} E={E} H={H} L={L} dropout={dropout} "
+    desc = (f"{method} cell={cell} V={V} E={E} H={H} L={L} dropout={dropout} {reg} "
             f"f64={f64} B={B} T={T} params={p_how}{'+specials' if specials else ''} "
             f"x={x_how} y={y_how} s0={s0_how} s1={s1_how} ds={ds_how} g={g_how} "
             f"logits={l_how} alias={alias} train={train}")
@@ -252,10 +260,17 @@ def target_construct(fz: Fuzz, data):
     dropout = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                              st.sampled_from([0.0, 0.5, 1.0, -0.0])))
     f64 = draw(st.booleans())
-    desc = f"Model{'F64' if f64 else 'F32'}({cell!r}, {V}, {E}, {H}, {L}, {dropout!r})"
+    extra = {}
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(["input_dropout", "output_dropout", "weight_drop",
+                                     "embedding_dropout", "locked_dropout"]))
+        extra[name] = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                     st.sampled_from([0.0, 0.5, 1.0, True, 1, None])))
+    desc = (f"Model{'F64' if f64 else 'F32'}({cell!r}, {V}, {E}, {H}, {L}, {dropout!r}"
+            f"{''.join(f', {k}={v!r}' for k, v in extra.items())})")
 
     def make():
-        m = (_core.ModelF64 if f64 else _core.ModelF32)(cell, V, E, H, L, dropout)
+        m = (_core.ModelF64 if f64 else _core.ModelF32)(cell, V, E, H, L, dropout, **extra)
         # What exists must describe itself consistently.
         total = sum(int(np.prod(s, dtype=object)) for _, s, _ in m.layout())
         assert total == m.num_params, desc

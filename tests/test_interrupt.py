@@ -149,3 +149,31 @@ def test_a_second_signal_during_a_save_keeps_the_previous_checkpoint(tmp_path, m
     assert not list(tmp_path.glob(".*.tmp"))
     monkeypatch.setattr(checkpoint.np, "savez", real_savez)
     assert pc.Trainer.resume(tmp_path, text).step_count == 3
+
+
+def test_a_time_budget_run_stopped_says_how_much_time_is_left(tmp_path):
+    data = tmp_path / "text.txt"
+    data.write_text(_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pycharrnn", "train", str(data), "--out", str(out),
+           "--time", "60", "--recipe", "none", "--schedule", "cosine", "--hidden-size", "16",
+           "--batch-size", "4", "--seq-length", "16", "--no-bar", "--log-every", "10",
+           "--sample-length", "0", "--threads", "1"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    for line in p.stdout:
+        if line.startswith("step") and " loss " in line and not line.startswith("step      1 "):
+            break
+    started = time.perf_counter()
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    m = re.search(r"continue with: pycharrnn train --out \S+ --resume --time (\d+)\n", stderr)
+    assert m, stderr
+    left = int(m.group(1))
+    assert 50 <= left <= 60  # the session's 60 s less the few it ran
+    # resumed, the cosine carries on from the clock it had reached
+    h, _ = read_arrays(out / "latest.npz")
+    clock = h["extra"]["trainer"]["clock"]
+    assert 0 < clock < 60 - left + (time.perf_counter() - started) + 1
+    assert h["extra"]["schedule"]["config"]["seconds"] == 60

@@ -147,3 +147,18 @@ def test_embedding_regularisers_without_an_embedding_name_the_flag(tmp_path, dat
     r = cli(tmp_path, "train", data, "--out", tmp_path / "r", "--steps", 2, "--recipe", "none",
             flag, "0.1", ok=False)
     assert r.returncode == 1 and flag in r.stderr and "--embedding-dim" in r.stderr
+
+
+def test_validation_by_time_is_spaced_by_the_clock_and_its_own_cost():
+    text = "abcdefgh" * 100_000  # epochs longer than the run
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=16, cell="gru", seed=0)
+    tr = pc.Trainer(m, text, batch_size=4, seq_length=16, optimizer=pc.optim.Adam(m),
+                    eval_every_seconds=0.25, checkpoint_each_epoch=False)
+    tr.run(seconds=1.6)
+    evals = [h["step"] for h in tr.val_history]
+    epoch_ends = {s for s in range(1, tr.step_count + 1)
+                  if s % tr.batches.chunks_per_epoch == 0}
+    by_time = [s for s in evals if s not in epoch_ends and s != tr.step_count]
+    assert 2 <= len(by_time) <= 7, evals  # about 1.6 / 0.25, fewer when slow to validate
+    with pytest.raises(ValueError, match="eval_every_seconds"):
+        pc.Trainer(m, text, eval_every_seconds=0)
