@@ -66,7 +66,8 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
     last = steps[-1]
     chars = last["step"] * info["args"]["batch_size"] * info["args"]["seq_length"]
     sample = proc.stdout.split("--- sample ---\n", 1)[-1]
-    return {"name": name, "command": "pycharrnn train " + " ".join(cmd[4:]),
+    shown = ["pycharrnn", "train", data.name, "--out", "RUN"] + cmd[7:]  # no machine paths
+    return {"name": name, "command": " ".join(shown),
             "recipe": info.get("recipe"), "curve": curve,
             "final_val": evals[-1]["val_loss"], "best_val": min(v for _, v in curve),
             "train_ema": last["ema_loss"], "steps": last["step"],

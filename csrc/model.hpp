@@ -99,12 +99,10 @@ class Model {
   const CellKind cell;
   const idx V, E, H, L;  // E == 0: one-hot input
   const Dropouts drop;
-  const double dropout;  // drop.between
   const int G;
 
   Model(CellKind cell_, idx V_, idx E_, idx H_, idx L_, const Dropouts& drop_ = Dropouts())
-      : cell(cell_), V(V_), E(E_), H(H_), L(L_), drop(drop_), dropout(drop_.between),
-        G(gate_count(cell_)) {
+      : cell(cell_), V(V_), E(E_), H(H_), L(L_), drop(drop_), G(gate_count(cell_)) {
     if (V < 1 || H < 1 || L < 1 || E < 0) throw std::invalid_argument("sizes must be positive");
     for (double p : {drop.between, drop.input, drop.output, drop.weight, drop.embedding})
       if (!(p >= 0.0 && p < 1.0)) throw std::invalid_argument("dropout must be in [0, 1)");
