@@ -13,6 +13,7 @@
 
 #include "gemm_ref.hpp"
 #include "model.hpp"
+#include "sampling.hpp"
 #include "dispatch.hpp"
 
 namespace py = pybind11;
@@ -42,6 +43,7 @@ const char* type_name() {
   return std::is_same<T, float>::value          ? "float32"
          : std::is_same<T, double>::value       ? "float64"
          : std::is_same<T, std::int32_t>::value ? "int32"
+         : std::is_same<T, std::uint8_t>::value ? "uint8"
                                                 : "?";
 }
 
@@ -133,6 +135,33 @@ std::pair<idx, idx> check_xy(const py::array& x, const py::array& y, idx V) {
   const auto ys = check_ids(y, "y", V);
   if (xs != ys) throw py::value_error("y must have the same shape as x");
   return xs;
+}
+
+// Optional stop ids: None, or int32 [m] (m >= 1) of token ids.
+std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
+  std::vector<std::int32_t> out;
+  if (stop.is_none()) return out;
+  if (!py::isinstance<py::array>(stop)) throw py::type_error("stop must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(stop);
+  if (a.ndim() != 1 || a.shape(0) < 1) throw py::value_error("stop must be 1-D and not empty");
+  const std::int32_t* p = in_ptr<std::int32_t>(a, "stop", {a.shape(0)});
+  for (idx i = 0; i < a.shape(0); ++i) {
+    if (p[i] < 0 || p[i] >= V) throw py::value_error("stop holds ids outside [0, vocab_size)");
+    out.push_back(p[i]);
+  }
+  return out;
+}
+
+pcr::DrawOptions draw_options(double temperature, idx top_k, double top_p) {
+  if (!(temperature >= 0) || !std::isfinite(temperature))
+    throw py::value_error("temperature must be finite and >= 0");
+  if (top_k < 0) throw py::value_error("top_k must be >= 0 (0: off)");
+  if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p must be in (0, 1]");
+  pcr::DrawOptions o;
+  o.temperature = temperature;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  return o;
 }
 
 template <typename T>
@@ -276,7 +305,84 @@ void bind_model(py::module_& m, const char* cls) {
            py::arg("state_in"), py::arg("state_out"), py::arg("dstate"), py::kw_only(),
            py::arg("train").noconvert() = true, py::arg("seed") = 0,
            "Loss (mean nats) and every gradient: grads [num_params] (overwritten), "
-           "dstate = d loss / d state_in; state_out receives the final state.");
+           "dstate = d loss / d state_in; state_out receives the final state.")
+      .def("sample",
+           [](M& self, py::array params, py::array state, py::array logits, py::array out,
+              double temperature, idx top_k, double top_p, std::uint64_t seed,
+              std::uint64_t position, bool uniform_first, py::object stop, py::object window,
+              py::array live, bool feed_last) {
+             if (out.ndim() != 2) throw py::value_error("out must be 2-D [rows, length]");
+             const idx B = out.shape(0), n = out.shape(1);
+             if (B < 1) throw py::value_error("out must have at least one row");
+             const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
+             const T* P = in_ptr<T>(params, "params", {self.num_params()});
+             T* st = out_ptr<T>(state, "state", ss);
+             T* lo = out_ptr<T>(logits, "logits", {B, self.V});
+             auto* o = out_ptr<std::int32_t>(out, "out", {B, n});
+             auto* lv = out_ptr<std::uint8_t>(live, "live", {B});
+             const auto opts = draw_options(temperature, top_k, top_p);
+             const std::vector<std::int32_t> sid = stop_ids(stop, self.V);
+             const idx m = static_cast<idx>(sid.size());
+             std::int32_t* win = nullptr;
+             if (m > 0) {
+               if (!py::isinstance<py::array>(window))
+                 throw py::type_error("window must be an int32 array [rows, len(stop)]");
+               py::array wa = py::reinterpret_borrow<py::array>(window);
+               win = out_ptr<std::int32_t>(wa, "window", {B, m});
+             }
+             check_disjoint({mem(state, "state"), mem(logits, "logits"), mem(out, "out"),
+                             mem(live, "live"),
+                             {"window", win, win ? B * m * idx(sizeof(std::int32_t)) : 0}},
+                            {mem(params, "params")});
+             py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
+             return pcr::sample_loop(self, P, st, lo, B, n, o, opts, seed, position,
+                                     uniform_first, sid.data(), m, win, lv, feed_last);
+           },
+           py::arg("params"), py::arg("state"), py::arg("logits"), py::arg("out"),
+           py::kw_only(), py::arg("temperature") = 1.0, py::arg("top_k") = 0,
+           py::arg("top_p") = 1.0, py::arg("seed") = 0, py::arg("position") = 0,
+           py::arg("uniform_first").noconvert() = false, py::arg("stop") = py::none(),
+           py::arg("window") = py::none(), py::arg("live"),
+           py::arg("feed_last").noconvert() = true,
+           "Generate up to out.shape[1] ids for each row of out [B, n] in one call: draw "
+           "from logits [B, V] (temperature, top_k, top_p; the uniform number of row b at "
+           "position i of its sample is hash_uniform(seed, b, i)), feed the ids back "
+           "through the model from state [S, L, B, H]. state and logits are updated to "
+           "continue; stop (int32 ids), window [B, len(stop)] and live [B] (uint8) carry "
+           "each row's stop matching; a stopped row's further ids are -1. Returns the "
+           "steps made (fewer than n when every row stopped).")
+      .def("beam_search",
+           [](M& self, py::array params, py::array logits, py::array state, idx length,
+              idx beam_width, double length_penalty, py::object stop) {
+             if (length < 0) throw py::value_error("length must be >= 0");
+             if (beam_width < 1) throw py::value_error("beam_width must be >= 1");
+             if (!std::isfinite(length_penalty))
+               throw py::value_error("length_penalty must be finite");
+             const T* P = in_ptr<T>(params, "params", {self.num_params()});
+             const T* lo = in_ptr<T>(logits, "logits", {self.V});
+             const T* st = in_ptr<T>(state, "state", {self.state_slots(), self.L, 1, self.H});
+             const std::vector<std::int32_t> sid = stop_ids(stop, self.V);
+             py::array_t<std::int32_t> best(static_cast<py::ssize_t>(length));
+             std::int32_t* bp = best.mutable_data();
+             idx n = 0;
+             double score = 0, logp = 0;
+             {
+               py::gil_scoped_release nogil;
+               pcr::DenormalsGuard flush;
+               pcr::beam_search(self, P, lo, st, length, beam_width, length_penalty, sid.data(),
+                                static_cast<idx>(sid.size()), bp, &n, &score, &logp);
+             }
+             py::array_t<std::int32_t> found(static_cast<py::ssize_t>(n), bp);
+             return py::make_tuple(found, score, logp);
+           },
+           py::arg("params"), py::arg("logits"), py::arg("state"), py::arg("length"),
+           py::arg("beam_width"), py::kw_only(), py::arg("length_penalty") = 0.0,
+           py::arg("stop") = py::none(),
+           "Beam search from the logits [V] and state [S, L, 1, H] after a prime: (ids, "
+           "score, log-probability) of the best continuation of at most length ids; "
+           "score = log-probability / len ** length_penalty. stop (int32 ids) ends a "
+           "hypothesis.");
 }
 
 // Optimizer entry points: params, grads and state buffers are flat [n] of one

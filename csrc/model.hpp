@@ -210,6 +210,20 @@ class Model {
     return loss;
   }
 
+  // One time step of B rows in evaluation mode, for loops that feed back
+  // their own output (sampling.hpp): ids [B]; state [S, L, B, H] is read and
+  // then overwritten with the new state. Returns the logits [B, V], in the
+  // workspace (valid until the next call). The caller holds mutex().
+  const T* step(const T* P, const std::int32_t* ids, idx B, T* state) {
+    prepare(B, 1, ids, nullptr);
+    run_forward(P, state, false, 0);
+    write_state(state);
+    return ws_.data() + logits_;
+  }
+
+  // Serialises the calls on this model's workspace.
+  std::mutex& mutex() { return mu_; }
+
  private:
   std::vector<ParamInfo> layout_;
   idx num_params_ = 0, off_emb_ = -1, off_decw_ = 0, off_decb_ = 0;

@@ -218,6 +218,12 @@ def _add_sample(sub) -> None:
                    help="samples drawn side by side (one batch)")
     p.add_argument("--no-stream", action="store_true",
                    help="print when done instead of character by character")
+    p.add_argument("--beam", type=_number(int, 1), metavar="K",
+                   help="the most likely text instead of a random one: beam search over K "
+                        "hypotheses (1: greedy); its log-probability goes to stderr")
+    p.add_argument("--length-penalty", type=_number(float, 0), default=0.0, metavar="A",
+                   help="with --beam and --stop: score a finished text by log-probability / "
+                        "length**A (above 0 favours longer texts)")
 
 
 def _add_eval(sub) -> None:
@@ -634,6 +640,25 @@ def _sample(args) -> int:
     kw = dict(prime=args.prime, temperature=0.0 if args.argmax else args.temperature,
               top_k=args.top_k, top_p=args.top_p, seed=args.seed, warmup=args.warmup,
               unknown=unknown, stop=stop)
+    if args.beam is not None:
+        clash = [flag for flag, on in (("--top-k", args.top_k is not None),
+                                       ("--top-p", args.top_p is not None),
+                                       ("--argmax", args.argmax),
+                                       ("--num-samples", args.num_samples != 1)) if on]
+        if clash:
+            raise ValueError(f"--beam finds the most likely text; {', '.join(clash)} "
+                             "apply to random samples only")
+        found = model.beam_search(args.prime, args.length, args.beam,
+                                  length_penalty=args.length_penalty, stop=stop,
+                                  warmup=args.warmup, unknown=unknown)
+        sys.stdout.write(args.prime + found + "\n")
+        n = max(1, len(found))
+        print(f"beam search, K={args.beam}: {len(found)} characters, log-probability "
+              f"{found.log_prob:.4f} ({-found.log_prob / n / math.log(2):.3f} bits/char)",
+              file=sys.stderr)
+        return 0
+    elif args.length_penalty:
+        raise ValueError("--length-penalty applies to --beam only")
     if args.num_samples == 1 and not args.no_stream:
         chars = model.generate(args.length, **kw)  # checks every argument first
         sys.stdout.write(args.prime)

@@ -423,6 +423,17 @@ class CharRNN:
         return sampling.generate(self, length, prime, temperature, top_k, seed, top_p=top_p,
                                  stop=stop, warmup=warmup, unknown=unknown)
 
+    def beam_search(self, prime: Any = "", length: int = 100, beam_width: int = 5, *,
+                    length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
+                    unknown: str = "error") -> "sampling.BeamResult":
+        """The most likely continuation of ``prime`` of at most ``length``
+        characters, by beam search over ``beam_width`` hypotheses in C++: a
+        str with ``.ids``, ``.score`` and ``.log_prob``. See
+        :func:`pycharrnn.sampling.beam_search`."""
+        return sampling.beam_search(self, prime, length, beam_width,
+                                    length_penalty=length_penalty, stop=stop, warmup=warmup,
+                                    unknown=unknown)
+
     # --------------------------------------------------------------------- I/O
     def save(self, path: str) -> None:
         """Write parameters, vocab and config to one file (atomically)."""

@@ -1,19 +1,31 @@
 """Sampling from a model: temperature, top-k, nucleus (top-p), stop strings,
-warm-up text, N samples drawn as one batch, and streaming one character at a
-time. The model's ``sample``, ``sample_ids`` and ``generate`` methods call
-these functions; every step is one C++ forward call of the batch
-(:meth:`CharRNN.forward_packed`) and one vectorized draw."""
+warm-up text, N samples drawn as one batch, streaming, and beam search.
+
+The loops run in C++ (``CharRNN._core.sample`` and ``.beam_search``), one call
+for many characters, with the GIL released. The random numbers are
+counter-based: row ``b`` of a sample draws its character at position ``i``
+with the uniform number ``hash_uniform(seed, b, i)`` (see csrc/sampling.hpp),
+so a seed gives the same text whatever the thread count, however the text is
+split over calls (:func:`generate` streams it in pieces) and whatever the
+other rows do; the draw runs in double precision. The tests keep a NumPy
+reference of every step (tests/sampling_reference.py).
+"""
 
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .checks import as_ids, check_int
 
-__all__ = ["sample", "sample_ids", "generate"]
+__all__ = ["sample", "sample_ids", "generate", "beam_search", "BeamResult"]
+
+#: The most characters :func:`generate` asks the C++ loop for at once; its
+#: pieces grow from 1 to this, so the first character comes at once.
+GENERATE_CHUNK = 256
 
 
 def sample_ids(model, length: int, prime: Any = None, temperature: float = 1.0,
@@ -29,40 +41,37 @@ def sample_ids(model, length: int, prime: Any = None, temperature: float = 1.0,
         temperature: the logits are divided by it; 0 takes the most
             likely id (argmax) and uses no randomness.
         top_k: keep only the k most likely ids (after temperature).
-        seed: seeds the draws; the same seed and arguments give the same
-            ids.
+        seed: an int in [0, 2**64) that seeds the draws: the same seed and
+            arguments give the same ids on every machine, at any thread
+            count. None: a random seed.
         top_p: nucleus sampling, 0 < top_p <= 1: after temperature and
             top_k, keep the smallest set of most likely ids whose
             probability mass is >= top_p (equal probabilities: lower id
             first) and renormalise. 1.0 is exactly the same as None.
-        num_samples: N independent samples generated together: per step
-            one forward call of batch N and one vectorized draw.
+        num_samples: N independent samples generated together, as one
+            batch of N rows in one C++ call.
 
     Returns:
         int32 ``[length]`` when ``num_samples == 1``, else int32
         ``[num_samples, length]``.
 
-    Every row of a batched run starts from the same state after the prime
-    and draws with its own uniform number per step, all taken from the one
-    seeded generator (N per step, row order), so a seeded batched run is
-    reproducible. Its row 0 is in general NOT the single-sample result
-    for the same seed (only the first id after a prime coincides).
-    ``num_samples=1`` keeps the random stream of earlier versions: the same
-    seed gives the same ids for the same (older) arguments.
+    Every row starts from the state after the prime. Row ``b`` draws with
+    its own counter-based random numbers (see the module's description), so
+    row 0 of a batched run is the single sample with the same seed, and a
+    row's text does not depend on ``num_samples``.
     """
     length, top_k, top_p = _check_sampling(length, temperature, top_k, top_p)
     num_samples = check_int("num_samples", num_samples, 1)
+    seed = _check_seed(seed)
     context = None
     if prime is not None:
         p = np.asarray(prime)
         if p.size > 0:
             context = as_ids(p.reshape(1, -1), model.vocab_size, "prime")
-    rng = np.random.default_rng(seed)
-    out = np.empty((num_samples, length), dtype=np.int32)
-    for i, ids in enumerate(_stream(model, length, context, temperature, top_k, top_p,
-                                         rng, num_samples)):
-        out[:, i] = ids
+    run = _Run(model, num_samples, context, temperature, top_k, top_p, seed, None)
+    out = run.take(length, last=True)
     return out.reshape(length) if num_samples == 1 else out
+
 
 def sample(model, length: int, prime: str = "", temperature: float = 1.0,
            top_k: Optional[int] = None, seed: Optional[int] = None, *,
@@ -81,10 +90,9 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
             string (included in the result; prime and warm-up do not
             count towards a match). Each row of a batched run stops on
             its own; generation ends when every row stopped or ``length``
-            is reached. Rows that stopped keep drawing (unseen) until all
-            stop, so with a seed every result is exactly the text without
-            ``stop``, cut after the first occurrence of ``stop``. Its
-            characters must be in the vocabulary.
+            is reached. With a seed every result is exactly the text
+            without ``stop``, cut after the first occurrence of ``stop``.
+            Its characters must be in the vocabulary.
         warmup: text fed through the model before the prime to set the
             hidden state (in one sequence: ``warmup + prime``); it does not
             appear in the output. Its characters must be in the vocabulary.
@@ -95,20 +103,17 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
             left out ("drop").
 
     With ``num_samples == 1`` this is ``"".join(generate(model, ...))`` with
-    the same arguments.
+    the same arguments, and row 0 of a batched run is that text too.
     """
     num_samples = check_int("num_samples", num_samples, 1)
     if num_samples == 1:
         return "".join(generate(model, length, prime, temperature, top_k, seed, top_p=top_p,
-                                     stop=stop, warmup=warmup, unknown=unknown))
-    run = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop, warmup,
-                         num_samples, unknown)
-    out = np.empty((num_samples, int(length)), dtype=np.int32)
-    lengths = np.zeros(num_samples, dtype=np.int64)
-    for i, (ids, live) in enumerate(run):
-        out[:, i] = ids
-        lengths += live
-    return [model.vocab.decode(out[r, :lengths[r]]) for r in range(num_samples)]
+                                stop=stop, warmup=warmup, unknown=unknown))
+    length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
+                             warmup, num_samples, unknown)
+    out = make().take(length, last=True)
+    return [model.vocab.decode(row[row >= 0]) for row in out]
+
 
 def generate(model, length: int, prime: str = "", temperature: float = 1.0,
              top_k: Optional[int] = None, seed: Optional[int] = None, *,
@@ -117,23 +122,46 @@ def generate(model, length: int, prime: str = "", temperature: float = 1.0,
     """Stream one sample one character at a time (e.g. to print as it is made).
 
     Takes the arguments of :func:`sample` except ``num_samples``; the
-    arguments are checked at once (not at the first ``next``).
-    ``"".join(generate(model, ...))`` equals ``sample(model, ...)`` for the
-    same arguments and seed: sample is built on this iterator.
+    arguments are checked at once, the model runs from the first ``next``.
+    The characters are made by the C++ loop in pieces of 1, 2, 4, ... up to
+    :data:`GENERATE_CHUNK`, so the first comes at once and the rest cost
+    no Python per character beyond the yield. ``"".join(generate(model,
+    ...))`` equals ``sample(model, ...)`` for the same arguments and seed.
     """
-    run = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop, warmup, 1,
-                         unknown)
-    return _chars(model.vocab.chars, run)
+    length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
+                             warmup, 1, unknown)
+    return _chars(model.vocab.chars, make, length)
+
+
+def _chars(chars: Tuple[str, ...], make, length: int) -> Iterator[str]:
+    """The characters of a one-row run, asked for in growing pieces."""
+    if length == 0:
+        return
+    run = make()
+    done, piece = 0, 1
+    while done < length:
+        k = min(piece, length - done)
+        ids = run.take(k, last=done + k == length)[0]
+        done += k
+        for i in ids:
+            if i < 0:
+                return
+            yield chars[i]
+        if not run.live[0]:
+            return
+        piece = min(2 * piece, GENERATE_CHUNK)
+
 
 def _text_run(model, length: Any, prime: Any, temperature: Any, top_k: Any, seed: Any,
               top_p: Any, stop: Any, warmup: Any, num_samples: int,
-              unknown: str = "error") -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Check the text-sampling arguments now; the (ids, live) steps of
-    :func:`_until_stop` over :func:`_stream`."""
+              unknown: str = "error"):
+    """Check the text-sampling arguments now; (length, a function that makes
+    the :class:`_Run`: the model runs only when it is called)."""
     if model.vocab is None:
         raise ValueError("this model has no Vocab (it was built from a vocabulary size); "
                          "use sample_ids")
     length, top_k, top_p = _check_sampling(length, temperature, top_k, top_p)
+    seed = _check_seed(seed)
     for name, text in (("prime", prime), ("warmup", warmup)):
         if not isinstance(text, str):
             raise TypeError(f"{name} must be a str, got {type(text).__name__}")
@@ -148,9 +176,149 @@ def _text_run(model, length: Any, prime: Any, temperature: Any, top_k: Any, seed
     context_ids = np.concatenate([warm_ids, _encode_arg(model, "prime", prime, unknown)])
     stop_ids = _encode_arg(model, "stop", stop) if stop is not None else None
     context = context_ids.reshape(1, -1) if context_ids.size else None
-    rng = np.random.default_rng(seed)
-    return _until_stop(_stream(model, length, context, temperature, top_k, top_p, rng,
-                                    num_samples), stop_ids, num_samples)
+    return length, lambda: _Run(model, num_samples, context, temperature, top_k, top_p, seed,
+                                stop_ids)
+
+
+class _Run:
+    """One sampling run of ``n`` rows in the C++ loop: the packed state, the
+    logits the next ids are drawn from, the position in the sample and the
+    stop matching, carried from one :meth:`take` to the next."""
+
+    def __init__(self, model, n: int, context: Optional[np.ndarray], temperature: float,
+                 top_k: Optional[int], top_p: Optional[float], seed: int,
+                 stop_ids: Optional[np.ndarray]):
+        self.model = model
+        V = model.vocab_size
+        if context is not None:
+            # The context once at batch 1; its final state and logits to every row.
+            s0 = model.pack_state(None, 1)
+            s1 = np.empty_like(s0)
+            clog = np.empty((1, context.shape[1], V), model.dtype)
+            model.forward_packed(context, s0, s1, clog)
+            self.state = np.ascontiguousarray(np.repeat(s1, n, axis=2))
+            self.logits = np.ascontiguousarray(np.repeat(clog[:, -1], n, axis=0))
+        else:
+            self.state = model.pack_state(None, n)
+            self.logits = np.zeros((n, V), model.dtype)
+        self.uniform_first = context is None
+        self.kw = dict(temperature=float(temperature), top_k=top_k or 0,
+                       top_p=1.0 if top_p is None else top_p, seed=seed)
+        self.stop = None if stop_ids is None else np.ascontiguousarray(stop_ids, np.int32)
+        self.window = None if stop_ids is None else np.full((n, stop_ids.size), -1, np.int32)
+        self.live = np.ones(n, np.uint8)
+        self.position = 0
+
+    def take(self, count: int, last: bool) -> np.ndarray:
+        """The next ``count`` ids of every row, int32 [n, count'] (fewer
+        columns when every row has stopped; -1 after a row's stop).
+        ``last``: no more will be asked for (the last ids are not fed)."""
+        out = np.empty((self.live.size, count), np.int32)
+        if count == 0:
+            return out
+        m = self.model
+        k = m._core.sample(m.flat_params, self.state, self.logits, out,
+                           position=self.position, uniform_first=self.uniform_first,
+                           stop=self.stop, window=self.window, live=self.live,
+                           feed_last=not last, **self.kw)
+        self.position += k
+        return out[:, :k]
+
+
+class BeamResult(str):
+    """The text beam search found (a str), with ``.ids`` (int32), ``.score``
+    (the log-probability divided by ``len ** length_penalty``) and
+    ``.log_prob`` (its natural-log probability under the model, given the
+    prime)."""
+
+    ids: np.ndarray
+    score: float
+    log_prob: float
+
+
+def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, *,
+                length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
+                unknown: str = "error"):
+    """The most likely continuation of ``prime`` under the model, found by
+    beam search over ``beam_width`` hypotheses (in C++, a batch of
+    ``beam_width`` states).
+
+    Args:
+        prime: the text (for a model without a Vocab: the ids) to
+            continue; not repeated in the result. Without a prime (and
+            warm-up) every first id is equally likely, as in sampling.
+        length: the most ids to generate (>= 0).
+        beam_width: K, the hypotheses kept at each step (>= 1); K = 1 is
+            greedy decoding (``temperature=0`` sampling).
+        length_penalty: alpha; a finished hypothesis is scored by its
+            log-probability / len ** alpha. 0 (the default) ranks by
+            probability alone; > 0 favours longer texts. It matters only
+            with ``stop``, when hypotheses end at different lengths.
+        stop: a string (ids without a Vocab) that ends a hypothesis, kept
+            at its end.
+        warmup, unknown: as in :func:`sample`.
+
+    Returns:
+        :class:`BeamResult`: the text (a str with ``.ids``, ``.score``,
+        ``.log_prob``); for a model without a Vocab, the int32 ids with
+        ``.score`` and ``.log_prob`` in a :class:`BeamResult` whose str is
+        empty.
+
+    Each step extends every live hypothesis by every id and keeps the K most
+    probable extensions; those that end with ``stop`` are set aside as
+    finished. After ``length`` steps the best finished hypothesis wins. With
+    K at least the number of possible prefixes this is exhaustive search.
+    """
+    length = check_int("length", length, 0)
+    beam_width = check_int("beam_width", beam_width, 1)
+    if isinstance(length_penalty, bool) or \
+            not isinstance(length_penalty, (int, float, np.integer, np.floating)) or \
+            not math.isfinite(length_penalty):
+        raise TypeError("length_penalty must be a finite number")
+    if model.vocab is not None:
+        for name, text in (("prime", prime), ("warmup", warmup)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+        if unknown not in ("error", "drop"):
+            raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
+        context = np.concatenate([_encode_arg(model, "warmup", warmup, unknown),
+                                  _encode_arg(model, "prime", prime, unknown)])
+        if stop is not None:
+            if not isinstance(stop, str) or not stop:
+                raise ValueError("stop must be a non-empty str or None")
+            stop = _encode_arg(model, "stop", stop)
+    else:
+        context = np.asarray(prime if prime is not None else [], dtype=np.int64).reshape(-1)
+        if context.size:
+            context = as_ids(context.reshape(1, -1), model.vocab_size, "prime")[0]
+        if stop is not None:
+            stop = as_ids(np.asarray(stop).reshape(1, -1), model.vocab_size, "stop")[0]
+    s1 = model.pack_state(None, 1)
+    logits = np.zeros(model.vocab_size, model.dtype)  # no context: a uniform first id
+    if context.size:
+        s0 = model.pack_state(None, 1)
+        clog = np.empty((1, context.size, model.vocab_size), model.dtype)
+        model.forward_packed(np.ascontiguousarray(context, np.int32).reshape(1, -1), s0, s1,
+                             clog)
+        logits = np.ascontiguousarray(clog[0, -1])
+    ids, score, log_prob = model._core.beam_search(
+        model.flat_params, logits, s1, length, beam_width,
+        length_penalty=float(length_penalty),
+        stop=None if stop is None else np.ascontiguousarray(stop, np.int32))
+    result = BeamResult(model.vocab.decode(ids) if model.vocab is not None else "")
+    result.ids, result.score, result.log_prob = ids, float(score), float(log_prob)
+    return result
+
+
+def _check_seed(seed: Any) -> int:
+    """A seed in [0, 2**64); None draws one."""
+    if seed is None:
+        return secrets.randbits(64)
+    seed = check_int("seed", seed, 0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    return seed
+
 
 def _encode_arg(model, name: str, text: str, unknown: str = "error") -> np.ndarray:
     """``vocab.encode(text)``, naming the argument in the error."""
@@ -160,40 +328,6 @@ def _encode_arg(model, name: str, text: str, unknown: str = "error") -> np.ndarr
         return model.vocab.encode(text, unknown=unknown)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
-
-def _stream(model, length: int, context: Optional[np.ndarray], temperature: float,
-            top_k: Optional[int], top_p: Optional[float], rng: np.random.Generator,
-            n: int) -> Iterator[np.ndarray]:
-    """Yield ``length`` steps, each the int32 ids [n] drawn for every row.
-
-    ``context`` (int32 [1, T] or None) is run once with batch 1 and its
-    final state copied to the n rows; after that each step is one
-    ``model.forward_packed`` of batch n and one vectorized :func:`_draw`.
-    """
-    if length == 0:
-        return
-    V = model.vocab_size
-    if context is not None:
-        s0 = model.pack_state(None, 1)
-        s1 = np.empty_like(s0)
-        clog = np.empty((1, context.shape[1], V), model.dtype)
-        model.forward_packed(context, s0, s1, clog)
-        s = np.ascontiguousarray(np.repeat(s1, n, axis=2)) if n > 1 else s1
-        ids = _draw(np.broadcast_to(clog[0, -1], (n, V)), temperature, top_k, top_p, rng)
-    else:
-        s = model.pack_state(None, n)
-        ids = rng.integers(V, size=n).astype(np.int32)
-    yield ids
-    s_next = np.empty_like(s)
-    x = np.empty((n, 1), dtype=np.int32)
-    logits = np.empty((n, 1, V), model.dtype)
-    for _ in range(1, length):
-        x[:, 0] = ids
-        model.forward_packed(x, s, s_next, logits)
-        s, s_next = s_next, s
-        ids = _draw(logits[:, 0], temperature, top_k, top_p, rng)
-        yield ids
-
 
 def _check_sampling(length: Any, temperature: Any, top_k: Any,
                     top_p: Any) -> Tuple[int, Optional[int], Optional[float]]:
@@ -216,108 +350,3 @@ def _check_sampling(length: Any, temperature: Any, top_k: Any,
     return length, top_k, top_p
 
 
-def _until_stop(stream: Iterator[np.ndarray], stop_ids: Optional[np.ndarray],
-                n: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Yield (ids [n], live [n] bool) per step of ``stream``: ``live`` marks the
-    rows the step's ids belong to (rows not stopped before it). A row stops
-    once its last ``len(stop_ids)`` ids are ``stop_ids``; the run ends when
-    every row has stopped. Vectorized over rows (a rolling window)."""
-    live = np.ones(n, dtype=bool)
-    if stop_ids is None:
-        for ids in stream:
-            yield ids, live
-        return
-    window = np.full((n, stop_ids.size), -1, dtype=np.int32)
-    for ids in stream:
-        yield ids, live
-        window[:, :-1] = window[:, 1:]
-        window[:, -1] = ids
-        hit = (window == stop_ids).all(axis=1)
-        if hit.any():
-            live = live & ~hit  # a new array: the one yielded is not changed
-            if not live.any():
-                return
-
-
-def _chars(chars: Tuple[str, ...], run: Iterator[Tuple[np.ndarray, np.ndarray]]) -> Iterator[str]:
-    """The characters of row 0 of a one-row run."""
-    for ids, _ in run:
-        yield chars[ids[0]]
-
-
-def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
-    """Zero all but the smallest set of largest entries of each row of p
-    (unnormalised, >= 0) that holds at least top_p of the row's mass."""
-    order = np.argsort(-p, axis=1, kind="stable")
-    sorted_p = np.take_along_axis(p, order, axis=1)
-    mass = np.cumsum(sorted_p, axis=1)
-    before = np.zeros_like(mass)
-    before[:, 1:] = mass[:, :-1]
-    keep_sorted = before < top_p * mass[:, -1:]  # the most likely one always stays
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=1)
-    return np.where(keep, p, 0.0)
-
-
-def _draw(logits: np.ndarray, temperature: float, top_k: Optional[int],
-          top_p: Optional[float], rng: np.random.Generator) -> Union[int, np.ndarray]:
-    """One id per row of ``logits`` [N, V]: int32 [N] (1-D logits: one int).
-
-    Temperature 0 is argmax (no random numbers used). Otherwise the logits are
-    divided by the temperature, cut to the top_k largest, then to the top_p
-    nucleus, and one id is drawn per row with one ``rng.random`` number each
-    (inverse CDF; for one row the exact stream of earlier versions). A
-    temperature so low that logits / temperature overflows is argmax too.
-    NaN or infinite logits raise ValueError.
-    """
-    z = logits.astype(np.float64)
-    single = z.ndim == 1
-    if single:
-        z = z[None, :]
-    n, V = z.shape
-    if temperature > 0:
-        if logits.dtype == np.float32 and temperature >= _NO_OVERFLOW_TEMPERATURE:
-            zt = z / temperature  # cannot overflow: no errstate (3 us a call)
-        else:
-            with np.errstate(over="ignore", invalid="ignore"):
-                zt = z / temperature
-        # Finite zt implies finite z; a NaN or an infinity reaches the max or
-        # the min (two reductions, cheaper than isfinite over the array).
-        # Else z is bad, or the temperature so low that this is argmax.
-        if math.isfinite(np.maximum.reduce(zt, axis=None)) and \
-                math.isfinite(np.minimum.reduce(zt, axis=None)):
-            return _draw_scaled(zt, single, n, V, top_k, top_p, rng)
-    if not np.isfinite(z).all():
-        raise ValueError("the model's output is NaN or infinite (non-finite parameters or "
-                         "state?): nothing can be sampled from it")
-    ids = np.argmax(z, axis=1).astype(np.int32)
-    return int(ids[0]) if single else ids
-
-
-# float32 logits (|z| < 3.5e38) divided by a temperature at least this
-# large cannot overflow float64.
-_NO_OVERFLOW_TEMPERATURE = 1e-250
-
-
-def _draw_scaled(z: np.ndarray, single: bool, n: int, V: int, top_k: Optional[int],
-                 top_p: Optional[float], rng: np.random.Generator) -> Union[int, np.ndarray]:
-    if top_k is not None and top_k < V:
-        kth = np.partition(z, V - top_k, axis=1)[:, V - top_k]
-        z = np.where(z >= kth[:, None], z, -np.inf)
-    # ufunc methods directly: this runs once per step, wrappers cost time.
-    p = np.exp(z - np.maximum.reduce(z, axis=1, keepdims=True))
-    if top_p is not None and top_p < 1.0:
-        p = _nucleus(p, top_p)
-    c = np.add.accumulate(p, axis=1)  # = np.cumsum
-    u = rng.random(n)
-    # Row-wise searchsorted(c, u * total, side="right"): c is non-decreasing.
-    # One row (sampling's common case) is that search itself; more rows
-    # count c <= u * total in one vectorized pass. The same ids either way.
-    if n == 1:
-        ids = np.searchsorted(c[0], u * c[0, -1], side="right").astype(np.int32)
-    else:
-        ids = np.add.reduce(c <= (u * c[:, -1])[:, None], axis=1, dtype=np.int32)
-    if np.maximum.reduce(ids) >= V:  # u * total rounded up to total: take the last allowed id
-        last = V - 1 - np.argmax(p[:, ::-1] > 0, axis=1)
-        ids = np.where(ids >= V, last, ids).astype(np.int32)
-    return int(ids[0]) if single else ids

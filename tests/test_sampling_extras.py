@@ -66,15 +66,22 @@ CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32
 
 
 class CountingCore:
-    """Wraps model._core, recording the batch shape of every forward call."""
+    """Wraps model._core, recording the batch shape of every forward call
+    and (rows, ids asked for, steps made) of every call of the sampling loop."""
 
     def __init__(self, core):
         self._inner = core
         self.calls = []
+        self.loops = []
 
     def forward(self, params, x, *rest):
         self.calls.append(x.shape)
         return self._inner.forward(params, x, *rest)
+
+    def sample(self, params, state, logits, out, **kw):
+        k = self._inner.sample(params, state, logits, out, **kw)
+        self.loops.append((out.shape[0], out.shape[1], k))
+        return k
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -169,84 +176,6 @@ def test_small_top_p_is_argmax(model):
         assert model.sample(60, prime=PRIME, top_p=1e-9, seed=seed) == greedy
 
 
-# ------------------------------------------------- the seeded stream unchanged
-
-def reference_sample_ids(model, length, prime_ids, temperature, top_k, seed):
-    """The original single-sample algorithm, step by step with model.forward."""
-    rng = np.random.default_rng(seed)
-    out, state, logits = [], None, None
-    if len(prime_ids):
-        logits, state = model.forward(np.asarray(prime_ids)[None, :])
-    for i in range(length):
-        if i == 0 and logits is None:
-            out.append(int(rng.integers(model.vocab_size)))
-            continue
-        if i > 0:
-            logits, state = model.forward(np.array([[out[-1]]]), state)
-        z = logits[0, -1].astype(np.float64)
-        if temperature == 0:
-            out.append(int(np.argmax(z)))
-            continue
-        z = z / temperature
-        if top_k is not None and top_k < z.size:
-            z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
-        c = np.cumsum(np.exp(z - z.max()))
-        out.append(int(min(np.searchsorted(c, rng.random() * c[-1], side="right"),
-                           z.size - 1)))
-    return out
-
-
-@pytest.mark.parametrize("prime,temperature,top_k", [
-    ("", 1.0, None), (PRIME, 1.0, None), (PRIME, 0.6, 3), ("h\n", 1.7, None), (PRIME, 0, None),
-])
-def test_single_sample_keeps_the_original_random_stream(model, prime, temperature, top_k):
-    for seed in (0, 11):
-        want = reference_sample_ids(model, 60, model.vocab.encode(prime), temperature, top_k,
-                                    seed)
-        got = model.sample(60, prime=prime, temperature=temperature, top_k=top_k, seed=seed)
-        assert got == model.vocab.decode(np.array(want, np.int32))
-        assert got == model.sample(60, prime, temperature, top_k, seed, num_samples=1)
-
-
-def test_draw_shortcuts_draw_what_the_general_path_draws():
-    # float32 logits over a temperature >= _NO_OVERFLOW_TEMPERATURE skip the
-    # errstate; the same values as float64 do not. One row takes a binary
-    # search; row 0 of two equal rows (which uses the same first random
-    # number) takes the vectorized count. Same ids (or the same error), the
-    # same random numbers used, for ordinary, huge and non-finite logits and
-    # temperatures on both sides of the limit.
-    from pycharrnn.sampling import _NO_OVERFLOW_TEMPERATURE, _draw
-
-    gen = np.random.default_rng(5)
-    temperatures = [1.0, 0.5, 1.7, 1e-3, 1e-30, _NO_OVERFLOW_TEMPERATURE, 1e-260, 0.0]
-    for trial in range(3000):
-        V = int(gen.choice([1, 2, 65, 300]))
-        scale = float(gen.choice([1e-30, 1.0, 30.0, 1e30, 3e38]))
-        with np.errstate(over="ignore"):  # 3e38 * N(0, 1) can overflow: inf, also fine
-            row = (gen.standard_normal(V) * scale).astype(np.float32)
-        kind = trial % 10
-        if kind < 3:
-            row[gen.integers(V)] = (np.nan, np.inf, -np.inf)[kind]
-        temperature = temperatures[trial % len(temperatures)]
-        for shape in ((V,), (1, V)):
-            seed = int(gen.integers(2**31))
-            results = []
-            for dtype in (np.float32, np.float64):
-                rng = np.random.default_rng(seed)
-                try:
-                    with np.errstate(all="ignore"):
-                        out = _draw(row.astype(dtype).reshape(shape), temperature, None, None,
-                                    rng)
-                    results.append((type(out), np.asarray(out).tolist(), rng.random()))
-                except ValueError as e:
-                    results.append(("ValueError", str(e)))
-            assert results[0] == results[1], (row, temperature, shape)
-        if results[0][0] != "ValueError":
-            two = _draw(np.stack([row, row]), temperature, None, None,
-                        np.random.default_rng(seed))
-            assert two[0] == results[0][1][0], (row, temperature)
-
-
 # -------------------------------------------------------------------- batched
 
 def test_batched_shapes_and_types(model):
@@ -272,14 +201,15 @@ def test_batched_reproducible_and_rows_differ(model):
     assert len(set(b)) == 8 and b == model.sample(60, num_samples=8, seed=21)
 
 
-def test_batched_is_one_forward_call_per_step(model, monkeypatch):
+def test_batched_is_one_call_of_the_loop(model, monkeypatch):
     core = CountingCore(model._core)
     monkeypatch.setattr(model, "_core", core)
     model.sample_ids(12, model.vocab.encode(PRIME), num_samples=7, seed=0)
-    assert core.calls == [(1, len(PRIME))] + [(7, 1)] * 11
+    assert core.calls == [(1, len(PRIME))] and core.loops == [(7, 12, 12)]
     core.calls.clear()
+    core.loops.clear()
     model.sample(5, num_samples=3, seed=0)
-    assert core.calls == [(3, 1)] * 4
+    assert core.calls == [] and core.loops == [(3, 5, 5)]
 
 
 def test_batched_first_character_follows_softmax(model):
@@ -362,7 +292,7 @@ def test_stop_in_batched_runs_each_row_on_its_own(model, monkeypatch):
     assert len(set(map(len, cut))) > 2  # rows really stopped at different places
     # Generation ends once every row has stopped (or at length).
     steps = max(map(len, cut))
-    assert len(core.calls) == 1 + steps - 1
+    assert core.loops == [(6, 120, steps)]
 
 
 def test_generate_stops_drawing_at_the_stop(model, monkeypatch):
@@ -372,7 +302,9 @@ def test_generate_stops_drawing_at_the_stop(model, monkeypatch):
     monkeypatch.setattr(model, "_core", core)
     out = "".join(model.generate(200, prime=PRIME, seed=1, stop=stop))
     assert out == full[:full.index(stop) + 3]
-    assert len(core.calls) == len(out)  # the prime plus one call per further character
+    # Pieces of 1, 2, 4, ... ids; the last one ends at the stop.
+    assert sum(k for _, _, k in core.loops) == len(out)
+    assert [n for _, n, _ in core.loops] == [1, 2, 4, 8, 16, 32, 64][:len(core.loops)]
 
 
 # ------------------------------------------------------------------- warm-up
@@ -431,10 +363,12 @@ def test_generate_is_a_lazy_iterator(model, monkeypatch):
     core = CountingCore(model._core)
     monkeypatch.setattr(model, "_core", core)
     it = model.generate(1000, prime=PRIME, seed=0)
-    assert iter(it) is it and core.calls == []
-    first = [next(it) for _ in range(3)]
-    assert len(core.calls) == 3  # the prime and two steps, nothing ahead
-    assert "".join(first) == model.sample(3, prime=PRIME, seed=0)
+    assert iter(it) is it and core.calls == [] and core.loops == []
+    first = next(it)
+    assert core.calls == [(1, len(PRIME))] and core.loops == [(1, 1, 1)]
+    first += "".join(next(it) for _ in range(2))
+    assert core.loops == [(1, 1, 1), (1, 2, 2)]  # nothing made ahead of what was asked
+    assert first == model.sample(3, prime=PRIME, seed=0)
     assert list(model.generate(0, prime=PRIME)) == []
 
 

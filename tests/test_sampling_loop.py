@@ -1,0 +1,269 @@
+"""The sampling loop in C++ against the NumPy reference (tests/
+sampling_reference.py), its counter-based random numbers (the same text at
+any thread count, on every instruction set, however it is split over
+calls), the GIL, and beam search against exhaustive search."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn import _core
+from pycharrnn.sampling import _Run
+
+import sampling_reference as ref
+
+CHARS = "abcdefgh \n"
+
+
+def sharp(model):
+    """Stronger recurrent weights and a sharper decoder: distributions far
+    from uniform, so top-k and top-p cut real subsets."""
+    for name, view in model.params.items():
+        if name.startswith("rnn.weight"):
+            view[...] *= 3.0
+    model.params["decoder.weight"][...] *= 10.0
+    return model
+
+
+@pytest.fixture(scope="module", params=["rnn", "gru", "lstm"])
+def model(request):
+    return sharp(pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=16, num_layers=2,
+                            cell=request.param, embedding_dim=5, dtype="float64", seed=4))
+
+
+OPTIONS = [
+    dict(),
+    dict(temperature=0.7, top_k=3),
+    dict(temperature=1.3, top_p=0.8),
+    dict(temperature=0.9, top_k=6, top_p=0.6),
+    dict(temperature=0),
+    dict(top_k=1),
+    dict(top_p=1e-9),
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("prime", ["", "abc"])
+def test_loop_equals_the_numpy_reference(model, options, prime):
+    context = list(model.vocab.encode(prime))
+    for seed in (0, 2**64 - 1):
+        want = ref.sample_ids(model, 40, context, seed=seed, rows=3, **options)
+        got = model.sample_ids(40, context, seed=seed, num_samples=3, **options)
+        assert got.tolist() == want
+        # Row 0 is the single sample, and the text with the same arguments.
+        assert model.sample_ids(40, context, seed=seed, **options).tolist() == want[0]
+        assert model.sample(40, prime, seed=seed, **options) == model.vocab.decode(
+            np.array(want[0], np.int32))
+
+
+@pytest.mark.parametrize("stop", ["a", "h ", "\n\n"])
+def test_stop_equals_the_numpy_reference(model, stop):
+    stop_ids = list(model.vocab.encode(stop))
+    want = ref.sample_ids(model, 80, list(model.vocab.encode("bc")), seed=5, rows=4,
+                          stop=stop_ids)
+    got = model.sample(80, "bc", seed=5, num_samples=4, stop=stop)
+    assert got == [model.vocab.decode(np.array(w, np.int32)) for w in want]
+    assert "".join(model.generate(80, "bc", seed=5, stop=stop)) == got[0]
+
+
+def test_float32_loop_equals_the_reference_on_its_own_logits():
+    m = sharp(pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=24, cell="lstm", seed=1))
+    want = ref.sample_ids(m, 200, [3, 4, 5], temperature=0.8, top_p=0.95, seed=9, rows=2)
+    assert m.sample_ids(200, [3, 4, 5], 0.8, seed=9, top_p=0.95,
+                        num_samples=2).tolist() == want
+
+
+def test_any_split_over_calls_gives_the_same_ids(model):
+    whole = model.sample_ids(100, [1, 2, 3], seed=3, num_samples=2, top_k=5)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        run = _Run(model, 2, np.array([[1, 2, 3]], np.int32), 1.0, 5, None, 3, None)
+        pieces, done = [], 0
+        while done < 100:
+            k = int(min(100 - done, rng.integers(1, 30)))
+            pieces.append(run.take(k, last=done + k == 100))
+            done += k
+        assert np.array_equal(np.concatenate(pieces, axis=1), whole)
+
+
+def test_rows_do_not_depend_on_the_batch(model):
+    eight = model.sample_ids(50, [0, 1], seed=7, num_samples=8)
+    three = model.sample_ids(50, [0, 1], seed=7, num_samples=3)
+    assert np.array_equal(eight[:3], three)
+    assert len({tuple(r) for r in eight}) == 8
+
+
+def test_same_text_at_any_thread_count():
+    m = sharp(pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=200, num_layers=2, cell="gru",
+                         embedding_dim=16, seed=2))
+    before = pc.get_num_threads()
+    try:
+        texts = []
+        for n in (1, 2, 3):
+            pc.set_num_threads(n)
+            texts.append(m.sample(300, "ab", seed=11, num_samples=3))
+        assert texts[0] == texts[1] == texts[2]
+    finally:
+        pc.set_num_threads(before)
+
+
+def test_same_text_on_every_instruction_set():
+    # The kernels of each instruction set round differently in the last
+    # bit; the draw (in double, compiled once) turns the same random number
+    # into the same character unless it falls within that rounding of a
+    # boundary of the cumulative distribution.
+    m = sharp(pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=96, num_layers=2,
+                         cell="lstm", embedding_dim=8, seed=3))
+    active = _core.isa()
+    try:
+        texts = {}
+        for isa in _core.isa_available():
+            _core.set_isa(isa)
+            texts[isa] = m.sample(1000, "abc", seed=12, top_p=0.97)
+    finally:
+        _core.set_isa(active)
+    assert len(set(texts.values())) == 1, texts.keys()
+
+
+def test_draw_edge_cases_follow_the_reference():
+    # A decoder with zero weights: every step's logits are its bias, so the
+    # draw sees exactly the values set here (huge, tiny, tied, non-finite).
+    V = 7
+    m = pc.CharRNN(V, hidden_size=3, cell="rnn", dtype="float64", seed=0)
+    m.params["decoder.weight"][...] = 0
+    rng = np.random.default_rng(1)
+    rows = [np.zeros(V), np.array([1, 1, 1, 0, 0, 0, 1.0]), rng.standard_normal(V) * 1e30,
+            rng.standard_normal(V) * 1e-30, np.array([0, 0, 800, 800, -800, 0, 0.0])]
+    for row in rows:
+        m.params["decoder.bias"][...] = row
+        for temperature in (1.0, 0.3, 1e-300, 1e-30, 0.0, 50.0):
+            for top_k, top_p in ((None, None), (2, None), (None, 0.5), (3, 0.99)):
+                got = m.sample_ids(30, [0], temperature, top_k, seed=4, top_p=top_p)
+                for i, g in enumerate(got):
+                    u = float(ref.hash_uniform(4, 0, np.array([i]))[0])
+                    assert g == ref.draw(row, temperature, top_k, top_p, u), \
+                        (row, temperature, top_k, top_p, i)
+    for bad in (np.nan, np.inf, -np.inf):
+        m.params["decoder.bias"][...] = 0
+        m.params["decoder.bias"][2] = bad
+        for temperature in (1.0, 0.0):
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                m.sample_ids(3, [0], temperature, seed=0)
+
+
+def test_the_loop_releases_the_gil():
+    m = pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=256, num_layers=2, cell="lstm",
+                   seed=0)
+    t0 = time.perf_counter()
+    m.sample_ids(200, [1], seed=0)
+    n = int(200 * max(0.3, 0.3) / max(time.perf_counter() - t0, 1e-4))
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (m.sample_ids(n, [1], seed=0), done.set()))
+    ticks = 0
+    worker.start()
+    while not done.is_set():
+        ticks += 1  # runs only while the sampling thread does not hold the GIL
+        time.sleep(0)
+    worker.join()
+    assert ticks > 50
+
+
+def test_sampling_arguments_are_checked_in_cxx_too():
+    m = pc.CharRNN(5, hidden_size=8, cell="gru", seed=0)
+    run = _Run(m, 2, None, 1.0, None, None, 0, None)
+    with pytest.raises(ValueError, match="state must have shape"):
+        m._core.sample(m.flat_params, run.state, run.logits, np.empty((3, 4), np.int32),
+                       live=run.live)
+    with pytest.raises(ValueError, match="top_p"):
+        m._core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
+                       live=run.live, top_p=0.0)
+    with pytest.raises(ValueError, match="stop"):
+        m._core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
+                       live=run.live, stop=np.array([7], np.int32),
+                       window=np.zeros((2, 1), np.int32))
+    with pytest.raises(ValueError, match="share memory"):
+        m._core.sample(m.flat_params, run.state, run.state.reshape(-1)[:10].reshape(2, 5),
+                       np.empty((2, 4), np.int32), live=run.live)
+    with pytest.raises(ValueError, match="seed"):
+        m.sample_ids(3, seed=2**64)
+
+
+# ----------------------------------------------------------------- beam search
+
+@pytest.fixture(scope="module", params=["gru", "lstm"])
+def tiny(request):
+    # Three symbols, so that every continuation can be enumerated.
+    m = pc.CharRNN(pc.Vocab.from_text("ab\n"), hidden_size=8, cell=request.param,
+                   dtype="float64", seed=7)
+    for name, view in m.params.items():
+        if name.startswith("rnn.weight"):
+            view[...] *= 2.5
+    m.params["decoder.weight"][...] *= 4.0
+    return m
+
+
+@pytest.mark.parametrize("prime", ["", "a", "ba\n"])
+def test_beam_search_finds_the_exhaustive_best(tiny, prime):
+    length = 5
+    context = list(tiny.vocab.encode(prime))
+    want, score = ref.brute_force(tiny, context, length)
+    found = tiny.beam_search(prime, length, beam_width=3 ** (length - 1))
+    assert tuple(found.ids) == want and isinstance(found, str)
+    assert found == tiny.vocab.decode(np.array(want, np.int32))
+    assert found.score == pytest.approx(score, rel=1e-12, abs=1e-12)
+    assert found.log_prob == found.score
+    # Narrower beams never beat it, and their own scores are their texts'.
+    for k in (1, 2, 4):
+        narrow = tiny.beam_search(prime, length, beam_width=k)
+        assert narrow.score <= score + 1e-12
+        assert narrow.log_prob == pytest.approx(ref.log_prob(tiny, context, list(narrow.ids)),
+                                                rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7, 2.0])
+@pytest.mark.parametrize("stop", ["\n", "ab"])
+def test_beam_search_with_stop_and_length_penalty(tiny, stop, alpha):
+    length = 5
+    want, score = ref.brute_force(tiny, [0], length, stop=list(tiny.vocab.encode(stop)),
+                                  length_penalty=alpha)
+    found = tiny.beam_search("\n", length, beam_width=3 ** length, stop=stop,
+                             length_penalty=alpha)
+    assert tuple(found.ids) == want
+    assert found.score == pytest.approx(score, rel=1e-12, abs=1e-12)
+    assert found.log_prob == pytest.approx(ref.log_prob(tiny, [0], list(want)), rel=1e-12,
+                                           abs=1e-12)
+
+
+def test_beam_width_one_is_greedy(model):
+    for prime in ("a", "hg", "abc\n"):
+        greedy = model.sample(60, prime, temperature=0)
+        assert model.beam_search(prime, 60, beam_width=1) == greedy
+
+
+def test_beam_search_on_a_trained_model_beats_greedy():
+    text = "the cat sat on the mat. the dog sat on the log. " * 40
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=32, cell="gru", seed=0)
+    tr = pc.Trainer(m, text, batch_size=4, seq_length=24,
+                    optimizer=pc.optim.Adam(m, lr=1e-2), val_fraction=0.0)
+    tr.run(steps=150)
+    greedy = m.beam_search("the ", 30, beam_width=1)
+    wide = m.beam_search("the ", 30, beam_width=8)
+    assert wide.log_prob >= greedy.log_prob - 1e-4
+    assert set(wide) <= set(text)
+
+
+def test_beam_search_arguments():
+    m = pc.CharRNN(pc.Vocab.from_text("ab\n"), hidden_size=4, cell="gru", seed=0)
+    assert m.beam_search("a", 0) == "" and m.beam_search("a", 0).log_prob == 0.0
+    with pytest.raises(ValueError, match="beam_width"):
+        m.beam_search("a", 5, beam_width=0)
+    with pytest.raises(ValueError, match="prime.*'z'"):
+        m.beam_search("az", 5)
+    with pytest.raises(TypeError, match="length_penalty"):
+        m.beam_search("a", 5, length_penalty=float("nan"))
+    ids_only = pc.CharRNN(3, hidden_size=4, cell="gru", seed=0)
+    found = ids_only.beam_search([0, 1], 4, beam_width=2, stop=[2])
+    assert found.ids.dtype == np.int32 and found == ""
