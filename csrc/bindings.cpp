@@ -14,6 +14,7 @@
 #include "gemm_ref.hpp"
 #include "model.hpp"
 #include "sampling.hpp"
+#include "train_loop.hpp"
 #include "dispatch.hpp"
 
 namespace py = pybind11;
@@ -161,6 +162,65 @@ pcr::DrawOptions draw_options(double temperature, idx top_k, double top_p) {
   o.temperature = temperature;
   o.top_k = top_k;
   o.top_p = top_p;
+  return o;
+}
+
+// Optimizer entry points: params, grads and state buffers are flat [n] of one
+// dtype; an optional buffer is None when the configuration does not use it.
+template <typename T>
+T* opt_buf(py::object a, const char* name, idx n, bool needed) {
+  if (a.is_none()) {
+    if (needed) throw py::value_error(std::string(name) + " is required");
+    return nullptr;
+  }
+  if (!py::isinstance<py::array>(a))
+    throw py::type_error(std::string(name) + " must be a numpy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(a);
+  return out_ptr<T>(arr, name, {n});
+}
+
+// An optimizer description from optim.py's Optimizer._fused_spec(): kind,
+// step, hyper-parameters (missing ones: 0) and up to three buffers.
+template <typename T>
+pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
+  pcr::OptSpec<T> o;
+  auto num = [&](const char* k) { return d.contains(k) ? d[k].cast<double>() : 0.0; };
+  auto flag = [&](const char* k) { return d.contains(k) && d[k].cast<bool>(); };
+  const int kind = d["kind"].cast<int>();
+  if (kind < 0 || kind > 3) throw py::value_error("optimizer kind must be 0..3");
+  o.kind = static_cast<pcr::OptKind>(kind);
+  o.step = d["step"].cast<long long>();
+  o.clip_norm = num("clip_norm");
+  o.clip_value = num("clip_value");
+  o.weight_decay = num("weight_decay");
+  if (!(o.clip_norm >= 0) || !(o.clip_value >= 0) || !(o.weight_decay >= 0))
+    throw py::value_error("clip_norm, clip_value and weight_decay must be >= 0");
+  o.momentum = num("momentum");
+  o.dampening = num("dampening");
+  o.nesterov = flag("nesterov");
+  o.lr_decay = num("lr_decay");
+  o.eps = num("eps");
+  o.eps_inside = flag("eps_inside");
+  o.alpha = num("alpha");
+  o.centered = flag("centered");
+  o.beta1 = num("beta1");
+  o.beta2 = num("beta2");
+  o.decoupled = flag("decoupled");
+  o.amsgrad = flag("amsgrad");
+  const bool needed[4][3] = {{o.momentum != 0, false, false},
+                             {true, false, false},
+                             {true, o.centered, o.momentum > 0},
+                             {true, true, o.amsgrad}};
+  py::list bufs = d["buffers"].cast<py::list>();
+  if (bufs.size() != 3) throw py::value_error("optimizer buffers: a list of three");
+  const char* names[3] = {"buffer 0", "buffer 1", "buffer 2"};
+  T* ptrs[3];
+  for (int i = 0; i < 3; ++i) ptrs[i] = opt_buf<T>(bufs[i], names[i], n, needed[kind][i]);
+  o.buf0 = ptrs[0];
+  o.buf1 = ptrs[1];
+  o.buf2 = ptrs[2];
+  if (o.kind == pcr::OptKind::ADAM && !(o.beta1 < 1 && o.beta2 < 1))
+    throw py::value_error("betas must be < 1");
   return o;
 }
 
@@ -352,6 +412,64 @@ void bind_model(py::module_& m, const char* cls) {
            "continue; stop (int32 ids), window [B, len(stop)] and live [B] (uint8) carry "
            "each row's stop matching; a stopped row's further ids are -1. Returns the "
            "steps made (fewer than n when every row stopped).")
+      .def("train_steps",
+           [](M& self, py::array params, py::array grads, py::array xs, py::array ys,
+              py::array state, py::object seeds, py::array lrs, py::array losses,
+              py::array norms, py::dict optimizer) {
+             if (xs.ndim() != 3) throw py::value_error("xs must be 3-D [steps, batch, time]");
+             const idx K = xs.shape(0), B = xs.shape(1), Tn = xs.shape(2);
+             if (K < 1 || B < 1 || Tn < 1) throw py::value_error("xs must not be empty");
+             const idx n = self.num_params();
+             T* P = out_ptr<T>(params, "params", {n});
+             T* Gr = out_ptr<T>(grads, "grads", {n});
+             const auto* xp = in_ptr<std::int32_t>(xs, "xs", {K, B, Tn});
+             const auto* yp = in_ptr<std::int32_t>(ys, "ys", {K, B, Tn});
+             for (idx i = 0; i < K * B * Tn; ++i)
+               if (xp[i] < 0 || xp[i] >= self.V || yp[i] < 0 || yp[i] >= self.V)
+                 throw py::value_error("xs and ys must hold token ids in [0, vocab_size)");
+             T* st = out_ptr<T>(state, "state", {self.state_slots(), self.L, B, self.H});
+             const double* lr = in_ptr<double>(lrs, "lrs", {K});
+             double* lo = out_ptr<double>(losses, "losses", {K});
+             double* no = out_ptr<double>(norms, "norms", {K});
+             const std::uint64_t* sd = nullptr;
+             if (!seeds.is_none()) {
+               py::array sa = py::reinterpret_borrow<py::array>(seeds);
+               if (!py::isinstance<py::array_t<std::uint64_t>>(sa))
+                 throw py::type_error("seeds must be a uint64 array or None");
+               if (sa.ndim() != 1 || sa.shape(0) != K || !(sa.flags() & py::array::c_style))
+                 throw py::value_error("seeds must be a contiguous array [steps]");
+               sd = static_cast<const std::uint64_t*>(sa.data());
+             }
+             for (idx k = 0; k < K; ++k)
+               if (!(lr[k] >= 0) || !std::isfinite(lr[k]))
+                 throw py::value_error("learning rates must be finite and >= 0");
+             pcr::OptSpec<T> opt = opt_spec<T>(optimizer, n);
+             const idx nb = n * idx(sizeof(T));
+             check_disjoint({mem(params, "params"), mem(grads, "grads"), mem(state, "state"),
+                             mem(losses, "losses"), mem(norms, "norms"),
+                             {"buffer 0", opt.buf0, opt.buf0 ? nb : 0},
+                             {"buffer 1", opt.buf1, opt.buf1 ? nb : 0},
+                             {"buffer 2", opt.buf2, opt.buf2 ? nb : 0}},
+                            {mem(xs, "xs"), mem(ys, "ys"), mem(lrs, "lrs")});
+             pcr::StepStatus status;
+             idx done;
+             {
+               py::gil_scoped_release nogil;
+               pcr::DenormalsGuard flush;
+               done = pcr::train_steps(self, P, Gr, opt, xp, yp, K, B, Tn, st, sd != nullptr,
+                                       sd, lr, lo, no, &status);
+             }
+             return py::make_tuple(done, static_cast<int>(status));
+           },
+           py::arg("params"), py::arg("grads"), py::arg("xs"), py::arg("ys"), py::arg("state"),
+           py::arg("seeds"), py::arg("lrs"), py::arg("losses"), py::arg("norms"),
+           py::arg("optimizer"),
+           "K training steps in one call (pycharrnn.Trainer's step, K times): chunk k is "
+           "xs[k], ys[k] [K, B, T]; the state [S, L, B, H] is carried; seeds (uint64 [K], "
+           "or None: no regularisers) and lrs (float64 [K]) per step; losses and norms "
+           "(float64 [K]) receive each step's loss and pre-clip gradient norm. optimizer: "
+           "a dict from Optimizer._fused_spec(). Returns (steps completed, status: 0 all "
+           "done, 1 loss, 2 gradient norm, 3 parameters not finite).")
       .def("beam_search",
            [](M& self, py::array params, py::array logits, py::array state, idx length,
               idx beam_width, double length_penalty, py::object stop) {
@@ -383,20 +501,6 @@ void bind_model(py::module_& m, const char* cls) {
            "score, log-probability) of the best continuation of at most length ids; "
            "score = log-probability / len ** length_penalty. stop (int32 ids) ends a "
            "hypothesis.");
-}
-
-// Optimizer entry points: params, grads and state buffers are flat [n] of one
-// dtype; an optional buffer is None when the configuration does not use it.
-template <typename T>
-T* opt_buf(py::object a, const char* name, idx n, bool needed) {
-  if (a.is_none()) {
-    if (needed) throw py::value_error(std::string(name) + " is required");
-    return nullptr;
-  }
-  if (!py::isinstance<py::array>(a))
-    throw py::type_error(std::string(name) + " must be a numpy array or None");
-  py::array arr = py::reinterpret_borrow<py::array>(a);
-  return out_ptr<T>(arr, name, {n});
 }
 
 pcr::GradIn grad_in(double scale, double clip, double weight_decay) {

@@ -205,11 +205,22 @@ double sum_squares(const T* g, idx n) {
     return total;
   }
   parallel_for(nchunks, threads_for(n * 2), [&](idx c) {
-    double s = 0;
+    // Eight running sums (element i goes to sum i % 8), added up in a fixed
+    // order: a vector loop whose result does not depend on the instruction
+    // set (for float input every square is exact in double).
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    idx i = c * kChunk;
     const idx i1 = mn(n, (c + 1) * kChunk);
-#pragma omp simd reduction(+ : s)
-    for (idx i = c * kChunk; i < i1; ++i) s += double(g[i]) * double(g[i]);
-    part[c] = s;
+    for (; i + 8 <= i1; i += 8)
+      for (int j = 0; j < 8; ++j) {
+        const double v = double(g[i + j]);
+        s[j] += v * v;
+      }
+    for (int j = 0; i < i1; ++i, ++j) {
+      const double v = double(g[i]);
+      s[j] += v * v;
+    }
+    part[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
   });
   for (idx c = 0; c < nchunks; ++c) total += part[c];
   return total;

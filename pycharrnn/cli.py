@@ -518,6 +518,15 @@ class _Progress:
         self.val = None
         self.plotted = -math.inf
 
+    #: Step events may come after several steps ran (Trainer's steps_per_call) ...
+    batched_steps = True
+
+    def due(self, step: int) -> bool:
+        """... except at a step that prints a sample of the model as it is then."""
+        every = self.args.sample_every
+        return bool(every and step % every == 0 and self.args.sample_length > 0
+                    and not self.args.quiet)
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 

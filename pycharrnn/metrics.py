@@ -240,6 +240,9 @@ class MetricsLog:
         rec["time"] = round(self.elapsed(), 6)
         self._write(rec, flush=True)
 
+    #: It only records step metrics: the Trainer may report several steps at once.
+    batched_steps = True
+
     def __call__(self, trainer: Any, event: str, metrics: Dict[str, Any]) -> None:
         if event == "step":
             self.log_step(metrics)

@@ -92,6 +92,23 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, scale: float, clip: float) -> None:
         raise NotImplementedError  # pragma: no cover
 
+    def _fused_spec(self) -> Dict[str, Any]:
+        """This optimizer for the C++ training loop (``train_steps``): the
+        kind, the updates made so far, the hyper-parameters and three
+        buffers (None where the configuration has none)."""
+        return {"step": self.step_count, "clip_norm": self.clip_norm or 0.0,
+                "clip_value": self.clip_value or 0.0, **self._fused_fields()}
+
+    def _fused_fields(self) -> Dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _fused_done(self, updates: int, grad_norm: Optional[float]) -> None:
+        """Account for ``updates`` made by the C++ loop, the last with the
+        pre-clip gradient norm ``grad_norm``."""
+        self.step_count += updates
+        if updates and self.clip_norm is not None:
+            self.last_grad_norm = grad_norm
+
     def hparams(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in ("lr", "clip_value", "clip_norm") + self._hparams}
 
@@ -156,6 +173,12 @@ class SGD(Optimizer):
         if self.momentum != 0:
             self._zeros("momentum_buffer")
 
+    def _fused_fields(self):
+        b = self.buffers.get
+        return {"kind": 0, "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+                "buffers": [b("momentum_buffer"), None, None]}
+
     def _update(self, p, g, scale, clip):
         _core.sgd_update(p, g, self.buffers.get("momentum_buffer"), lr=self.lr,
                          momentum=self.momentum, dampening=self.dampening,
@@ -186,6 +209,11 @@ class AdaGrad(Optimizer):
         self._zeros("sum")
         self.buffers["sum"][:] = init
 
+    def _fused_fields(self):
+        return {"kind": 1, "lr_decay": self.lr_decay, "eps": self.eps,
+                "eps_inside": self.eps_inside_sqrt, "weight_decay": self.weight_decay,
+                "buffers": [self.buffers["sum"], None, None]}
+
     def _update(self, p, g, scale, clip):
         clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
         _core.adagrad_update(p, g, self.buffers["sum"], clr=clr, eps=self.eps,
@@ -214,6 +242,12 @@ class RMSProp(Optimizer):
             self._zeros("grad_avg")
         if self.momentum > 0:
             self._zeros("momentum_buffer")
+
+    def _fused_fields(self):
+        b = self.buffers.get
+        return {"kind": 2, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered, "weight_decay": self.weight_decay,
+                "buffers": [b("square_avg"), b("grad_avg"), b("momentum_buffer")]}
 
     def _update(self, p, g, scale, clip):
         _core.rmsprop_update(p, g, self.buffers["square_avg"], self.buffers.get("grad_avg"),
@@ -249,6 +283,13 @@ class Adam(Optimizer):
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         super().load_state_dict(d)
         self.betas = tuple(self.betas)  # JSON gives a list
+
+    def _fused_fields(self):
+        b = self.buffers.get
+        return {"kind": 3, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
+                "decoupled": self._decoupled, "amsgrad": self.amsgrad,
+                "weight_decay": self.weight_decay,
+                "buffers": [b("exp_avg"), b("exp_avg_sq"), b("max_exp_avg_sq")]}
 
     def _update(self, p, g, scale, clip):
         b1, b2 = self.betas

@@ -30,10 +30,15 @@ LN2 = math.log(2.0)
 #: part of the text, its loss not counted (see :func:`evaluate`).
 EVAL_WARMUP = 256
 _HISTORY_KEYS = ("step", "loss", "ema_loss", "lr", "grad_norm", "epoch")
+#: The default most steps one C++ call of :meth:`Trainer.run` makes.
+STEPS_PER_CALL = 256
+#: About how long one such call may run (seconds).
+SECONDS_PER_CALL = 0.05
 _VAL_KEYS = ("step", "val_loss", "epoch")
 # Resume options: those fixed by the checkpoint, and those that may change.
 _FIXED = {"batch_size", "seq_length", "val_fraction"}
-_FREE = {"eval_every", "eval_every_seconds", "checkpoint_every", "checkpoint_each_epoch"}
+_FREE = {"eval_every", "eval_every_seconds", "checkpoint_every", "checkpoint_each_epoch",
+         "steps_per_call"}
 
 
 class TrainingDiverged(PyCharRNNError):
@@ -242,6 +247,18 @@ class Trainer:
             ``best.npz`` (lowest validation loss) are written, atomically.
         callbacks: ``f(trainer, event, metrics)`` with event "step", "eval" or
             "checkpoint"; returning False stops :meth:`run` after that step.
+            A callback with ``batched_steps = True`` only records step
+            metrics: it may be told of several steps after they ran (see
+            ``steps_per_call``); its optional ``due(step)`` returning True
+            asks for its "step" event right after that step.
+        steps_per_call: the most steps one C++ call makes (forward, BPTT,
+            clipping and update, K times, with the same bits as K calls of
+            :meth:`step`) when nothing needs Python between them: no
+            validation, checkpoint or callback due, no schedule by time and
+            no validation by time. Pays for small models, where a step takes
+            tens of microseconds. 1: every step from Python. Default
+            ``STEPS_PER_CALL``; a run of steps is also kept to about
+            ``SECONDS_PER_CALL`` of work, so that stops stay prompt.
 
     Step metrics: step, loss (nats/char), bpc, ema_loss (an exponential
     moving average with decay ``ema_decay``, bias-corrected as Adam's moments
@@ -261,7 +278,8 @@ class Trainer:
                  checkpoint_every: Optional[int] = None, checkpoint_each_epoch: bool = True,
                  ema_decay: float = 0.99,
                  callbacks: Optional[Sequence[Callable[..., Any]]] = None,
-                 eval_every_seconds: Optional[float] = None):
+                 eval_every_seconds: Optional[float] = None,
+                 steps_per_call: Optional[int] = None):
         ids = self._encode(model, data)
         train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
@@ -306,6 +324,9 @@ class Trainer:
         self.history: List[Dict[str, float]] = []
         self.val_history: List[Dict[str, float]] = []
         self.callbacks = list(callbacks or [])
+        self.steps_per_call = STEPS_PER_CALL if steps_per_call is None else \
+            check_int("steps_per_call", steps_per_call, 1)
+        self._step_seconds = 0.0  # the last step's duration (sizes the runs of steps)
         self._stop = False
         self._stop_requested = False
 
@@ -394,18 +415,29 @@ class Trainer:
         if not _finite(_core.sum_squares(self.model.flat_params)):
             raise self._diverged("parameter norm after the update", math.inf)
         self.state = state
-        self.step_count += 1
-        self._ema_sum = self.ema_decay * self._ema_sum + (1 - self.ema_decay) * loss
         dt = time.perf_counter() - t0
         self.elapsed += dt
+        self._step_seconds = dt
+        m = self._record(loss, gnorm, self.optimizer.lr, b.epoch_float, x.size, dt)
+        return self._after_step(m, dt, self._emit("step", m))
+
+    def _record(self, loss: float, gnorm: float, lr: float, epoch: float, chars: int,
+                dt: float) -> Dict[str, float]:
+        """Count a step made: EMA, its metrics, the history."""
+        self.step_count += 1
+        self._ema_sum = self.ema_decay * self._ema_sum + (1 - self.ema_decay) * loss
         m: Dict[str, float] = {
             "step": self.step_count, "loss": loss, "bpc": loss / LN2,
-            "ema_loss": self.ema_loss, "lr": self.optimizer.lr, "grad_norm": gnorm,
-            "epoch": b.epoch_float, "chars_per_sec": x.size / dt if dt > 0 else math.inf,
+            "ema_loss": self.ema_loss, "lr": lr, "grad_norm": gnorm, "epoch": epoch,
+            "chars_per_sec": chars / dt if dt > 0 else math.inf,
         }
         self.history.append({k: m[k] for k in _HISTORY_KEYS})
+        return m
+
+    def _after_step(self, m: Dict[str, float], dt: float, stop: bool) -> Dict[str, float]:
+        """Validation and checkpoints due after the step of metrics ``m``."""
+        b = self.batches
         epoch_end = b.at_epoch_end
-        stop = self._emit("step", m)
         by_time = self.eval_every_seconds is not None and self.clock + dt >= \
             self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
         if self.val_ids.size and ((self.eval_every and self.step_count % self.eval_every == 0)
@@ -418,6 +450,95 @@ class Trainer:
             stop = self._emit("checkpoint", m) or stop
         self._stop = stop
         return m
+
+    def _steps_fusable(self, limit: int) -> int:
+        """How many steps (up to ``limit``) the next C++ call may make: 0 or
+        1 when the next step needs Python around it."""
+        if self.steps_per_call < 2 or limit < 2 or self.eval_every_seconds is not None or \
+                getattr(self.schedule, "by_time", False):
+            return 0
+        if any(not getattr(cb, "batched_steps", False) for cb in self.callbacks):
+            return 0
+        b = self.batches
+        if b.at_epoch_end:  # the next step starts a new pass: the state is reset first
+            chunks = b.chunks_per_epoch
+        else:
+            chunks = (b.stream_length - b.position) // b.seq_length
+        k = min(limit, self.steps_per_call, chunks)
+        if self._step_seconds > 0:
+            k = min(k, max(1, int(SECONDS_PER_CALL / self._step_seconds)))
+        s = self.step_count
+        for every in (self.eval_every if self.val_ids.size else None,
+                      self.checkpoint_every if self.checkpoint_dir is not None else None):
+            if every:
+                k = min(k, every - s % every)
+        for cb in self.callbacks:
+            due = getattr(cb, "due", None)
+            if due is not None:
+                for j in range(1, k):
+                    if due(s + j):
+                        k = j
+                        break
+        try:
+            self.optimizer._fused_spec()
+        except NotImplementedError:  # an optimizer of the user's own
+            return 0
+        return k
+
+    def _steps(self, k: int) -> List[Dict[str, float]]:
+        """``k`` steps in one C++ call (``model._core.train_steps``), with the
+        bits and the metrics of ``k`` calls of :meth:`step`; then what is due
+        after the last."""
+        t0 = self._step_start = time.perf_counter()
+        b, model, opt = self.batches, self.model, self.optimizer
+        if b.at_epoch_end:
+            b.position = 0
+            b.epoch += 1
+            self.state = model.initial_state(b.batch_size)
+        T = b.seq_length
+        pos = b.position + T * np.arange(k, dtype=np.int64)
+        chunk = b.ids[b._offsets[None] + pos[:, None, None]]
+        xs = np.ascontiguousarray(chunk[:, :, :-1], dtype=np.int32)
+        ys = np.ascontiguousarray(chunk[:, :, 1:], dtype=np.int32)
+        epochs = [b.epoch + (p + T) / (b.chunks_per_epoch * T) for p in pos.tolist()]
+        lrs = np.full(k, opt.lr)
+        if self.schedule is not None:
+            lrs[:] = [self.schedule.lr(self.step_count + 1 + j, epochs[j]) for j in range(k)]
+        train = model.training and model.regularized
+        seeds = np.array([model._dropout_seed() for _ in range(k)], np.uint64) if train \
+            else None
+        state = model.pack_state(self.state, b.batch_size)
+        losses, norms = np.empty(k), np.empty(k)
+        done, status = model._core.train_steps(model.flat_params, model.flat_grads, xs, ys,
+                                               state, seeds, lrs, losses, norms,
+                                               opt._fused_spec())
+        made = done + (status == 3)  # the parameter check follows the update
+        opt._fused_done(made, float(norms[made - 1]) if made else None)
+        if made:
+            opt.lr = float(lrs[made - 1])
+        b.position += T * done
+        self.state = model.unpack_state(state)
+        dt_all = time.perf_counter() - t0
+        dt = dt_all / max(done, 1)
+        self.elapsed += dt_all
+        self._step_seconds = dt
+        out, stop = [], False
+        for j in range(done):
+            m = self._record(float(losses[j]), float(norms[j]), float(lrs[j]), epochs[j],
+                             xs[j].size, dt)
+            out.append(m)
+            stop = self._emit("step", m) or stop
+        if status:
+            if status != 3:  # the failing step had read its chunk: as step() leaves it
+                b.position += T
+                opt.lr = float(lrs[done])
+            what, value = {1: ("loss", losses[done]), 2: ("gradient norm", norms[done]),
+                           3: ("parameter norm after the update", math.inf)}[status]
+            if status == 3:
+                b.position += T
+            raise self._diverged(what, float(value))
+        self._after_step(out[-1], dt, stop)
+        return out
 
     def _validate(self, m: Dict[str, float], scheduled: bool) -> bool:
         """Validate now: add val_loss/val_bpc to the step metrics ``m``, record
@@ -482,7 +603,14 @@ class Trainer:
             self.clock = clock0 + now
             if seconds is not None and now >= seconds:
                 break
-            done.append(self.step())
+            limit = target - self.step_count
+            if seconds is not None and self._step_seconds > 0:
+                limit = min(limit, max(1, int((seconds - now) / self._step_seconds)))
+            k = self._steps_fusable(int(min(limit, 1 << 30)))
+            if k > 1:
+                done.extend(self._steps(k))
+            else:
+                done.append(self.step())
         self.clock = clock0 + time.perf_counter() - start
         self._stop_requested = False
         last_val = self.val_history[-1]["step"] if self.val_history else None
