@@ -74,6 +74,13 @@ struct Kernels {
   void (*recur_backward)(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* dout,
                          T* xp, T* hs, T* cs, T* aux, T* dhp_all, T* dh, T* dc,
                          T* packed);
+  // One step of the whole model at B <= step_max_batch rows (step.hpp).
+  idx step_max_batch;
+  idx (*step_scratch_size)(int G, idx B, idx H, idx L);
+  void (*step_forward)(CellKind kind, idx B, idx V, idx E, idx H, idx L,
+                       const std::int32_t* ids, const T* emb, const T* const* Wih,
+                       const T* const* Whh, const T* const* bih, const T* const* bhh,
+                       const T* decw, const T* decb, T* h, T* c, T* logits, T* work);
   void (*cell_forward)(CellKind kind, const StepIO<T>& s);
   bool (*cell_backward)(CellKind kind, const StepIO<T>& s, T* dh, T* dc);
   double (*softmax_xent)(T* logits, idx N, idx V, const std::int32_t* targets, bool grad,

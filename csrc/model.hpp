@@ -215,6 +215,28 @@ class Model {
   // then overwritten with the new state. Returns the logits [B, V], in the
   // workspace (valid until the next call). The caller holds mutex().
   const T* step(const T* P, const std::int32_t* ids, idx B, T* state) {
+    const Kernels<T>& K = kern<T>();
+    if (B <= K.step_max_batch) {  // the whole step in one parallel region
+      for (idx b = 0; b < B; ++b)
+        if (ids[b] < 0 || ids[b] >= V) throw std::invalid_argument("token id out of range");
+      step_ws_.resize(static_cast<size_t>(K.step_scratch_size(G, B, H, L) + B * V));
+      wih_.resize(L);
+      whh_.resize(L);
+      bih_.resize(L);
+      bhh_.resize(L);
+      for (idx l = 0; l < L; ++l) {
+        wih_[l] = P + off_wih_[l];
+        whh_[l] = P + off_whh_[l];
+        bih_[l] = P + off_bih_[l];
+        bhh_[l] = P + off_bhh_[l];
+      }
+      T* logits = step_ws_.data() + K.step_scratch_size(G, B, H, L);
+      K.step_forward(cell, B, V, E, H, L, ids, E > 0 ? P + off_emb_ : nullptr, wih_.data(),
+                     whh_.data(), bih_.data(), bhh_.data(), P + off_decw_, P + off_decb_,
+                     state, has_cell_state(cell) ? state + L * B * H : nullptr, logits,
+                     step_ws_.data());
+      return logits;
+    }
     prepare(B, 1, ids, nullptr);
     run_forward(P, state, false, 0);
     write_state(state);
@@ -230,6 +252,8 @@ class Model {
   std::vector<idx> off_wih_, off_whh_, off_bih_, off_bhh_;
 
   std::mutex mu_;
+  std::vector<T> step_ws_;  // step(): scratch and logits
+  std::vector<const T*> wih_, whh_, bih_, bhh_;
   const Kernels<T>* K_ = nullptr;  // the table the workspace was planned for
   std::vector<T> ws_;
   std::vector<std::int32_t> ids_, tgt_;  // time-major [Tn, B]

@@ -76,6 +76,27 @@ def test_float32_loop_equals_the_reference_on_its_own_logits():
                         num_samples=2).tolist() == want
 
 
+@pytest.mark.parametrize("rows", [1, 3, 4, 5])
+@pytest.mark.parametrize("E", [None, 6])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_loop_state_and_logits_are_the_models(model, rows, E, threads):
+    # The step of the loop (one parallel region for B <= 4, the general
+    # forward beyond) against model.forward over the whole generated text.
+    m = pc.CharRNN(pc.Vocab.from_text(CHARS), hidden_size=40, num_layers=3, cell=model.cell,
+                   embedding_dim=E, dtype="float64", seed=5)
+    before = pc.get_num_threads()
+    pc.set_num_threads(threads)
+    try:
+        run = _Run(m, rows, np.array([[1, 2, 3]], np.int32), 1.0, None, None, 8, None)
+        ids = run.take(17, last=False)
+    finally:
+        pc.set_num_threads(before)
+    seq = np.concatenate([np.tile([[1, 2, 3]], (rows, 1)), ids], axis=1).astype(np.int32)
+    logits, state = m.forward(seq)
+    assert np.allclose(run.logits, logits[:, -1], rtol=1e-12, atol=1e-12)
+    assert np.allclose(run.state, m.pack_state(state, rows), rtol=1e-12, atol=1e-12)
+
+
 def test_any_split_over_calls_gives_the_same_ids(model):
     whole = model.sample_ids(100, [1, 2, 3], seed=3, num_samples=2, top_k=5)
     rng = np.random.default_rng(0)
