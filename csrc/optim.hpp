@@ -208,14 +208,19 @@ double sum_squares(const T* g, idx n) {
     // Eight running sums (element i goes to sum i % 8), added up in a fixed
     // order: a vector loop whose result does not depend on the instruction
     // set (for float input every square is exact in double).
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    typedef double d8 __attribute__((vector_size(64)));
+    typedef T t8 __attribute__((vector_size(8 * sizeof(T))));
+    d8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
     idx i = c * kChunk;
     const idx i1 = mn(n, (c + 1) * kChunk);
-    for (; i + 8 <= i1; i += 8)
-      for (int j = 0; j < 8; ++j) {
-        const double v = double(g[i + j]);
-        s[j] += v * v;
-      }
+    for (; i + 8 <= i1; i += 8) {
+      t8 v;
+      __builtin_memcpy(&v, g + i, sizeof v);
+      const d8 d = __builtin_convertvector(v, d8);
+      acc += d * d;
+    }
+    double s[8];
+    for (int j = 0; j < 8; ++j) s[j] = acc[j];
     for (int j = 0; i < i1; ++i, ++j) {
       const double v = double(g[i]);
       s[j] += v * v;
