@@ -127,6 +127,29 @@ def test_streamed_sample_equals_non_streamed(tmp_path, data):
                          "--prime", "to", "--seed", 9).stdout
 
 
+def test_sample_beam(tmp_path, data):
+    run = tmp_path / "run"
+    cli(tmp_path, "train", data, "--out", run, "--steps", 30, "--hidden-size", 16,
+        "--batch-size", 4, "--seq-length", 16, "--sample-length", 0, "--quiet", "--seed", 2)
+    r = cli(tmp_path, "sample", run, "--beam", 4, "--length", 40, "--prime", "to be")
+    want = pc.load(run).beam_search("to be", 40, beam_width=4)
+    assert r.stdout == "to be" + want + "\n"
+    assert f"log-probability {want.log_prob:.4f}" in r.stderr
+    stop = cli(tmp_path, "sample", run, "--beam", 3, "--length", 40, "--prime", "to",
+               "--stop", " ", "--length-penalty", 0.5).stdout
+    assert stop == "to" + pc.load(run).beam_search("to", 40, 3, stop=" ",
+                                                     length_penalty=0.5) + "\n"
+    greedy = cli(tmp_path, "sample", run, "--beam", 1, "--length", 30, "--prime", "t").stdout
+    assert greedy == cli(tmp_path, "sample", run, "--argmax", "--length", 30,
+                         "--prime", "t").stdout
+    for flags, name in ((["--top-k", 3], "--top-k"), (["--num-samples", 2], "--num-samples"),
+                        (["--argmax"], "--argmax")):
+        bad = cli(tmp_path, "sample", run, "--beam", 2, *flags, ok=False)
+        assert bad.returncode != 0 and name in bad.stderr and "--beam" in bad.stderr
+    bad = cli(tmp_path, "sample", run, "--length-penalty", 1, ok=False)
+    assert bad.returncode != 0 and "--length-penalty" in bad.stderr
+
+
 def test_progress_bar_with_tqdm(tmp_path, data):
     pytest.importorskip("tqdm")
     r = cli(tmp_path, "train", data, "--out", tmp_path / "run", "--steps", 6, "--hidden-size", 8,
