@@ -26,6 +26,9 @@ __all__ = ["sample", "sample_ids", "generate", "beam_search", "BeamResult"]
 #: The most characters :func:`generate` asks the C++ loop for at once; its
 #: pieces grow from 1 to this, so the first character comes at once.
 GENERATE_CHUNK = 256
+#: The most characters one call makes in :func:`sample` (between two calls
+#: Ctrl-C is seen).
+SAMPLE_CHUNK = 1 << 14
 
 
 def sample_ids(model, length: int, prime: Any = None, temperature: float = 1.0,
@@ -69,7 +72,7 @@ def sample_ids(model, length: int, prime: Any = None, temperature: float = 1.0,
         if p.size > 0:
             context = as_ids(p.reshape(1, -1), model.vocab_size, "prime")
     run = _Run(model, num_samples, context, temperature, top_k, top_p, seed, None)
-    out = run.take(length, last=True)
+    out = run.take_all(length)
     return out.reshape(length) if num_samples == 1 else out
 
 
@@ -111,7 +114,7 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
                                 stop=stop, warmup=warmup, unknown=unknown))
     length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
                              warmup, num_samples, unknown)
-    out = make().take(length, last=True)
+    out = make().take_all(length)
     return [model.vocab.decode(row[row >= 0]) for row in out]
 
 
@@ -208,6 +211,19 @@ class _Run:
         self.window = None if stop_ids is None else np.full((n, stop_ids.size), -1, np.int32)
         self.live = np.ones(n, np.uint8)
         self.position = 0
+
+    def take_all(self, count: int) -> np.ndarray:
+        """:meth:`take` of ``count`` ids in pieces of :data:`SAMPLE_CHUNK`
+        (the random numbers do not depend on the pieces), so that a long
+        sample can be interrupted (Ctrl-C) between them."""
+        if count <= SAMPLE_CHUNK:
+            return self.take(count, last=True)
+        parts, done = [], 0
+        while done < count and self.live.any():
+            k = min(SAMPLE_CHUNK, count - done)
+            parts.append(self.take(k, last=done + k == count))
+            done += k
+        return np.concatenate(parts, axis=1)
 
     def take(self, count: int, last: bool) -> np.ndarray:
         """The next ``count`` ids of every row, int32 [n, count'] (fewer

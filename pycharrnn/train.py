@@ -459,14 +459,15 @@ class Trainer:
             return 0
         if any(not getattr(cb, "batched_steps", False) for cb in self.callbacks):
             return 0
+        if self._step_seconds <= 0:  # first measure a step (a big model's may take seconds)
+            return 1
         b = self.batches
         if b.at_epoch_end:  # the next step starts a new pass: the state is reset first
             chunks = b.chunks_per_epoch
         else:
             chunks = (b.stream_length - b.position) // b.seq_length
-        k = min(limit, self.steps_per_call, chunks)
-        if self._step_seconds > 0:
-            k = min(k, max(1, int(SECONDS_PER_CALL / self._step_seconds)))
+        k = min(limit, self.steps_per_call, chunks,
+                max(1, int(SECONDS_PER_CALL / self._step_seconds)))
         s = self.step_count
         for every in (self.eval_every if self.val_ids.size else None,
                       self.checkpoint_every if self.checkpoint_dir is not None else None):

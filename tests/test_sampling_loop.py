@@ -110,6 +110,18 @@ def test_any_split_over_calls_gives_the_same_ids(model):
         assert np.array_equal(np.concatenate(pieces, axis=1), whole)
 
 
+def test_long_samples_are_made_in_pieces_with_the_same_text(model, monkeypatch):
+    from pycharrnn import sampling
+
+    want = model.sample(100, "ab", seed=4, num_samples=3)
+    want_stop = model.sample(100, "ab", seed=4, num_samples=3, stop="a")
+    want_ids = model.sample_ids(100, [1], seed=4)
+    monkeypatch.setattr(sampling, "SAMPLE_CHUNK", 7)
+    assert model.sample(100, "ab", seed=4, num_samples=3) == want
+    assert model.sample(100, "ab", seed=4, num_samples=3, stop="a") == want_stop
+    assert np.array_equal(model.sample_ids(100, [1], seed=4), want_ids)
+
+
 def test_rows_do_not_depend_on_the_batch(model):
     eight = model.sample_ids(50, [0, 1], seed=7, num_samples=8)
     three = model.sample_ids(50, [0, 1], seed=7, num_samples=3)
