@@ -186,6 +186,8 @@ pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
   pcr::OptSpec<T> o;
   auto num = [&](const char* k) { return d.contains(k) ? d[k].cast<double>() : 0.0; };
   auto flag = [&](const char* k) { return d.contains(k) && d[k].cast<bool>(); };
+  for (const char* k : {"kind", "step", "buffers"})
+    if (!d.contains(k)) throw py::value_error(std::string("optimizer: no '") + k + "'");
   const int kind = d["kind"].cast<int>();
   if (kind < 0 || kind > 3) throw py::value_error("optimizer kind must be 0..3");
   o.kind = static_cast<pcr::OptKind>(kind);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -160,13 +162,35 @@ static inline void parallel_team(int nt, F&& body) {
 #endif
 }
 
-// Inside parallel_team's body: wait for the whole team (a no-op for one
-// thread, which runs outside any parallel region).
-static inline void team_barrier() {
-#ifdef _OPENMP
-#pragma omp barrier
+// A barrier for loops that wait once per time step inside one parallel
+// region (recurrence.hpp, step.hpp): the team spins on a shared counter,
+// about a tenth of a microsecond per wait on two cores, where OpenMP's own
+// barrier took one to two. Threads that have spun a while yield the CPU, so a
+// team larger than the machine (more threads than cores) still progresses.
+// One object per region; wait(nth) with the team's size.
+struct SpinBarrier {
+  alignas(64) std::atomic<int> arrived{0};
+  alignas(64) std::atomic<unsigned> generation{0};
+
+  void wait(int nth) {
+    if (nth <= 1) return;
+    const unsigned g = generation.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == nth - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      generation.store(g + 1, std::memory_order_release);
+      return;
+    }
+    for (unsigned spins = 0; generation.load(std::memory_order_acquire) == g; ++spins) {
+      if (spins < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
 #endif
-}
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+};
 
 // [i0, i1) of n items for thread tid of nth (contiguous chunks).
 static inline void chunk_of(idx n, int tid, int nth, idx* i0, idx* i1) {

@@ -35,12 +35,12 @@ idx recur_packed_size(int G, idx H) {
   return (H + NR - 1) / NR * NR * G * H;
 }
 
-// Multiply-adds per step below which the loop stays on one thread: a barrier
-// per step costs about what a second core saves below this. Training at B=1
-// (2 threads, AVX-512 EPYC): GRU H=128 (49K) ran 1.4x faster on one thread,
-// RNN H=128 1.5x; LSTM H=128 (65K) the same either way; GRU H=200 (120K)
-// 1.26x faster on two.
-constexpr idx kParallelRecur = 1 << 16;
+// Multiply-adds per step below which the loop stays on one thread. With
+// OpenMP's barrier (1-2 us a wait on this 2-core VM) one thread was faster up
+// to 64K at B=1; with SpinBarrier two threads pay from here on: training at
+// B=1, H=128, 2 threads against 1 (AVX-512 EPYC), RNN 1.5x, GRU 1.2x, LSTM
+// 1.15x faster.
+constexpr idx kParallelRecur = 1 << 14;
 
 template <typename T>
 inline int recur_team(idx B, idx GH, idx H) {
@@ -95,6 +95,7 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
   const idx chunks = (H + NR - 1) / NR, npad = chunks * G * NR;
   // Panel (c, g) holds the columns g*H + c*NR ... of op(B) = W_hh^T [H, GH]:
   // a chunk's gates are side by side, so a thread owns whole cells.
+  SpinBarrier barrier;
   parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
     idx c0, c1;
     chunk_of(chunks, tid, nth, &c0, &c1);
@@ -124,7 +125,7 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
         s.hp = hp;
         for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
       }
-      if (nth > 1) team_barrier();  // h_{t+1} complete before anyone reads it
+      barrier.wait(nth);  // h_{t+1} complete before anyone reads it
     }
   });
 }
@@ -143,6 +144,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
   const idx G = gate_count(kind), GH = G * H, BH = B * H;
   const idx chunks = (H + NR - 1) / NR, npad = chunks * NR;
   // Panel c holds columns c*NR ... of op(B) = W_hh [GH, H]: units again.
+  SpinBarrier barrier;
   parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
     idx c0, c1;
     chunk_of(chunks, tid, nth, &c0, &c1);
@@ -168,7 +170,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
         for (idx b = 0; b < B; ++b) cell_backward_units(kind, s, dh, dc, b, u0, u1);
         direct = has_direct_dh(kind);
       }
-      if (nth > 1) team_barrier();  // d(hp)_t complete before anyone reads it
+      barrier.wait(nth);  // d(hp)_t complete before anyone reads it
       if (u0 < u1) {
         const T* A = dhp_all + t * B * GH;
         if (B > 1) {

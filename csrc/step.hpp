@@ -66,6 +66,7 @@ void step_forward(CellKind kind, idx B, idx V, idx E, idx H, idx L, const std::i
   macs *= static_cast<double>(B);
   const idx chunks = (H + kStepChunk - 1) / kStepChunk;
   const int nt = macs < kParallelStep ? 1 : static_cast<int>(mn(static_cast<idx>(num_threads()), chunks));
+  SpinBarrier barrier;
   parallel_team(nt, [&](int tid, int nth) {
     idx c0, c1;
     chunk_of(chunks, tid, nth, &c0, &c1);
@@ -91,7 +92,7 @@ void step_forward(CellKind kind, idx B, idx V, idx E, idx H, idx L, const std::i
       StepIO<T> s{B, H, xp, hp, h + l * BH, hnew + l * BH,
                   c ? c + l * BH : nullptr, c ? cnew + l * BH : nullptr, aux, nullptr};
       for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
-      if (nth > 1) team_barrier();  // the new h of this layer before anyone reads it
+      barrier.wait(nth);  // the new h of this layer before anyone reads it
     }
     idx v0, v1;
     chunk_of(V, tid, nth, &v0, &v1);

@@ -472,6 +472,80 @@ def target_api(fz: Fuzz, data):
     fz.call("api", desc, go)
 
 
+def target_loops(fz: Fuzz, data):
+    """The whole loops in C++: the sampling loop, beam search and K training
+    steps, with broken arrays, bad options and non-finite weights."""
+    r = R(data)
+    rng = r.rng
+    method = data.draw(st.sampled_from(["sample", "beam", "train"]), label="method")
+    cell, V, E, H, L = r.int(0, 3), r.int(1, 12), r.pick([0, 3]), r.int(1, 7), r.int(1, 3)
+    f64 = r.coin(0.5)
+    dt = np.float64 if f64 else np.float32
+    m = (_core.ModelF64 if f64 else _core.ModelF32)(cell, V, E, H, L)
+    n = m.num_params
+    specials = r.coin(0.1)
+    params = np.ascontiguousarray(fill(rng, dt, (n,), 0.5, specials))
+    B = r.int(1, 5)
+    ss = (m.state_slots, L, B, H)
+    head = f"{method} cell={cell} V={V} E={E} H={H} L={L} f64={f64} B={B} specials={specials}"
+    stop = r.pick([None] * 6 + [np.array([0], np.int32), np.array([0, V - 1], np.int32)] * 2
+                  + [np.array([V], np.int32), np.zeros(0, np.int32), [0]])
+    if method == "sample":
+        count = r.int(0, 20)
+        state, s_how = arg(r, dt, ss)
+        logits, l_how = arg(r, dt, (B, V))
+        out, o_how = arg(r, np.int32, (B, count))
+        live, lv_how = arg(r, np.uint8, (B,))
+        m_stop = len(stop) if isinstance(stop, np.ndarray) else 1
+        window, w_how = arg(r, np.int32, (B, m_stop)) if stop is not None else (None, "none")
+        kw = dict(temperature=r.pick([1.0, 0.0, 0.5, 1e-300] * 4 + [-1.0, np.nan, np.inf]),
+                  top_k=r.pick([0, 1, V, 2**40] * 4 + [-1]),
+                  top_p=r.pick([1.0, 0.5, 1e-9] * 4 + [0.0, np.nan, 1.5]),
+                  seed=int(rng.integers(0, 2**63)), position=r.pick([0, 5, 2**64 - 1]),
+                  uniform_first=r.coin(0.3), stop=stop, window=window, live=live,
+                  feed_last=r.coin(0.5))
+        desc = (f"{head} n={count} state={s_how} logits={l_how} out={o_how} live={lv_how} "
+                f"window={w_how} stop={stop!r} " +
+                " ".join(f"{k}={v!r}" for k, v in kw.items() if k not in ("live", "window")))
+        fz.call("loops", desc, lambda: m.sample(params, state, logits, out, **kw))
+    elif method == "beam":
+        logits, l_how = arg(r, dt, (V,))
+        state, s_how = arg(r, dt, (m.state_slots, L, 1, H))
+        length, width = r.pick([0, 1, 5] * 4 + [-1]), r.pick([1, 3, 40] * 4 + [0, -2])
+        penalty = r.pick([0.0, 1.0, -2.0] * 4 + [np.nan])
+        desc = (f"{head} logits={l_how} state={s_how} length={length} width={width} "
+                f"penalty={penalty} stop={stop!r}")
+        fz.call("loops", desc, lambda: m.beam_search(params, logits, state, length, width,
+                                                     length_penalty=penalty, stop=stop))
+    else:
+        K, T = r.int(1, 3), r.int(1, 4)
+        grads, g_how = arg(r, dt, (n,))
+        xs, x_how = arg(r, np.int32, (K, B, T), ids_values(r, K * B, T, V).reshape(K, B, T))
+        ys, y_how = arg(r, np.int32, (K, B, T), ids_values(r, K * B, T, V).reshape(K, B, T))
+        state, s_how = arg(r, dt, ss)
+        seeds = r.pick([None, None, np.arange(K, dtype=np.uint64), np.arange(K),
+                        np.arange(K + 1, dtype=np.uint64)])
+        lrs, lr_how = arg(r, np.float64, (K,),
+                          np.full(K, r.pick([1e-3, 0.5, 1e30] * 4 + [np.nan, -1.0])))
+        losses, lo_how = arg(r, np.float64, (K,))
+        norms, no_how = arg(r, np.float64, (K,))
+        kind = r.pick([0, 1, 2, 3] * 4 + [-1, 4])
+        bufs = [arg(r, dt, (n,))[0] if r.coin(0.9) else None for _ in range(3)]
+        opt = {"kind": kind, "step": r.pick([0, 1, 5]),
+               "clip_norm": r.pick([0.0, 1.0] * 4 + [-1.0]),
+               "clip_value": r.pick([0.0, 5.0]), "momentum": r.pick([0.0, 0.9]),
+               "centered": r.coin(0.3), "amsgrad": r.coin(0.3), "beta1": r.pick([0.9] * 8 + [1.0]),
+               "beta2": 0.999, "eps": 1e-8, "alpha": 0.99, "buffers": bufs}
+        if r.coin(0.05):
+            opt = r.pick([{}, {"kind": 3}, {"kind": 0, "step": 0, "buffers": [None]}])
+        desc = (f"{head} K={K} T={T} grads={g_how} xs={x_how} ys={y_how} state={s_how} "
+                f"seeds={seeds!r} lrs={lr_how} losses={lo_how} norms={no_how} "
+                f"opt={ {k: v for k, v in opt.items() if k != 'buffers'} } "
+                f"buffers={[None if b is None else getattr(b, 'shape', b) for b in bufs]}")
+        fz.call("loops", desc, lambda: m.train_steps(params, grads, xs, ys, state, seeds, lrs,
+                                                     losses, norms, opt))
+
+
 # ------------------------------------------------------------------ driver
 def _checkpoint(tmpdir: str):
     """A small model and the bytes of its saved file."""
@@ -483,8 +557,8 @@ def _checkpoint(tmpdir: str):
         return m, f.read()
 
 
-SHARES = {"model": 0.5, "construct": 0.06, "optim": 0.14, "gemm": 0.1, "misc": 0.05,
-          "checkpoint": 0.05, "api": 0.1}
+SHARES = {"model": 0.44, "construct": 0.06, "optim": 0.12, "gemm": 0.08, "misc": 0.05,
+          "checkpoint": 0.05, "api": 0.1, "loops": 0.1}
 
 
 def _fuzz_one(fz: Fuzz, fn, n: int, seed_value: int) -> None:
@@ -504,7 +578,7 @@ def run(examples: int, seed_value: int, log_path: str) -> dict:
     ref, blob = _checkpoint(tmpdir)
     funcs = {
         "model": target_model, "construct": target_construct, "optim": target_optim,
-        "gemm": target_gemm, "misc": target_misc, "api": target_api,
+        "gemm": target_gemm, "misc": target_misc, "api": target_api, "loops": target_loops,
         "checkpoint": lambda fz_, d: target_checkpoint(fz_, d, ref, blob, tmpdir),
     }
     for name, share in SHARES.items():
