@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -143,6 +142,12 @@ def _call(python, job):
 
 
 # ------------------------------------------------------------------ the driver
+def _cpu():
+    from pycharrnn import bench
+
+    return bench._cpu_model()
+
+
 def run(before, repeats, seconds, threads, log=print, only=None):
     rows = []
     for w in WORKLOADS:
@@ -264,7 +269,7 @@ def main(argv=None):
         cmd = "python benchmarks/loops.py" + (" --before OLD_PYTHON" if a.before else "") + \
             (f" --repeats {a.repeats}" if a.repeats != 5 else "")
         result = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": cmd,
-                           "cpu": platform.processor() or platform.machine(),
+                           "cpu": _cpu(),
                            "threads": a.threads, "repeats": a.repeats, "seconds": a.seconds,
                            "before": bool(a.before), "before_version": before_version,
                            "build_info": pc.build_info(), "wall_s": time.time() - t0},
