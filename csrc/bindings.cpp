@@ -158,11 +158,7 @@ pcr::DrawOptions draw_options(double temperature, idx top_k, double top_p) {
     throw py::value_error("temperature must be finite and >= 0");
   if (top_k < 0) throw py::value_error("top_k must be >= 0 (0: off)");
   if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p must be in (0, 1]");
-  pcr::DrawOptions o;
-  o.temperature = temperature;
-  o.top_k = top_k;
-  o.top_p = top_p;
-  return o;
+  return pcr::DrawOptions{temperature, top_k, top_p};
 }
 
 // Optimizer entry points: params, grads and state buffers are flat [n] of one
@@ -192,23 +188,19 @@ pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
   if (kind < 0 || kind > 3) throw py::value_error("optimizer kind must be 0..3");
   o.kind = static_cast<pcr::OptKind>(kind);
   o.step = d["step"].cast<long long>();
-  o.clip_norm = num("clip_norm");
-  o.clip_value = num("clip_value");
-  o.weight_decay = num("weight_decay");
+  using S = pcr::OptSpec<T>;
+  const std::pair<const char*, double S::*> reals[] = {
+      {"clip_norm", &S::clip_norm}, {"clip_value", &S::clip_value},
+      {"weight_decay", &S::weight_decay}, {"momentum", &S::momentum},
+      {"dampening", &S::dampening}, {"lr_decay", &S::lr_decay}, {"eps", &S::eps},
+      {"alpha", &S::alpha}, {"beta1", &S::beta1}, {"beta2", &S::beta2}};
+  for (const auto& [key, field] : reals) o.*field = num(key);
+  const std::pair<const char*, bool S::*> flags[] = {
+      {"nesterov", &S::nesterov}, {"eps_inside", &S::eps_inside}, {"centered", &S::centered},
+      {"decoupled", &S::decoupled}, {"amsgrad", &S::amsgrad}};
+  for (const auto& [key, field] : flags) o.*field = flag(key);
   if (!(o.clip_norm >= 0) || !(o.clip_value >= 0) || !(o.weight_decay >= 0))
     throw py::value_error("clip_norm, clip_value and weight_decay must be >= 0");
-  o.momentum = num("momentum");
-  o.dampening = num("dampening");
-  o.nesterov = flag("nesterov");
-  o.lr_decay = num("lr_decay");
-  o.eps = num("eps");
-  o.eps_inside = flag("eps_inside");
-  o.alpha = num("alpha");
-  o.centered = flag("centered");
-  o.beta1 = num("beta1");
-  o.beta2 = num("beta2");
-  o.decoupled = flag("decoupled");
-  o.amsgrad = flag("amsgrad");
   const bool needed[4][3] = {{o.momentum != 0, false, false},
                              {true, false, false},
                              {true, o.centered, o.momentum > 0},
