@@ -363,7 +363,8 @@ class CharRNN:
                          state: Optional[State] = None) -> Tuple[float, State]:
         """Loss and final state as :meth:`loss`, and every gradient: fills
         :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
-        (d loss / d initial state). The regularisers (dropout and the rest)
+        (d loss / d initial state; the Trainer's steps in one C++ call leave
+        it None). The regularisers (dropout and the rest)
         are applied when ``training``, with new masks at every call."""
         x, y = self._xy(x, y)
         s0 = self.pack_state(state, x.shape[0])

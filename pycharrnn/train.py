@@ -519,6 +519,7 @@ class Trainer:
             opt.lr = float(lrs[made - 1])
         b.position += T * done
         self.state = model.unpack_state(state)
+        model.state_grad = None  # only forward_backward fills it
         dt_all = time.perf_counter() - t0
         dt = dt_all / max(done, 1)
         self.elapsed += dt_all
