@@ -595,6 +595,7 @@ class _Progress:
 
 
 _PLOT_HINTED = []
+_PLOT_FAILED = []
 
 
 def _plot_quietly(trainer, log) -> None:
@@ -612,6 +613,11 @@ def _plot_quietly(trainer, log) -> None:
         if log is not None and not _PLOT_HINTED:
             _PLOT_HINTED.append(True)
             log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
+    except Exception as e:  # a picture that cannot be drawn must not end the run
+        if not _PLOT_FAILED:
+            _PLOT_FAILED.append(True)
+            print(f"pycharrnn: warning: curves.png not drawn: {type(e).__name__}: {e}",
+                  file=sys.stderr)
 
 
 def _unescape(text: Optional[str]) -> Optional[str]:

@@ -346,3 +346,22 @@ def test_import_from_a_source_folder_says_what_to_do(tmp_path):
     assert r.returncode == 1
     assert "ImportError" in r.stderr and "circular" not in r.stderr
     assert "run from another directory" in r.stderr and "pip install -e ." in r.stderr
+
+
+def test_a_curve_that_cannot_be_drawn_does_not_end_the_run(tmp_path, data, monkeypatch,
+                                                            capsys):
+    # E.g. a matplotlib left half-imported by an interrupted first import.
+    from pycharrnn import cli, plot
+
+    def broken(*a, **k):
+        raise AttributeError("module 'matplotlib' has no attribute 'get_data_path'")
+
+    monkeypatch.setattr(plot, "plot_curves", broken)
+    monkeypatch.setattr(cli, "_PLOT_FAILED", [])
+    run = tmp_path / "run"
+    rc = cli.main(["train", str(data), "--out", str(run), "--steps", "8", "--hidden-size", "8",
+                   "--batch-size", "2", "--seq-length", "8", "--eval-every", "4",
+                   "--sample-length", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0 and (run / "latest.npz").is_file()
+    assert err.count("curves.png not drawn: AttributeError") == 1
