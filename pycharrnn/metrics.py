@@ -15,7 +15,10 @@ Validation lines::
     {"event": "eval", "step": 100, "epoch": 0.07, "val_loss": 2.2,
      "val_bpc": 3.17, "time": 3.2}
 
-``time`` is the number of seconds since the log was opened. Losses are in
+``time`` is the number of seconds since the log was opened, when the line
+was written: the steps a Trainer makes in one C++ call (``steps_per_call``)
+are written together when the call returns, at most about 50 ms after the
+first of them ended. Losses are in
 nats per character, ``bpc`` in bits per character. A value that is not a
 finite number (an infinite ``chars_per_sec`` from a step too short to time) is
 written as ``null`` so that every line is strict JSON.
