@@ -114,19 +114,33 @@ Mem state_in_mem(const py::array& s0, const py::array& s1) {
   return mem(s0, "state_in");
 }
 
+// Every id of p (C order, extents `shape`) in [0, V), or ValueError naming
+// the first that is not: name[i, j, ...] = value.
+void check_id_values(const std::int32_t* p, const std::vector<idx>& shape, const char* name,
+                     idx V) {
+  idx n = 1;
+  for (idx s : shape) n *= s;
+  for (idx i = 0; i < n; ++i)
+    if (p[i] < 0 || p[i] >= V) {
+      std::vector<idx> at(shape.size());
+      for (size_t d = shape.size(), r = static_cast<size_t>(i); d-- > 0;) {
+        at[d] = static_cast<idx>(r % static_cast<size_t>(shape[d]));
+        r /= static_cast<size_t>(shape[d]);
+      }
+      std::ostringstream o;
+      o << name << "[";
+      for (size_t d = 0; d < at.size(); ++d) o << (d ? ", " : "") << at[d];
+      o << "] = " << p[i] << " is not a token id: ids must be in [0, " << V << ")";
+      throw py::value_error(o.str());
+    }
+}
+
 // Token ids: int32 [B, T] with 0 <= id < V. Returns (B, T).
 std::pair<idx, idx> check_ids(const py::array& a, const char* name, idx V) {
   if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D [batch, time]");
   const idx B = a.shape(0), Tn = a.shape(1);
   if (B < 1 || Tn < 1) throw py::value_error(std::string(name) + " must not be empty");
-  const std::int32_t* p = in_ptr<std::int32_t>(a, name, {B, Tn});
-  for (idx i = 0; i < B * Tn; ++i)
-    if (p[i] < 0 || p[i] >= V) {
-      std::ostringstream o;
-      o << name << "[" << i / Tn << ", " << i % Tn << "] = " << p[i]
-        << " is not a token id: ids must be in [0, " << V << ")";
-      throw py::value_error(o.str());
-    }
+  check_id_values(in_ptr<std::int32_t>(a, name, {B, Tn}), {B, Tn}, name, V);
   return {B, Tn};
 }
 
@@ -418,9 +432,8 @@ void bind_model(py::module_& m, const char* cls) {
              T* Gr = out_ptr<T>(grads, "grads", {n});
              const auto* xp = in_ptr<std::int32_t>(xs, "xs", {K, B, Tn});
              const auto* yp = in_ptr<std::int32_t>(ys, "ys", {K, B, Tn});
-             for (idx i = 0; i < K * B * Tn; ++i)
-               if (xp[i] < 0 || xp[i] >= self.V || yp[i] < 0 || yp[i] >= self.V)
-                 throw py::value_error("xs and ys must hold token ids in [0, vocab_size)");
+             check_id_values(xp, {K, B, Tn}, "xs", self.V);
+             check_id_values(yp, {K, B, Tn}, "ys", self.V);
              T* st = out_ptr<T>(state, "state", {self.state_slots(), self.L, B, self.H});
              const double* lr = in_ptr<double>(lrs, "lrs", {K});
              double* lo = out_ptr<double>(losses, "losses", {K});

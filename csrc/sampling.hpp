@@ -215,6 +215,8 @@ void beam_search(Model<T>& model, const T* P, const T* logits0, const T* state0,
     std::int32_t id;
   };
   std::vector<Cand> cands;
+  std::vector<idx> parent;          // each new hypothesis's parent in `live`
+  std::vector<std::int32_t> fed;    // and the id it adds
   bool found = false;
   double top_score = 0, top_logp = 0;
   std::vector<std::int32_t> top;
@@ -256,8 +258,8 @@ void beam_search(Model<T>& model, const T* P, const T* logits0, const T* state0,
     std::stable_sort(cands.begin(), cands.end(),
                      [](const Cand& a, const Cand& c) { return a.logp > c.logp; });
     next.clear();
-    std::vector<idx> parent;
-    std::vector<std::int32_t> fed;
+    parent.clear();
+    fed.clear();
     for (const Cand& c : cands) {
       if (static_cast<idx>(next.size()) == K) break;
       Hyp h{c.logp, live[c.beam].ids};

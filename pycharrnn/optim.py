@@ -92,6 +92,13 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, scale: float, clip: float) -> None:
         raise NotImplementedError  # pragma: no cover
 
+    @property
+    def fusable(self) -> bool:
+        """Whether the C++ training loop may make this optimizer's updates:
+        only for the classes here, not for subclasses (which may change the
+        update the loop would bypass)."""
+        return type(self) in OPTIMIZERS.values()
+
     def _fused_spec(self) -> Dict[str, Any]:
         """This optimizer for the C++ training loop (``train_steps``): the
         kind, the updates made so far, the hyper-parameters and three

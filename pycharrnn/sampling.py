@@ -165,19 +165,7 @@ def _text_run(model, length: Any, prime: Any, temperature: Any, top_k: Any, seed
                          "use sample_ids")
     length, top_k, top_p = _check_sampling(length, temperature, top_k, top_p)
     seed = _check_seed(seed)
-    for name, text in (("prime", prime), ("warmup", warmup)):
-        if not isinstance(text, str):
-            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    if stop is not None:
-        if not isinstance(stop, str):
-            raise TypeError(f"stop must be a str or None, got {type(stop).__name__}")
-        if not stop:
-            raise ValueError("stop must not be empty (use None for no stop string)")
-    if unknown not in ("error", "drop"):
-        raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
-    warm_ids = _encode_arg(model, "warmup", warmup, unknown)
-    context_ids = np.concatenate([warm_ids, _encode_arg(model, "prime", prime, unknown)])
-    stop_ids = _encode_arg(model, "stop", stop) if stop is not None else None
+    context_ids, stop_ids = _text_context(model, prime, warmup, stop, unknown)
     context = context_ids.reshape(1, -1) if context_ids.size else None
     return length, lambda: _Run(model, num_samples, context, temperature, top_k, top_p, seed,
                                 stop_ids)
@@ -292,17 +280,7 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
             not math.isfinite(length_penalty):
         raise TypeError("length_penalty must be a finite number")
     if model.vocab is not None:
-        for name, text in (("prime", prime), ("warmup", warmup)):
-            if not isinstance(text, str):
-                raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-        if unknown not in ("error", "drop"):
-            raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
-        context = np.concatenate([_encode_arg(model, "warmup", warmup, unknown),
-                                  _encode_arg(model, "prime", prime, unknown)])
-        if stop is not None:
-            if not isinstance(stop, str) or not stop:
-                raise ValueError("stop must be a non-empty str or None")
-            stop = _encode_arg(model, "stop", stop)
+        context, stop = _text_context(model, prime, warmup, stop, unknown)
     else:
         context = np.asarray(prime if prime is not None else [], dtype=np.int64).reshape(-1)
         if context.size:
@@ -334,6 +312,25 @@ def _check_seed(seed: Any) -> int:
     if seed >= 2**64:
         raise ValueError(f"seed must be < 2**64, got {seed}")
     return seed
+
+
+def _text_context(model, prime: Any, warmup: Any, stop: Any,
+                  unknown: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Check the text arguments; (ids of ``warmup + prime``, ids of ``stop``
+    or None)."""
+    for name, text in (("prime", prime), ("warmup", warmup)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    if stop is not None:
+        if not isinstance(stop, str):
+            raise TypeError(f"stop must be a str or None, got {type(stop).__name__}")
+        if not stop:
+            raise ValueError("stop must not be empty (use None for no stop string)")
+    if unknown not in ("error", "drop"):
+        raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
+    context = np.concatenate([_encode_arg(model, "warmup", warmup, unknown),
+                              _encode_arg(model, "prime", prime, unknown)])
+    return context, _encode_arg(model, "stop", stop) if stop is not None else None
 
 
 def _encode_arg(model, name: str, text: str, unknown: str = "error") -> np.ndarray:

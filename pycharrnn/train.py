@@ -480,11 +480,7 @@ class Trainer:
                     if due(s + j):
                         k = j
                         break
-        try:
-            self.optimizer._fused_spec()
-        except NotImplementedError:  # an optimizer of the user's own
-            return 0
-        return k
+        return k if self.optimizer.fusable else 0
 
     def _steps(self, k: int) -> List[Dict[str, float]]:
         """``k`` steps in one C++ call (``model._core.train_steps``), with the
@@ -530,14 +526,11 @@ class Trainer:
                              xs[j].size, dt)
             out.append(m)
             stop = self._emit("step", m) or stop
-        if status:
-            if status != 3:  # the failing step had read its chunk: as step() leaves it
-                b.position += T
-                opt.lr = float(lrs[done])
+        if status:  # the failing step had read its chunk and set its rate, as step() does
+            b.position += T
+            opt.lr = float(lrs[done])
             what, value = {1: ("loss", losses[done]), 2: ("gradient norm", norms[done]),
                            3: ("parameter norm after the update", math.inf)}[status]
-            if status == 3:
-                b.position += T
             raise self._diverged(what, float(value))
         self._after_step(out[-1], dt, stop)
         return out

@@ -204,10 +204,27 @@ def test_train_steps_checks_its_arrays():
         m._core.train_steps(*args, spec)
     bad = xs.copy()
     bad[1, 0, 2] = m.vocab_size
-    with pytest.raises(ValueError, match="token ids"):
+    with pytest.raises(ValueError, match=r"xs\[1, 0, 2\] = \d+ is not a token id"):
         m._core.train_steps(m.flat_params, m.flat_grads, bad, *args[3:], o._fused_spec())
     with pytest.raises(ValueError, match="share memory"):
         m._core.train_steps(m.flat_params, m.flat_params, *args[2:], o._fused_spec())
     lrs = np.array([1e-3, math.nan])
     with pytest.raises(ValueError, match="learning rates"):
         m._core.train_steps(*args[:6], lrs, *args[7:], o._fused_spec())
+
+
+def test_a_subclassed_optimizer_steps_from_python(monkeypatch):
+    # Its own update must run: the C++ loop only knows the built-in ones.
+    calls = []
+
+    class Counted(optim.Adam):
+        def _update(self, p, g, scale, clip):
+            calls.append(self.step_count)
+            super()._update(p, g, scale, clip)
+
+    m = make()
+    tr = pc.Trainer(m, TEXT, batch_size=2, seq_length=10, optimizer=Counted(m),
+                    val_fraction=0.0, steps_per_call=64)
+    tr.run(steps=20)
+    assert calls == list(range(1, 21))
+    assert optim.Adam(m).fusable and not Counted(m).fusable
