@@ -351,8 +351,14 @@ void bind_model(py::module_& m, const char* cls) {
       .def("forward_backward",
            [](M& self, py::array params, py::array grads, py::array x, py::array y,
               py::array state_in, py::array state_out, py::array dstate, bool train,
-              std::uint64_t seed) {
+              std::uint64_t seed, idx first_row, idx total_rows) {
              const auto [B, Tn] = check_xy(x, y, self.V);
+             if (total_rows != 0 && (first_row < 0 || first_row > total_rows - B))
+               throw py::value_error("first_row=" + std::to_string(first_row) +
+                                     " and total_rows=" + std::to_string(total_rows) +
+                                     " do not hold the " + std::to_string(B) + " rows of x");
+             if (total_rows < 0 || (total_rows == 0 && first_row != 0))
+               throw py::value_error("total_rows must be >= 1 when first_row is given");
              const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});
@@ -367,13 +373,17 @@ void bind_model(py::module_& m, const char* cls) {
              const auto* yp = static_cast<const std::int32_t*>(y.data());
              py::gil_scoped_release nogil;
              pcr::DenormalsGuard flush;
-             return self.forward_backward(P, Gr, xp, yp, B, Tn, s0, s1, ds, train, seed);
+             return self.forward_backward(P, Gr, xp, yp, B, Tn, s0, s1, ds, train, seed,
+                                          {first_row, total_rows});
            },
            py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"),
            py::arg("state_in"), py::arg("state_out"), py::arg("dstate"), py::kw_only(),
-           py::arg("train").noconvert() = true, py::arg("seed") = 0,
+           py::arg("train").noconvert() = true, py::arg("seed") = 0, py::arg("first_row") = 0,
+           py::arg("total_rows") = 0,
            "Loss (mean nats) and every gradient: grads [num_params] (overwritten), "
-           "dstate = d loss / d state_in; state_out receives the final state.")
+           "dstate = d loss / d state_in; state_out receives the final state. "
+           "first_row, total_rows: x holds these rows of a larger batch (data-parallel "
+           "training), whose dropout masks they get; total_rows 0: x is the batch.")
       .def("sample",
            [](M& self, py::array params, py::array state, py::array logits, py::array out,
               double temperature, idx top_k, double top_p, std::uint64_t seed,

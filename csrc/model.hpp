@@ -76,6 +76,12 @@ inline double physical_memory_bytes() {
 // is scaled by 1 / (1 - p)), active only in training calls, drawn from the
 // call's seed by hash_uniform (so the same at any thread count), and the same
 // mask serves the forward and the backward pass of a call.
+// Rows first..first+B of a batch of `total` rows: what one process of a
+// data-parallel run computes. total == 0: the call's rows are the batch.
+struct MaskRows {
+  idx first = 0, total = 0;
+};
+
 struct Dropouts {
   double between = 0;    // on the input of layers 1..L-1 (torch's nn.RNN dropout)
   double input = 0;      // on layer 0's input: the embedded characters (E > 0)
@@ -196,13 +202,15 @@ class Model {
   }
 
   // Loss, and every gradient: grads [num_params] (overwritten), dstate
-  // [S, L, B, H] = d(loss)/d(state_in).
+  // [S, L, B, H] = d(loss)/d(state_in). `rows`: x holds rows first..first+B
+  // of a batch of `total` rows (data-parallel training), so that the dropout
+  // masks are those of these rows of the whole batch; {} for a whole batch.
   double forward_backward(const T* P, T* grads, const std::int32_t* x, const std::int32_t* y,
                           idx B, idx Tn, const T* state_in, T* state_out, T* dstate,
-                          bool train, std::uint64_t seed) {
+                          bool train, std::uint64_t seed, MaskRows rows = {}) {
     std::lock_guard<std::mutex> lock(mu_);
     prepare(B, Tn, x, y);
-    run_forward(P, state_in, train, seed);
+    run_forward(P, state_in, train, seed, rows);
     write_state(state_out);
     const double loss =
         K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
@@ -259,6 +267,7 @@ class Model {
   std::vector<std::int32_t> ids_, tgt_;  // time-major [Tn, B]
   std::vector<double> row_loss_;
   idx B_ = 0, T_ = 0;
+  MaskRows mask_rows_;  // the rows of this call in a whole batch (apply_mask)
   // Workspace offsets (elements of ws_), for B_ x T_; rows are time-major
   // (r = t * B + b), GH = G * H. Per layer l:
   std::vector<idx> xp_,   // [T, B, GH] W_ih x + b_ih; then the gates; then d(xp)
@@ -406,12 +415,21 @@ class Model {
   // `width` values. Element (r, j) keeps its value (scaled) when its uniform
   // from (seed, stream) is >= p: the key is (r, j), or with `locked` (b, j),
   // one mask per sequence shared by every step (drawn once, then copied).
+  // With mask_rows_ set, b is row first + b of a batch of `total` rows and
+  // the key is that row's in the whole batch.
   void apply_mask(double p, bool locked, std::uint64_t seed, std::uint64_t stream, idx width,
                   const T* in, T* mask, T* out) {
     const idx n = B_ * T_ * width, per_step = B_ * width, drawn = locked ? per_step : n;
     const T keep = T(1) / T(1 - p);
+    const idx first = mask_rows_.first, total = mask_rows_.total;
+    const bool part = total != 0 && !(first == 0 && total == B_);
     parallel_for(drawn, threads_for(drawn * 4), [&](idx i) {
-      const double u = hash_uniform(seed, stream, static_cast<std::uint64_t>(i));
+      idx key = i;
+      if (part) {
+        const idx r = i / width, j = i - r * width, t = r / B_, b = r - t * B_;
+        key = ((t * total + first + b) * width) + j;
+      }
+      const double u = hash_uniform(seed, stream, static_cast<std::uint64_t>(key));
       mask[i] = u >= p ? keep : T(0);
     });
     if (locked)
@@ -460,7 +478,9 @@ class Model {
     });
   }
 
-  void run_forward(const T* P, const T* state_in, bool train, std::uint64_t seed) {
+  void run_forward(const T* P, const T* state_in, bool train, std::uint64_t seed,
+                   MaskRows rows = {}) {
+    mask_rows_ = rows;
     const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
     in_dropped_.assign(L, 0);
     emb_dropped_ = train && drop.embedding > 0;

@@ -18,6 +18,7 @@ training run adds by :mod:`pycharrnn.rundir`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -42,14 +43,16 @@ def save_arrays(path: PathLike, header: Dict[str, Any], arrays: Dict[str, np.nda
     atomic_write(path, lambda f: np.savez(f, **payload))
 
 
-def read_arrays(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+def read_arrays(path: PathLike, blob: Optional[bytes] = None
+                ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """Read and check a pycharrnn .npz: (header, arrays). Raises CheckpointError
-    for anything that is not a complete pycharrnn file of a known version."""
+    for anything that is not a complete pycharrnn file of a known version.
+    ``blob``: the file's bytes, read elsewhere (``path`` then only names it)."""
     path = Path(path)
-    if not path.is_file():
+    if blob is None and not path.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {path}")
     try:
-        z = np.load(path, allow_pickle=False)
+        z = np.load(path if blob is None else io.BytesIO(blob), allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise CheckpointError(f"{path} is not a pycharrnn checkpoint (it holds a single "
                                   "numpy array)")

@@ -359,21 +359,28 @@ class CharRNN:
         self._core.loss(self._flat_params, x, y, s0, s1, stream_loss=rows)
         return rows / x.shape[1], self.unpack_state(s1)
 
-    def forward_backward(self, x: Any, y: Any,
-                         state: Optional[State] = None) -> Tuple[float, State]:
+    def forward_backward(self, x: Any, y: Any, state: Optional[State] = None, *,
+                         rows: Optional[Tuple[int, int]] = None) -> Tuple[float, State]:
         """Loss and final state as :meth:`loss`, and every gradient: fills
         :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
         (d loss / d initial state; the Trainer's steps in one C++ call leave
         it None). The regularisers (dropout and the rest)
-        are applied when ``training``, with new masks at every call."""
+        are applied when ``training``, with new masks at every call.
+
+        ``rows=(first, total)``: x holds rows ``first .. first + B`` of a
+        batch of ``total`` rows (one process's share in data-parallel
+        training); the dropout masks are then those these rows get when the
+        whole batch is one call."""
         x, y = self._xy(x, y)
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         ds = np.empty_like(s0)
         train = self.training and self.regularized
         seed = self._dropout_seed() if train else 0
+        first, total = (0, 0) if rows is None else rows
         loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
-                                           ds, train=train, seed=seed)
+                                           ds, train=train, seed=seed, first_row=first,
+                                           total_rows=total)
         self.state_grad = self.unpack_state(ds)
         return float(loss), self.unpack_state(s1)
 

@@ -93,12 +93,14 @@ def _group(arrays: Dict[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def load_training(path: PathLike) -> Tuple[CharRNN, TrainingState]:
+def load_training(path: PathLike, blob: Optional[bytes] = None
+                  ) -> Tuple[CharRNN, TrainingState]:
     """Read a training checkpoint (a file, or a run directory's latest):
     the model and its :class:`TrainingState`. A model file without training
-    state raises :class:`CheckpointError`."""
-    p = resolve(path)
-    header, arrays = read_arrays(p)
+    state raises :class:`CheckpointError`. ``blob``: the bytes of the file
+    ``path`` names, read elsewhere (by rank 0 of a distributed run)."""
+    p = resolve(path) if blob is None else Path(path)
+    header, arrays = read_arrays(p, blob)
     extra = header.get("extra") or {}
     if "trainer" not in extra:
         raise CheckpointError(f"{p} holds a model but no training state: it cannot be "

@@ -51,11 +51,20 @@ class Batches:
     character of each (n = (len(ids) - 1) // B streams' length, p the
     position). When a chunk would run past the end of a stream the position
     wraps to 0 and ``next()`` reports it, so the caller resets its state.
+
+    ``rows=(first, count)`` reads only streams ``first .. first + count`` (one
+    process's share in data-parallel training); x and y then have ``count``
+    rows.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int,
+                 rows: Optional[Tuple[int, int]] = None):
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seq_length = check_int("seq_length", seq_length, 1)
+        self.first_row, self.rows = (0, self.batch_size) if rows is None else rows
+        if not (0 <= self.first_row and 1 <= self.rows and
+                self.first_row + self.rows <= self.batch_size):
+            raise ValueError(f"rows={rows!r} are not streams of batch_size={batch_size}")
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
@@ -80,8 +89,8 @@ class Batches:
         self.position = 0
         self.epoch = 0
         # 64-bit offsets: texts beyond 2**31 characters work.
-        self._offsets = (np.arange(self.batch_size, dtype=np.int64) *
-                         self.stream_length)[:, None] + \
+        self._offsets = (np.arange(self.first_row, self.first_row + self.rows,
+                                   dtype=np.int64) * self.stream_length)[:, None] + \
             np.arange(self.seq_length + 1, dtype=np.int64)[None, :]
 
     @property
@@ -142,7 +151,7 @@ def split_validation(ids: np.ndarray, val_fraction: float) -> Tuple[np.ndarray, 
 
 
 def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int = 64,
-             warmup: int = EVAL_WARMUP) -> float:
+             warmup: int = EVAL_WARMUP, group: Any = None) -> float:
     """The mean cross-entropy (nats/char) of predicting ``ids[1:]``, each id
     from all the ids before it, as one pass over the text with the state
     carried computes it: no id is predicted from a zero state except
@@ -171,6 +180,10 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
     operations, one stream or several, give numbers that agree only
     statistically (0.6% apart in one such float32 case). GRUs trained on
     Shakespeare agree with the single pass to 1e-7 relative or better.
+
+    ``group`` (a :class:`pycharrnn.distributed.Group`): the ranks share the
+    parts, exchange the states where parts meet, and all return the same
+    result as one process reading every part (every rank must call).
     """
     streams = check_int("streams", streams, 1)
     T = check_int("seq_length", seq_length, 1)
@@ -181,35 +194,51 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 32, seq_length: int
     B = max(1, min(streams, N // max(W, T)))
     n = N // B  # the last part also takes the N - B*n left over, read on alone
     tol = 1e-4 if model.dtype == np.float32 else 1e-10
+    lo, hi = (0, B) if group is None else group.parts(B)  # the parts read here
     starts = model.pack_state(None, B)  # [S, L, B, H]
     if B > 1 and W > 0:
         # Part b (b >= 1) is preceded by ids[b*n - W : b*n].
-        idx = (np.arange(1, B, dtype=np.int64) * n - W)[:, None] + \
-            np.arange(W + 1, dtype=np.int64)[None, :]
-        state = None
-        for p in range(0, W, T):
-            chunk = ids[idx[:, p:min(p + T, W) + 1]]
-            _, state = model.loss(chunk[:, :-1], chunk[:, 1:], state)
-        starts[:, :, 1:] = model.pack_state(state, B - 1)
+        first = max(lo, 1)
+        if first < hi:
+            idx = (np.arange(first, hi, dtype=np.int64) * n - W)[:, None] + \
+                np.arange(W + 1, dtype=np.int64)[None, :]
+            state = None
+            for p in range(0, W, T):
+                chunk = ids[idx[:, p:min(p + T, W) + 1]]
+                _, state = model.loss(chunk[:, :-1], chunk[:, 1:], state)
+            starts[:, :, first:hi] = model.pack_state(state, hi - first)
+        if group is not None:  # every rank wrote only its parts: the sum joins them
+            group.sum(starts)
     sums = np.zeros(B)
     ends = np.empty_like(starts)
     todo = np.arange(B)
     while todo.size:
-        state = model.unpack_state(starts[:, :, todo])
-        part = np.zeros(todo.size)
-        for p in range(0, n, T):
-            t = min(T, n - p)
-            chunk = ids[(todo.astype(np.int64) * n)[:, None] + p +
-                        np.arange(t + 1, dtype=np.int64)[None, :]]
-            rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
-            part += rows * t
-        sums[todo] = part
-        ends[:, :, todo] = model.pack_state(state, todo.size)
+        mine = todo[(todo >= lo) & (todo < hi)]
+        fresh = None if group is None else \
+            np.zeros(starts.shape[:2] + (todo.size,) + starts.shape[3:], starts.dtype)
+        if mine.size:
+            state = model.unpack_state(starts[:, :, mine])
+            part = np.zeros(mine.size)
+            for p in range(0, n, T):
+                t = min(T, n - p)
+                chunk = ids[(mine.astype(np.int64) * n)[:, None] + p +
+                            np.arange(t + 1, dtype=np.int64)[None, :]]
+                rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
+                part += rows * t
+            sums[mine] = part
+            if fresh is None:
+                ends[:, :, mine] = model.pack_state(state, mine.size)
+            else:
+                fresh[:, :, np.searchsorted(todo, mine)] = model.pack_state(state, mine.size)
+        if fresh is not None:
+            ends[:, :, todo] = group.sum(fresh)
         # Part b is right when it started where part b - 1 ended (part 0 always is).
         off = ~np.isclose(starts[:, :, 1:], ends[:, :, :-1], rtol=tol, atol=tol).all(
             axis=(0, 1, 3))
         todo = np.flatnonzero(off) + 1
         starts[:, :, todo] = ends[:, :, todo - 1]
+    if group is not None:
+        group.sum(sums)  # each part's sum is on its rank only, zeros elsewhere
     total = float(sums.sum())
     rest = N - B * n
     if rest:
@@ -259,6 +288,19 @@ class Trainer:
             tens of microseconds. 1: every step from Python. Default
             ``STEPS_PER_CALL``; a run of steps is also kept to about
             ``SECONDS_PER_CALL`` of work, so that stops stay prompt.
+        distributed: True to train data-parallel over the processes of an
+            MPI job (``mpiexec -n N python -m mpi4py script.py``), or a
+            :class:`pycharrnn.distributed.Group`. Rank r reads streams
+            ``r*B/N .. (r+1)*B/N`` (``batch_size`` must be a multiple of
+            the number of ranks) and the gradients are averaged with one
+            Allreduce per step, so N ranks make the steps one process makes
+            with the whole batch. Rank 0's parameters, optimizer state and
+            dropout generator are given to every rank at the start; the
+            validation text is shared out and the result reduced; only
+            rank 0 writes checkpoints; decisions by time (``seconds``,
+            ``eval_every_seconds``, schedules by time) follow rank 0's
+            clock, and a stop asked on any rank (a callback, a signal) stops
+            every rank after the next step. See :mod:`pycharrnn.distributed`.
 
     Step metrics: step, loss (nats/char), bpc, ema_loss (an exponential
     moving average with decay ``ema_decay``, bias-corrected as Adam's moments
@@ -279,13 +321,20 @@ class Trainer:
                  ema_decay: float = 0.99,
                  callbacks: Optional[Sequence[Callable[..., Any]]] = None,
                  eval_every_seconds: Optional[float] = None,
-                 steps_per_call: Optional[int] = None):
+                 steps_per_call: Optional[int] = None, distributed: Any = False):
+        from .distributed import as_group
+
+        #: The ranks of a data-parallel run (None: this process alone).
+        self.group = as_group(distributed)
         ids = self._encode(model, data)
         train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
         self.data_fingerprint = fingerprint(ids)
         self.val_fraction = float(val_fraction)
-        self.batches = Batches(train_ids, batch_size, seq_length)
+        rows = None
+        if self.group is not None:
+            rows = self.group.rows(check_int("batch_size", batch_size, 1))
+        self.batches = Batches(train_ids, batch_size, seq_length, rows=rows)
         self.optimizer = optimizer if optimizer is not None else AdaGrad(
             model, lr=0.02, eps=1e-8, clip_value=5.0, eps_inside_sqrt=True)
         if self.optimizer.model is not model:
@@ -312,7 +361,7 @@ class Trainer:
         # correction (as Adam's moments): meaningful from the first step.
         self._ema_sum = 0.0
         self.best_val_loss: Optional[float] = None
-        self.state = model.initial_state(self.batches.batch_size)
+        self.state = model.initial_state(self.batches.rows)
         self.step_count = 0
         self.elapsed = 0.0
         #: Wall seconds spent in :meth:`run` over the whole run (resumes
@@ -329,6 +378,40 @@ class Trainer:
         self._step_seconds = 0.0  # the last step's duration (sizes the runs of steps)
         self._stop = False
         self._stop_requested = False
+        # Distributed: a stop this rank wants (told to the others with the
+        # next step), rank 0's "validate now" by time, the step's scalars.
+        self._wish_stop = False
+        self._eval_due = False
+        self._clock_origin = 0.0  # perf_counter() when self.clock was 0 (rank 0)
+        self._scalars = np.zeros(4)
+        if self.group is not None:
+            self._join()
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints: True alone, and on
+        rank 0 of a distributed run."""
+        return self.group is None or self.group.is_main
+
+    def _join(self) -> None:
+        """Start a distributed run: check that every rank has the same data
+        and settings, then give everyone rank 0's parameters, optimizer state
+        and dropout generator."""
+        g, model, opt = self.group, self.model, self.optimizer
+        g.check_same("training setup", {
+            "data": self.data_fingerprint, "model": model.config(),
+            "num_params": model.num_params, "batch_size": self.batches.batch_size,
+            "seq_length": self.batches.seq_length, "val_fraction": self.val_fraction,
+            "optimizer": type(opt).__name__, "hparams": opt.hparams(),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "eval_every": self.eval_every, "eval_every_seconds": self.eval_every_seconds,
+            "checkpoint_every": self.checkpoint_every,
+            "checkpoint_each_epoch": self.checkpoint_each_epoch,
+            "checkpoint_dir": self.checkpoint_dir is not None, "step": self.step_count})
+        g.broadcast(model.flat_params)
+        for buf in opt.buffers.values():
+            g.broadcast(buf)
+        opt.step_count, model.rng_state = g.broadcast_object((opt.step_count, model.rng_state))
 
     @staticmethod
     def _encode(model: CharRNN, data: Union[str, np.ndarray]) -> np.ndarray:
@@ -380,7 +463,8 @@ class Trainer:
                 raise ValueError("no validation text (val_fraction=0?)")
         else:
             ids = as_ids(np.asarray(ids).reshape(1, -1), self.model.vocab_size, "ids")[0]
-        return evaluate(self.model, ids, self.batches.batch_size, self.batches.seq_length)
+        return evaluate(self.model, ids, self.batches.batch_size, self.batches.seq_length,
+                        group=self.group)
 
     # ------------------------------------------------------------------ steps
     def _diverged(self, what: str, value: float) -> TrainingDiverged:
@@ -398,14 +482,19 @@ class Trainer:
         b = self.batches
         x, y, wrapped = b.next()
         if wrapped:
-            self.state = self.model.initial_state(b.batch_size)
+            self.state = self.model.initial_state(b.rows)
         if self.schedule is not None:
             if getattr(self.schedule, "by_time", False):
                 self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float,
                                                      self.clock)
             else:
                 self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float)
-        loss, state = self.model.forward_backward(x, y, self.state)
+        if self.group is None:
+            loss, state = self.model.forward_backward(x, y, self.state)
+        else:
+            loss, state = self.model.forward_backward(x, y, self.state,
+                                                      rows=(b.first_row, b.batch_size))
+            loss = self._reduce(loss)
         if not _finite(loss):
             raise self._diverged("loss", loss)
         gnorm = self.optimizer.grad_norm()
@@ -418,8 +507,30 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.elapsed += dt
         self._step_seconds = dt
-        m = self._record(loss, gnorm, self.optimizer.lr, b.epoch_float, x.size, dt)
+        m = self._record(loss, gnorm, self.optimizer.lr, b.epoch_float,
+                         b.batch_size * b.seq_length, dt)
         return self._after_step(m, dt, self._emit("step", m))
+
+    def _reduce(self, loss: float) -> float:
+        """Distributed: average the gradients over the ranks and agree on the
+        step's loss (the whole batch's mean), on whether to stop after it
+        (any rank's wish), on the clock and on a validation by time (rank
+        0's). Returns the loss."""
+        g, s = self.group, self._scalars
+        now = time.perf_counter() - self._clock_origin
+        s[:] = 0.0
+        s[0] = loss
+        s[1] = 1.0 if self._wish_stop else 0.0
+        if g.is_main:
+            s[2] = now
+            s[3] = 1.0 if self.eval_every_seconds is not None and now >= \
+                self._last_eval_clock + max(self.eval_every_seconds,
+                                            9 * self._last_eval_seconds) else 0.0
+        g.average(self.model.flat_grads, s)
+        self._stop = bool(s[1] > 0)
+        self.clock = float(s[2])
+        self._eval_due = bool(s[3] > 0)
+        return float(s[0]) / g.size
 
     def _record(self, loss: float, gnorm: float, lr: float, epoch: float, chars: int,
                 dt: float) -> Dict[str, float]:
@@ -438,8 +549,11 @@ class Trainer:
         """Validation and checkpoints due after the step of metrics ``m``."""
         b = self.batches
         epoch_end = b.at_epoch_end
-        by_time = self.eval_every_seconds is not None and self.clock + dt >= \
-            self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
+        if self.group is not None:
+            by_time = self._eval_due
+        else:
+            by_time = self.eval_every_seconds is not None and self.clock + dt >= \
+                self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
         if self.val_ids.size and ((self.eval_every and self.step_count % self.eval_every == 0)
                                   or epoch_end or by_time):
             stop = self._validate(m, scheduled=True) or stop
@@ -448,14 +562,17 @@ class Trainer:
                 or (epoch_end and self.checkpoint_each_epoch)):
             self.save_checkpoint(self.checkpoint_dir / LATEST)
             stop = self._emit("checkpoint", m) or stop
-        self._stop = stop
+        if self.group is None:
+            self._stop = stop
+        elif stop:  # stops every rank after the next step (see _reduce)
+            self._wish_stop = True
         return m
 
     def _steps_fusable(self, limit: int) -> int:
         """How many steps (up to ``limit``) the next C++ call may make: 0 or
         1 when the next step needs Python around it."""
         if self.steps_per_call < 2 or limit < 2 or self.eval_every_seconds is not None or \
-                getattr(self.schedule, "by_time", False):
+                getattr(self.schedule, "by_time", False) or self.group is not None:
             return 0
         if any(not getattr(cb, "batched_steps", False) for cb in self.callbacks):
             return 0
@@ -544,7 +661,8 @@ class Trainer:
         t0 = time.perf_counter()
         v = self.evaluate()
         self._last_eval_seconds = time.perf_counter() - t0
-        self._last_eval_clock = self.clock + (t0 - self._step_start)
+        self._last_eval_clock = self.clock + (t0 - self._step_start) if self.group is None \
+            else t0 - self._clock_origin
         m["val_loss"], m["val_bpc"] = v, v / LN2
         self.val_history.append({"step": self.step_count, "val_loss": v,
                                  "epoch": self.batches.epoch_float})
@@ -591,13 +709,19 @@ class Trainer:
             target = min(target, check_int("until_step", until_step, 0))
         start = time.perf_counter()
         clock0 = self.clock
+        self._clock_origin = start - clock0
         done: List[Dict[str, float]] = []
         self._stop = False
-        while self.step_count < target and not self._stop and not self._stop_requested:
+        alone = self.group is None
+        while self.step_count < target and not self._stop and \
+                not (alone and self._stop_requested):
             now = time.perf_counter() - start
-            self.clock = clock0 + now
-            if seconds is not None and now >= seconds:
-                break
+            if alone:
+                self.clock = clock0 + now
+                if seconds is not None and now >= seconds:
+                    break
+            elif self._stop_requested or (seconds is not None and now >= seconds):
+                self._wish_stop = True  # every rank makes one more step, then stops
             limit = target - self.step_count
             if seconds is not None and self._step_seconds > 0:
                 limit = min(limit, max(1, int((seconds - now) / self._step_seconds)))
@@ -607,7 +731,9 @@ class Trainer:
             else:
                 done.append(self.step())
         self.clock = clock0 + time.perf_counter() - start
-        self._stop_requested = False
+        if not alone:  # rank 0's (the by-time schedule's clock must agree)
+            self.clock = float(self.group.broadcast(np.array([self.clock]))[0])
+        self._stop_requested = self._wish_stop = False
         last_val = self.val_history[-1]["step"] if self.val_history else None
         if done and validate_at_end and self.val_ids.size and last_val != self.step_count:
             self._validate(done[-1], scheduled=False)
@@ -625,6 +751,11 @@ class Trainer:
             raise TrainingDiverged("refusing to checkpoint a model with NaN or infinite "
                                    "parameters")
         b = self.batches
+        state = self.model.pack_state(self.state, b.rows)
+        if self.group is not None:
+            state = self.group.gather_rows(state)  # the whole batch's, on rank 0
+            if not self.group.is_main:
+                return
         trainer = {
             "step": self.step_count, "epoch": b.epoch, "position": b.position,
             "batch_size": b.batch_size, "seq_length": b.seq_length,
@@ -640,25 +771,38 @@ class Trainer:
         save_training(path, self.model, TrainingState(
             trainer=trainer, optimizer=self.optimizer.state_dict(),
             schedule=self.schedule.state_dict() if self.schedule is not None else None,
-            rng=self.model.rng_state, state=self.model.pack_state(self.state, b.batch_size),
+            rng=self.model.rng_state, state=state,
             history={k: [h[k] for h in self.history] for k in _HISTORY_KEYS},
             val_history={k: [h[k] for h in self.val_history] for k in _VAL_KEYS}))
 
     @classmethod
     def resume(cls, path: Any, data: Union[str, np.ndarray],
                callbacks: Optional[Sequence[Callable[..., Any]]] = None,
-               checkpoint_dir: Optional[Any] = "auto", **overrides: Any) -> "Trainer":
+               checkpoint_dir: Optional[Any] = "auto", distributed: Any = False,
+               **overrides: Any) -> "Trainer":
         """Continue a run from a checkpoint file or run directory, exactly as if
         it had never stopped. ``data`` must be the same text (checked by length
         and hash). ``overrides`` may change eval_every, checkpoint_every and
         checkpoint_each_epoch; anything else that differs from the checkpoint
         raises ValueError naming it. checkpoint_dir defaults to the
         checkpoint's directory; resuming into it removes the temporary files
-        a killed write left there."""
+        a killed write left there.
+
+        ``distributed``: as for :class:`Trainer`; rank 0 reads the checkpoint
+        and sends it to the others, so only rank 0 needs to see the run
+        directory. A run may resume on any number of ranks (each takes its
+        streams' part of the saved state)."""
+        from .distributed import as_group
+
         bad = [k for k in overrides if k not in _FIXED | _FREE]
         if bad:
             raise TypeError(f"unknown resume options: {bad}")
-        model, ts = load_training(path)
+        group = as_group(distributed)
+        if group is None:
+            model, ts = load_training(path)
+        else:
+            src = group.on_main(lambda: str(resolve(path)))
+            model, ts = load_training(src, blob=group.on_main(lambda: Path(src).read_bytes()))
         t = ts.trainer
         clash = [f"{k}={overrides[k]!r} (checkpoint: {t[k]!r})" for k in _FIXED & set(overrides)
                  if overrides[k] != t[k]]
@@ -681,13 +825,13 @@ class Trainer:
             schedule.load_state_dict(ts.schedule)
         if checkpoint_dir == "auto":
             checkpoint_dir = resolve(path).parent
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and (group is None or group.is_main):
             remove_temporaries(checkpoint_dir)  # this process owns the directory now
         kw = {k: overrides.get(k, t.get(k)) for k in _FREE}
         tr = cls(model, ids, batch_size=t["batch_size"], seq_length=t["seq_length"],
                  optimizer=opt, schedule=schedule, val_fraction=t["val_fraction"],
                  checkpoint_dir=checkpoint_dir, ema_decay=t["ema_decay"], callbacks=callbacks,
-                 **kw)
+                 distributed=group, **kw)
         tr.step_count = int(t["step"])
         tr.batches.epoch, tr.batches.position = int(t["epoch"]), int(t["position"])
         if "ema_sum" in t:
@@ -699,7 +843,12 @@ class Trainer:
         tr.elapsed = float(t["elapsed"])
         tr.clock = float(t.get("clock", t["elapsed"]))  # older checkpoints: step time only
         tr._last_eval_clock = tr.clock
-        tr.state = model.unpack_state(ts.state)
+        b = tr.batches
+        if ts.state.ndim != 4 or ts.state.shape[2] != b.batch_size:
+            raise CheckpointError(f"{path}: the carried state has shape "
+                                  f"{ts.state.shape}, not that of batch_size={b.batch_size}")
+        tr.state = model.unpack_state(
+            np.ascontiguousarray(ts.state[:, :, b.first_row:b.first_row + b.rows]))
         tr.history = _rows(ts.history, _HISTORY_KEYS)
         tr.val_history = _rows(ts.val_history, _VAL_KEYS)
         model.rng_state = ts.rng
