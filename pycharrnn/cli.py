@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -176,7 +177,13 @@ def _add_train(sub) -> None:
     g.add_argument("--seed", type=_number(int, 0), default=0,
                    help="seeds the weights, dropout and the final sample")
     g.add_argument("--threads", type=_number(int, 1, 1024),
-                   help="kernel threads (default: all cores)")
+                   help="kernel threads (default: all cores; in a distributed run, "
+                        "the cores shared out among the ranks on each machine)")
+    g.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over the processes of an MPI job: "
+                        "mpiexec -n N pycharrnn train ... (automatic when an MPI launcher "
+                        "starts more than one process); --batch-size must be a multiple "
+                        "of N. Needs pip install \"pycharrnn[mpi]\"")
     g = p.add_argument_group("output")
     g.add_argument("--log-every", type=_number(int, 1), default=50,
                    help="steps between progress lines (without tqdm, or with --no-bar)")
@@ -363,9 +370,9 @@ class _StopOnSignals:
             raise _Interrupted(signum)
         self.signum = signum
         self.trainer.request_stop()
-        # os.write, not print: the signal may have come in the middle of a print.
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step to validate "
-                    "and save (again to abandon)\n".encode())
+        if self.trainer.is_main:  # os.write, not print: it may interrupt a print
+            os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step to "
+                        "validate and save (again to abandon)\n".encode())
 
     def __enter__(self) -> "_StopOnSignals":
         # A signal the process was told to ignore (nohup, a background job) stays ignored.
@@ -379,30 +386,67 @@ class _StopOnSignals:
 
 
 def _train(args) -> int:
+    if args.steps is None and args.seconds is None and args.epochs is None:
+        print("error: give --steps N, --epochs E and/or --time SECONDS", file=sys.stderr)
+        return 2
+    from .distributed import Group, launched_size
+
+    if not args.distributed and launched_size() == 1:
+        return _train_in(args, None)
+    group = Group()
+    try:
+        return _train_in(args, group)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the other ranks would wait for this one
+        if isinstance(e, (KeyboardInterrupt, _Interrupted)):
+            what, code = "interrupted", 130
+        else:
+            what, code = f"error: {_flags(str(e)) or type(e).__name__}", 1
+        print(f"pycharrnn: rank {group.rank} of {group.size}: {what}; stopping every rank",
+              file=sys.stderr, flush=True)
+        group.abort(code)
+        raise  # not reached: abort ends the process
+
+
+def _train_in(args, group) -> int:
+    """``pycharrnn train``, alone (group None) or as one rank of an MPI job:
+    checks of the run directory are rank 0's, shared; only rank 0 writes
+    and prints."""
     import pycharrnn as pc
     from .rundir import LATEST, read_run_info, write_run_info
     from .train import check_compatible
 
-    if args.steps is None and args.seconds is None and args.epochs is None:
-        print("error: give --steps N, --epochs E and/or --time SECONDS", file=sys.stderr)
-        return 2
-    if args.threads is not None:
-        pc.set_num_threads(args.threads)
+    main = group is None or group.is_main
+
+    def on_main(fn):
+        return fn() if group is None else group.on_main(fn)
+
+    threads = args.threads
+    if threads is None and group is not None:  # the ranks on a machine share its cores
+        threads = max(1, pc.get_num_threads() // group.local_size())
+    if threads is not None:
+        pc.set_num_threads(threads)
     out = Path(args.out)
     model_args = {k: getattr(args, k) for k in MODEL_DEFAULTS}
-    log = print if not args.quiet else (lambda *a, **k: None)
+    log = print if not args.quiet and main else (lambda *a, **k: None)
+    if not main:
+        args = argparse.Namespace(**{**vars(args), "quiet": True})
     if args.resume:
-        if not (out / LATEST).is_file():
-            print(f"error: {out / LATEST} does not exist: nothing to resume", file=sys.stderr)
+        if not on_main(lambda: (out / LATEST).is_file()):
+            if main:
+                print(f"error: {out / LATEST} does not exist: nothing to resume",
+                      file=sys.stderr)
             return 2
-        run = read_run_info(out)
+        run = on_main(lambda: read_run_info(out))
         data, corpus = args.data, args.corpus
         if data is None and corpus is None:
             data, corpus = run.get("data"), run.get("corpus")
         text = _load_text(data, corpus)
         fixed = {k: getattr(args, k) for k in ("batch_size", "seq_length")
                  if getattr(args, k) is not None}
-        trainer = pc.Trainer.resume(out, text, **fixed)  # also cleans up temporaries
+        # also cleans up temporaries
+        trainer = pc.Trainer.resume(out, text, distributed=group, **fixed)
         model = trainer.model
         check_compatible(model.config(), model_args)
         log(f"resuming {out} at step {trainer.step_count}")
@@ -410,9 +454,10 @@ def _train(args) -> int:
         if (args.data is None) == (args.corpus is None):
             print("error: give a DATA_FILE or --corpus NAME (one of them)", file=sys.stderr)
             return 2
-        if (out / LATEST).exists():
-            print(f"error: {out} already holds a run; continue it with --resume or choose "
-                  "another --out", file=sys.stderr)
+        if on_main(lambda: (out / LATEST).exists()):
+            if main:
+                print(f"error: {out} already holds a run; continue it with --resume or "
+                      "choose another --out", file=sys.stderr)
             return 2
         text = _load_text(args.data, args.corpus)
         recipe = _apply_recipe(args, log)
@@ -429,32 +474,42 @@ def _train(args) -> int:
                              seq_length=args.seq_length, optimizer=opt,
                              schedule=_schedule(args, lr, args.steps),
                              val_fraction=args.val_fraction, **_eval_cadence(args),
-                             checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_info(out, {"data": str(Path(args.data).resolve()) if args.data else None,
-                             "corpus": args.corpus, "args": vars(args),
-                             "recipe": recipe.name if recipe else None})
+                             checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
+                             distributed=group)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_info(out, {"data": str(Path(args.data).resolve()) if args.data
+                                 else None, "corpus": args.corpus, "args": vars(args),
+                                 "recipe": recipe.name if recipe else None})
+    workers = count(pc.get_num_threads(), 'thread')
+    if group is not None:
+        workers = f"{group.size} ranks x {workers} ({trainer.batches.rows} of the " \
+                  f"{trainer.batches.batch_size} streams each)"
     log(f"{model}\n{count(len(text), 'character')} ({trainer.batches.ids.size:,} for "
         f"training, {trainer.val_ids.size:,} for validation), "
-        f"{count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, "
-        f"{count(pc.get_num_threads(), 'thread')} -> {out}")
+        f"{count(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, {workers} -> {out}")
     until = args.steps
     if args.epochs is not None:
         by_epochs = int(math.ceil(args.epochs * trainer.batches.chunks_per_epoch))
         until = by_epochs if until is None else min(until, by_epochs)
     from .metrics import MetricsLog
 
-    with MetricsLog(out, resume_step=trainer.step_count) as mlog:
-        trainer.callbacks.append(mlog)
+    with MetricsLog(out, resume_step=trainer.step_count) if main else \
+            contextlib.nullcontext() as mlog:
+        if mlog is not None:
+            trainer.callbacks.append(mlog)
         progress = _Progress(trainer, until, args)
         trainer.callbacks.append(progress)
         try:
             with _StopOnSignals(trainer) as signals:
                 trainer.run(until_step=until, seconds=args.seconds)
                 progress.close()
-                _plot_quietly(trainer, log)
+                if main:
+                    _plot_quietly(trainer, log)
         finally:
             progress.close()
+    if not main:
+        return _exit_code(signals.signum) if signals.signum is not None else 0
     if trainer.history and trainer.step_count > progress.start_step:
         recent = trainer.history[-min(50, len(trainer.history)):]
         train_loss = sum(h["loss"] for h in recent) / len(recent)
@@ -557,7 +612,7 @@ class _Progress:
                        f"({m['val_bpc']:.3f} bits/char)")
             # curves.png follows the validations, redrawn at most every
             # PLOT_EVERY seconds (a drawing takes a fraction of a second).
-            if time.perf_counter() - self.plotted >= PLOT_EVERY:
+            if tr.is_main and time.perf_counter() - self.plotted >= PLOT_EVERY:
                 _plot_quietly(tr, None)
                 self.plotted = time.perf_counter()
             return
