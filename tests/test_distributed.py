@@ -324,3 +324,95 @@ def test_launched_size_reads_the_launchers_variables(monkeypatch):
     assert launched_size() == 4
     monkeypatch.setenv("PMI_SIZE", "junk")
     assert launched_size() == 4
+
+
+# ------------------------------------------------------ across a real network
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def two_hosts():
+    """Two network namespaces joined by a veth pair: hosts A and B, each
+    with its own interface and address, reachable from each other only
+    through that link. Skips where namespaces cannot be made (not root, no
+    iproute2, a container without the capability)."""
+    if MPIEXEC is None:
+        pytest.skip('needs mpi4py and mpiexec: pip install ".[mpi]"')
+    version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    if "HYDRA" not in version:  # the launcher options below are hydra's (MPICH)
+        pytest.skip("needs MPICH's mpiexec (hydra)")
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs iproute2 and root to make network namespaces")
+    tag = f"pcr{os.getpid() % 100000}"
+    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+    hosts = {"a": (f"{tag}a", f"{tag}va", f"{net}.1"), "b": (f"{tag}b", f"{tag}vb", f"{net}.2")}
+    made = []
+    try:
+        for ns, _, _ in hosts.values():
+            r = _ip("netns", "add", ns)
+            if r.returncode:
+                pytest.skip(f"cannot make a network namespace: {r.stderr.strip()}")
+            made.append(ns)
+        (na, va, ipa), (nb, vb, ipb) = hosts["a"], hosts["b"]
+        steps = [("link", "add", va, "type", "veth", "peer", "name", vb),
+                 ("link", "set", va, "netns", na), ("link", "set", vb, "netns", nb),
+                 ("-n", na, "addr", "add", f"{ipa}/24", "dev", va),
+                 ("-n", nb, "addr", "add", f"{ipb}/24", "dev", vb),
+                 ("-n", na, "link", "set", va, "up"), ("-n", nb, "link", "set", vb, "up"),
+                 ("-n", na, "link", "set", "lo", "up"), ("-n", nb, "link", "set", "lo", "up")]
+        for s in steps:
+            r = _ip(*s)
+            if r.returncode:
+                pytest.skip(f"cannot join the namespaces (ip {' '.join(s)}): {r.stderr.strip()}")
+        yield hosts
+    finally:
+        for ns in made:
+            _ip("netns", "del", ns)
+
+
+def _tx_bytes(ns: str, dev: str) -> int:
+    r = subprocess.run(["ip", "netns", "exec", ns, "cat",
+                        f"/sys/class/net/{dev}/statistics/tx_bytes"],
+                       capture_output=True, text=True, timeout=30, check=True)
+    return int(r.stdout)
+
+
+def test_two_hosts_joined_by_a_network(two_hosts, tmp_path):
+    """Two ranks on two hosts (network namespaces: each its own network
+    stack, linked by a veth pair), mpiexec started on host A and reaching
+    host B through a launcher, as ssh would. MPI is told to use TCP: on one
+    machine it would otherwise find the shared memory the namespaces still
+    share. The gradients cross the link: host A sends at least one full
+    gradient per step over it. The result is one process's."""
+    (na, va, ipa), (nb, vb, ipb) = two_hosts["a"], two_hosts["b"]
+    launcher = tmp_path / "launch-into-namespace"
+    launcher.write_text("#!/bin/sh\n"
+                        "# Called as ssh would be: [options] HOST COMMAND...\n"
+                        'while [ "${1#-}" != "$1" ]; do shift; done\n'
+                        'host=$1; shift\n'
+                        f'case "$host" in {ipa}) ns={na};; {ipb}) ns={nb};; '
+                        '*) echo "unknown host $host" >&2; exit 1;; esac\n'
+                        'exec ip netns exec "$ns" sh -c "$*"\n')
+    launcher.chmod(0o755)
+    cfg = CONFIGS[1]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "jobs.json").write_text(json.dumps([cfg]))
+    env = dict(os.environ, MPICH_CH4_NETMOD="ofi", FI_PROVIDER="tcp", UCX_TLS="tcp")
+    before = _tx_bytes(na, va)
+    p = subprocess.run(["ip", "netns", "exec", na, MPIEXEC, "-hosts", f"{ipa},{ipb}",
+                        "-n", "2", "-ppn", "1", "-launcher", "ssh",
+                        "-launcher-exec", str(launcher),
+                        sys.executable, "-m", "mpi4py", str(JOB), str(tmp_path / "jobs.json"),
+                        str(tmp_path / "out")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    sent = _tx_bytes(na, va) - before
+    got = dict(np.load(tmp_path / "out" / "0.npz"))
+    assert got["rank_steps"].tolist() == [20, 20]
+    assert_same_run(got, _alone(cfg), 1e-12, "across the link")
+    grad_bytes = got["params"].nbytes
+    assert sent >= 20 * grad_bytes, f"{sent:,} bytes crossed the link, < 20 x {grad_bytes:,}"
+    print(f"{sent:,} bytes left host A over the link in 20 steps "
+          f"({sent / (20 * grad_bytes):.2f} gradients a step)")

@@ -170,3 +170,79 @@ def test_kill_minus_nine_many_times(tmp_path, monkeypatch):
     monkeypatch.setenv("PYCHARRNN_KILLS", os.environ.get("PYCHARRNN_KILLS_LONG", "200"))
     monkeypatch.setenv("PYCHARRNN_KILL_SEED", str(random.randrange(2**32)))
     test_kill_minus_nine_during_checkpointing(tmp_path)
+
+
+def _mpiexec():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    import shutil
+
+    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+        shutil.which("mpiexec")
+
+
+def _rank_pid(out: Path, rank: int) -> int:
+    """The pid of the training process of ``rank`` writing to ``out``."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = (d / "environ").read_bytes().split(b"\0")
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in env and str(out).encode() in cmd and b"train" in cmd:
+            return int(d.name)
+    raise AssertionError(f"no process of rank {rank} found")
+
+
+@pytest.mark.skipif(_mpiexec() is None, reason='needs mpi4py and mpiexec: pip install ".[mpi]"')
+def test_a_rank_killed_mid_run_stops_the_job_and_the_run_resumes(tmp_path):
+    """kill -9 one rank of a 2-rank job while it checkpoints every step: the
+    job ends (no rank left waiting) with an error naming the killed process;
+    the newest checkpoint loads, and resumed alone the run ends where one
+    never interrupted does."""
+    data = tmp_path / "text.txt"
+    data.write_text(_text(), encoding="utf-8")
+    model = ["--cell", "gru", "--hidden-size", "32", "--layers", "2", "--embedding-dim", "8",
+             "--batch-size", "8", "--seq-length", "24", "--seed", "3", "--optimizer", "adam",
+             "--dropout", "0.1", "--dtype", "float64"]
+    out = tmp_path / "killed"
+    p = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "pycharrnn", "train",
+                          str(data), "--out", str(out), "--steps", "100000"] + COMMON + model,
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and p.poll() is None:
+            if (out / "latest.npz").exists() and _step_of(out / "latest.npz") >= 5:
+                break
+            time.sleep(0.05)
+        assert p.poll() is None, p.communicate()
+        os.kill(_rank_pid(out, 1), signal.SIGKILL)
+        stdout, stderr = p.communicate(timeout=60)  # the job must end, not hang
+    finally:
+        if p.poll() is None:
+            p.kill()
+    said = (stdout + stderr).decode(errors="replace")
+    assert p.returncode != 0
+    assert "signal 9" in said or "EXIT CODE: 9" in said, said[-2000:]
+    step = _check_run_dir(out)
+    assert 5 <= step < 100000
+    target = step + 12
+    _finish(data, out, tmp_path, target)  # alone
+    ref = tmp_path / "uninterrupted"
+    r = subprocess.run([sys.executable, "-m", "pycharrnn", "train", str(data), "--out", str(ref),
+                        "--steps", str(target)] + COMMON + model, cwd=tmp_path,
+                       capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert not list(out.glob(".*.tmp"))
+    _, a_ref = read_arrays(ref / "latest.npz")
+    _, a_out = read_arrays(out / "latest.npz")
+    assert sorted(a_ref) == sorted(a_out)
+    keys = [k for k in a_ref if k.startswith(("param/", "optim/", "train/state", "history/loss"))]
+    assert len(keys) > 10
+    for k in keys:
+        scale = np.abs(a_ref[k]).max()
+        assert np.abs(a_out[k] - a_ref[k]).max() <= 1e-12 * scale, k
