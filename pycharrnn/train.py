@@ -711,7 +711,7 @@ class Trainer:
         clock0 = self.clock
         self._clock_origin = start - clock0
         done: List[Dict[str, float]] = []
-        self._stop = False
+        self._stop = self._wish_stop = False
         alone = self.group is None
         while self.step_count < target and not self._stop and \
                 not (alone and self._stop_requested):
@@ -799,10 +799,11 @@ class Trainer:
             raise TypeError(f"unknown resume options: {bad}")
         group = as_group(distributed)
         if group is None:
-            model, ts = load_training(path)
-        else:
-            src = group.on_main(lambda: str(resolve(path)))
-            model, ts = load_training(src, blob=group.on_main(lambda: Path(src).read_bytes()))
+            src = resolve(path)
+            model, ts = load_training(src)
+        else:  # only rank 0 need see the file
+            src = Path(group.on_main(lambda: str(resolve(path))))
+            model, ts = load_training(src, blob=group.on_main(src.read_bytes))
         t = ts.trainer
         clash = [f"{k}={overrides[k]!r} (checkpoint: {t[k]!r})" for k in _FIXED & set(overrides)
                  if overrides[k] != t[k]]
@@ -818,13 +819,13 @@ class Trainer:
         try:
             opt = from_state_dict(model, ts.optimizer)
         except ValueError as e:
-            raise CheckpointError(f"{resolve(path)}: {e}") from None
+            raise CheckpointError(f"{src}: {e}") from None
         schedule = None
         if ts.schedule is not None:
             schedule = from_config(ts.schedule["config"])
             schedule.load_state_dict(ts.schedule)
         if checkpoint_dir == "auto":
-            checkpoint_dir = resolve(path).parent
+            checkpoint_dir = src.parent
         if checkpoint_dir is not None and (group is None or group.is_main):
             remove_temporaries(checkpoint_dir)  # this process owns the directory now
         kw = {k: overrides.get(k, t.get(k)) for k in _FREE}

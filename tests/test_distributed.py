@@ -386,7 +386,7 @@ def test_two_hosts_joined_by_a_network(two_hosts, tmp_path):
     machine it would otherwise find the shared memory the namespaces still
     share. The gradients cross the link: host A sends at least one full
     gradient per step over it. The result is one process's."""
-    (na, va, ipa), (nb, vb, ipb) = two_hosts["a"], two_hosts["b"]
+    (na, va, ipa), (nb, _, ipb) = two_hosts["a"], two_hosts["b"]
     launcher = tmp_path / "launch-into-namespace"
     launcher.write_text("#!/bin/sh\n"
                         "# Called as ssh would be: [options] HOST COMMAND...\n"
