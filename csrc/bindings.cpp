@@ -353,12 +353,13 @@ void bind_model(py::module_& m, const char* cls) {
               py::array state_in, py::array state_out, py::array dstate, bool train,
               std::uint64_t seed, idx first_row, idx total_rows) {
              const auto [B, Tn] = check_xy(x, y, self.V);
+             if (total_rows < 0 || (total_rows == 0 && first_row != 0))
+               throw py::value_error("total_rows must be >= 1 when first_row is given, got " +
+                                     std::to_string(total_rows));
              if (total_rows != 0 && (first_row < 0 || first_row > total_rows - B))
                throw py::value_error("first_row=" + std::to_string(first_row) +
                                      " and total_rows=" + std::to_string(total_rows) +
                                      " do not hold the " + std::to_string(B) + " rows of x");
-             if (total_rows < 0 || (total_rows == 0 && first_row != 0))
-               throw py::value_error("total_rows must be >= 1 when first_row is given");
              const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});

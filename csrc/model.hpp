@@ -424,12 +424,14 @@ class Model {
     const idx first = mask_rows_.first, total = mask_rows_.total;
     const bool part = total != 0 && !(first == 0 && total == B_);
     parallel_for(drawn, threads_for(drawn * 4), [&](idx i) {
-      idx key = i;
-      if (part) {
+      using u64 = std::uint64_t;
+      u64 key = static_cast<u64>(i);
+      if (part) {  // unsigned: any total_rows the binding accepts is defined
         const idx r = i / width, j = i - r * width, t = r / B_, b = r - t * B_;
-        key = ((t * total + first + b) * width) + j;
+        key = (static_cast<u64>(t) * static_cast<u64>(total) + static_cast<u64>(first + b)) *
+                  static_cast<u64>(width) + static_cast<u64>(j);
       }
-      const double u = hash_uniform(seed, stream, static_cast<std::uint64_t>(key));
+      const double u = hash_uniform(seed, stream, key);
       mask[i] = u >= p ? keep : T(0);
     });
     if (locked)

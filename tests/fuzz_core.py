@@ -246,6 +246,10 @@ def target_model(fz: Fuzz, data):
     elif method == "loss":
         fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, **kw), check)
     else:
+        if draw(st.booleans(), label="rows"):  # a data-parallel rank's share, or nonsense
+            kw["first_row"] = draw(st.integers(-3, 12), label="first_row")
+            kw["total_rows"] = draw(st.one_of(st.integers(-3, 24), st.integers(-I64 - 1, I64)),
+                                    label="total_rows")
         fz.call("model", desc,
                 lambda: m.forward_backward(params, grads, x, y, s0, s1, ds, **kw), check)
 
