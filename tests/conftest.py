@@ -72,3 +72,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def find_mpiexec():
+    """The MPI launcher for mpi4py's MPI (the mpich wheel puts it beside
+    python), or None without mpi4py or a launcher."""
+    import shutil
+    import sys
+
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+        shutil.which("mpiexec")

@@ -23,22 +23,13 @@ import pycharrnn as pc
 from pycharrnn.train import Batches
 
 import distributed_job as job
+from conftest import find_mpiexec
 
 HERE = Path(__file__).resolve().parent
 JOB = HERE / "distributed_job.py"
 
 
-def _mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return None
-    # The launcher that came with mpi4py's MPI (the mpich wheel puts it beside python).
-    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
-        shutil.which("mpiexec")
-
-
-MPIEXEC = _mpiexec()
+MPIEXEC = find_mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason='needs mpi4py and mpiexec: '
                                'pip install ".[mpi]"')
 

@@ -28,6 +28,8 @@ import pycharrnn as pc
 from pycharrnn.checkpoint import read_arrays
 from pycharrnn.metrics import read_metrics
 
+from conftest import find_mpiexec
+
 COMMON = ["--checkpoint-every", "1", "--eval-every", "40", "--quiet", "--sample-length", "0",
           "--threads", "1"]
 MODEL = ["--cell", "lstm", "--hidden-size", "48", "--layers", "2", "--embedding-dim", "12",
@@ -172,15 +174,7 @@ def test_kill_minus_nine_many_times(tmp_path, monkeypatch):
     test_kill_minus_nine_during_checkpointing(tmp_path)
 
 
-def _mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return None
-    import shutil
-
-    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
-        shutil.which("mpiexec")
+MPIEXEC = find_mpiexec()
 
 
 def _rank_pid(out: Path, rank: int) -> int:
@@ -198,7 +192,7 @@ def _rank_pid(out: Path, rank: int) -> int:
     raise AssertionError(f"no process of rank {rank} found")
 
 
-@pytest.mark.skipif(_mpiexec() is None, reason='needs mpi4py and mpiexec: pip install ".[mpi]"')
+@pytest.mark.skipif(MPIEXEC is None, reason='needs mpi4py and mpiexec: pip install ".[mpi]"')
 def test_a_rank_killed_mid_run_stops_the_job_and_the_run_resumes(tmp_path):
     """kill -9 one rank of a 2-rank job while it checkpoints every step: the
     job ends (no rank left waiting) with an error naming the killed process;
@@ -210,7 +204,7 @@ def test_a_rank_killed_mid_run_stops_the_job_and_the_run_resumes(tmp_path):
              "--batch-size", "8", "--seq-length", "24", "--seed", "3", "--optimizer", "adam",
              "--dropout", "0.1", "--dtype", "float64"]
     out = tmp_path / "killed"
-    p = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "pycharrnn", "train",
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "pycharrnn", "train",
                           str(data), "--out", str(out), "--steps", "100000"] + COMMON + model,
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
