@@ -348,6 +348,70 @@ void bind_model(py::module_& m, const char* cls) {
            py::arg("seed") = 0, py::arg("stream_loss") = py::none(),
            "Mean cross-entropy (nats) of predicting y [B, T] from x [B, T]; state_out "
            "receives the final state, stream_loss (float64 [B] or None) each row's sum.")
+      .def("trace",
+           [](M& self, py::array params, py::array x, py::array state_in, py::array state_out,
+              py::array hidden, py::object cell, py::object gates, py::array logits) {
+             const auto [B, Tn] = check_ids(x, "x", self.V);
+             const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
+             const idx GH = self.G * self.H;
+             const T* P = in_ptr<T>(params, "params", {self.num_params()});
+             const T* s0 = in_ptr<T>(state_in, "state_in", ss);
+             T* s1 = out_ptr<T>(state_out, "state_out", ss);
+             T* hi = out_ptr<T>(hidden, "hidden", {self.L, B, Tn, self.H});
+             T* lo = out_ptr<T>(logits, "logits", {B, Tn, self.V});
+             // cell: an array for an LSTM, else None; gates: an array unless G == 1.
+             auto optional = [&](py::object o, const char* name, bool wanted,
+                                 const std::vector<idx>& shape) -> std::pair<T*, Mem> {
+               if (o.is_none() != !wanted)
+                 throw py::value_error(std::string(name) + (wanted ? " must be an array for "
+                                                                     "this cell"
+                                                                   : " must be None for "
+                                                                     "this cell"));
+               if (!wanted) return {nullptr, Mem{name, nullptr, 0}};
+               if (!py::isinstance<py::array>(o))
+                 throw py::type_error(std::string(name) + " must be a numpy array");
+               py::array a = py::reinterpret_borrow<py::array>(o);
+               return {out_ptr<T>(a, name, shape), mem(a, name)};
+             };
+             auto [ce, cm] = optional(cell, "cell", self.state_slots() == 2,
+                                      {self.L, B, Tn, self.H});
+             auto [ga, gm] = optional(gates, "gates", self.G > 1, {self.L, B, Tn, GH});
+             check_disjoint({mem(state_out, "state_out"), mem(hidden, "hidden"),
+                             mem(logits, "logits"), cm, gm},
+                            {mem(params, "params"), mem(x, "x"),
+                             state_in_mem(state_in, state_out)});
+             const auto* xp = static_cast<const std::int32_t*>(x.data());
+             py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
+             self.trace(P, xp, B, Tn, s0, s1, hi, ce, ga, lo);
+           },
+           py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
+           py::arg("hidden"), py::arg("cell"), py::arg("gates"), py::arg("logits"),
+           "Evaluation-mode forward that keeps every step: hidden [L, B, T, H], cell "
+           "[L, B, T, H] (LSTM, else None), gates [L, B, T, G*H] (GRU r,z,n; LSTM i,f,g,o; "
+           "None for a vanilla RNN), logits [B, T, V]; state_out the final state.")
+      .def("gradient_flow",
+           [](M& self, py::array params, py::array grads, py::array x, py::array y,
+              py::array state_in, py::array norms) {
+             const auto [B, Tn] = check_xy(x, y, self.V);
+             const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
+             const T* P = in_ptr<T>(params, "params", {self.num_params()});
+             T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});
+             const T* s0 = in_ptr<T>(state_in, "state_in", ss);
+             double* no = out_ptr<double>(norms, "norms", {self.L, Tn});
+             check_disjoint({mem(grads, "grads"), mem(norms, "norms")},
+                            {mem(params, "params"), mem(x, "x"), mem(y, "y"),
+                             mem(state_in, "state_in")});
+             const auto* xp = static_cast<const std::int32_t*>(x.data());
+             const auto* yp = static_cast<const std::int32_t*>(y.data());
+             py::gil_scoped_release nogil;
+             pcr::DenormalsGuard flush;
+             return self.gradient_flow(P, Gr, xp, yp, B, Tn, s0, no);
+           },
+           py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"),
+           py::arg("state_in"), py::arg("norms"),
+           "The loss of the last step only (mean over the B rows); grads receives its "
+           "gradient and norms (float64 [L, T]) || d loss / d h_t || of every layer and step.")
       .def("forward_backward",
            [](M& self, py::array params, py::array grads, py::array x, py::array y,
               py::array state_in, py::array state_out, py::array dstate, bool train,

@@ -218,6 +218,60 @@ class Model {
     return loss;
   }
 
+  // An evaluation-mode forward of x [B, Tn] that keeps what a look inside
+  // the network needs (diagnostics.py), batch-first: hidden [L, B, Tn, H];
+  // cell [L, B, Tn, H] (LSTM; else null); gates [L, B, Tn, G*H] (GRU r, z, n;
+  // LSTM i, f, g, o; null for a vanilla RNN); logits [B, Tn, V];
+  // state_out [S, L, B, H].
+  void trace(const T* P, const std::int32_t* x, idx B, idx Tn, const T* state_in, T* state_out,
+             T* hidden, T* cell_out, T* gates, T* logits) {
+    std::lock_guard<std::mutex> lock(mu_);
+    prepare(B, Tn, x, nullptr);
+    run_forward(P, state_in, false, 0);
+    write_state(state_out);
+    const idx GH = G * H;
+    for (idx l = 0; l < L; ++l)
+      parallel_for(B * Tn, threads_for(B * Tn * (GH + 2 * H)), [&](idx r) {
+        const idx b = r / Tn, t = r % Tn, src = t * B + b, dst = (l * B + b) * Tn + t;
+        copy_n(w(hs_[l]) + (src + B) * H, H, hidden + dst * H);
+        if (cell_out) copy_n(w(cs_[l]) + (src + B) * H, H, cell_out + dst * H);
+        if (gates) copy_n(w(xp_[l]) + src * GH, GH, gates + dst * GH);
+      });
+    parallel_for(B * Tn, threads_for(B * Tn * V), [&](idx r) {
+      const idx t = r / B_, b = r % B_;
+      copy_n(ws_.data() + logits_ + r * V, V, logits + (b * T_ + t) * V);
+    });
+  }
+
+  // The vanishing-gradient picture: L_last = the mean over the B rows of
+  // the cross-entropy of the last step only (y's last column); norms
+  // [L, Tn] receives || d L_last / d h_t || (the 2-norm over the B rows and H
+  // units of layer l's output at step t, its direct and recurrent paths
+  // summed), grads [num_params] d L_last / d parameters. Evaluation mode.
+  // Returns L_last.
+  double gradient_flow(const T* P, T* grads, const std::int32_t* x, const std::int32_t* y,
+                       idx B, idx Tn, const T* state_in, double* norms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    prepare(B, Tn, x, y);
+    struct Reset {
+      double*& p;
+      ~Reset() { p = nullptr; }
+    } reset{dh_norms_};
+    dh_norms_ = norms;
+    run_forward(P, state_in, false, 0);
+    K_->softmax_xent(ws_.data() + logits_, B_ * T_, V, tgt_.data(), true, row_loss_.data());
+    // d(mean over all B*Tn)/d logits -> d(mean over the last B)/d logits.
+    T* d = w(logits_);
+    const idx last = (Tn - 1) * B;
+    std::fill(d, d + last * V, T(0));
+    for (idx i = last * V; i < B * Tn * V; ++i) d[i] *= T(Tn);
+    double loss = 0;
+    for (idx r = last; r < B * Tn; ++r) loss += row_loss_[r];
+    std::vector<T> dstate(static_cast<size_t>(state_slots() * L * B * H));
+    run_backward(P, grads, dstate.data());
+    return loss / double(B);
+  }
+
   // One time step of B rows in evaluation mode, for loops that feed back
   // their own output (sampling.hpp): ids [B]; state [S, L, B, H] is read and
   // then overwritten with the new state. Returns the logits [B, V], in the
@@ -268,6 +322,7 @@ class Model {
   std::vector<double> row_loss_;
   idx B_ = 0, T_ = 0;
   MaskRows mask_rows_;  // the rows of this call in a whole batch (apply_mask)
+  double* dh_norms_ = nullptr;  // gradient_flow(): [L, Tn] ||d loss / d h_t|| recorded
   // Workspace offsets (elements of ws_), for B_ x T_; rows are time-major
   // (r = t * B + b), GH = G * H. Per layer l:
   std::vector<idx> xp_,   // [T, B, GH] W_ih x + b_ih; then the gates; then d(xp)
@@ -520,7 +575,7 @@ class Model {
       if (cs) copy_n(state_in + (L + l) * BH, BH, cs);
       T* hp = w(hp_);
       T* aux = cell == CellKind::GRU ? w(aux_[l]) : nullptr;
-      if (fused(B, Tn)) {
+      if (fused(B, Tn) && !dh_norms_) {  // gradient_flow() steps one at a time
         K_->recur_forward(cell, B, H, Tn, Whh, P + off_bhh_[l], xp, hs, cs, aux, hp, w(wpack_));
         continue;
       }
@@ -577,7 +632,7 @@ class Model {
       std::fill(dh, dh + BH, T(0));
       std::fill(dc, dc + BH, T(0));
       T* aux = cell == CellKind::GRU ? w(aux_[l]) : nullptr;
-      if (fused(B, Tn)) {
+      if (fused(B, Tn) && !dh_norms_) {
         K_->recur_backward(cell, B, H, Tn, Whh, dout, xp, hs, cs, aux, dhp_all, dh, dc,
                            w(wpack_));
       } else {
@@ -587,6 +642,11 @@ class Model {
           const T* dy = dout + t * BH;
 #pragma omp simd
           for (idx i = 0; i < BH; ++i) dh[i] += dy[i];
+          if (dh_norms_) {
+            double ss = 0;
+            for (idx i = 0; i < BH; ++i) ss += double(dh[i]) * double(dh[i]);
+            dh_norms_[l * Tn + t] = std::sqrt(ss);
+          }
           StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
           s.dhp = dhp_all + t * B * GH;
           const bool direct = K_->cell_backward(cell, s, dh, dc);

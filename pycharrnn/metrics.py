@@ -10,6 +10,9 @@ Step lines::
      "lr": 0.002, "grad_norm": 0.8, "epoch": 0.008, "chars_per_sec": 250000.0,
      "time": 0.41}
 
+and every ``Trainer.grad_norms_every`` steps also ``"grad_norms": {"rnn.weight_hh_l0":
+0.31, ...}``, each parameter's gradient norm (before clipping).
+
 Validation lines::
 
     {"event": "eval", "step": 100, "epoch": 0.07, "val_loss": 2.2,
@@ -229,6 +232,8 @@ class MetricsLog:
         rec: Dict[str, Any] = {"event": "step", "step": int(metrics["step"])}
         for k in STEP_KEYS[1:]:
             rec[k] = _number(metrics.get(k))
+        if "grad_norms" in metrics:  # every Trainer.grad_norms_every steps
+            rec["grad_norms"] = {k: _number(v) for k, v in metrics["grad_norms"].items()}
         rec["time"] = round(self.elapsed(), 6)
         self._write(rec, flush=False)
 

@@ -431,6 +431,15 @@ class CharRNN:
         return sampling.generate(self, length, prime, temperature, top_k, seed, top_p=top_p,
                                  stop=stop, warmup=warmup, unknown=unknown)
 
+    def trace(self, text: Any, top: int = 5):
+        """Every layer's hidden state (LSTM cell state, GRU/LSTM gates) at every
+        position of ``text`` read from a zero state, and the ``top``
+        likeliest next characters there: a
+        :class:`pycharrnn.diagnostics.Trace`."""
+        from .diagnostics import trace
+
+        return trace(self, text, top)
+
     def beam_search(self, prime: Any = "", length: int = 100, beam_width: int = 5, *,
                     length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
                     unknown: str = "error") -> "sampling.BeamResult":

@@ -301,6 +301,10 @@ class Trainer:
             ``eval_every_seconds``, schedules by time) follow rank 0's
             clock, and a stop asked on any rank (a callback, a signal) stops
             every rank after the next step. See :mod:`pycharrnn.distributed`.
+        grad_norms_every: every N steps (default 50; None: never) the step
+            metrics add ``grad_norms``, {parameter name: L2 norm of its
+            gradient before clipping}, which MetricsLog writes to
+            metrics.jsonl: which layers learn, and which vanish.
 
     Step metrics: step, loss (nats/char), bpc, ema_loss (an exponential
     moving average with decay ``ema_decay``, bias-corrected as Adam's moments
@@ -321,7 +325,8 @@ class Trainer:
                  ema_decay: float = 0.99,
                  callbacks: Optional[Sequence[Callable[..., Any]]] = None,
                  eval_every_seconds: Optional[float] = None,
-                 steps_per_call: Optional[int] = None, distributed: Any = False):
+                 steps_per_call: Optional[int] = None, distributed: Any = False,
+                 grad_norms_every: Optional[int] = 50):
         from .distributed import as_group
 
         #: The ranks of a data-parallel run (None: this process alone).
@@ -375,6 +380,8 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.steps_per_call = STEPS_PER_CALL if steps_per_call is None else \
             check_int("steps_per_call", steps_per_call, 1)
+        self.grad_norms_every = None if grad_norms_every is None else \
+            check_int("grad_norms_every", grad_norms_every, 1)
         self._step_seconds = 0.0  # the last step's duration (sizes the runs of steps)
         self._stop = False
         self._stop_requested = False
@@ -543,6 +550,11 @@ class Trainer:
             "chars_per_sec": chars / dt if dt > 0 else math.inf,
         }
         self.history.append({k: m[k] for k in _HISTORY_KEYS})
+        if self.grad_norms_every and self.step_count % self.grad_norms_every == 0:
+            # model.grads still hold this step's gradient (the last of a C++ run of
+            # steps, which ends at such a step: see _steps_fusable)
+            m["grad_norms"] = {k: math.sqrt(_core.sum_squares(g.reshape(-1)))
+                               for k, g in self.model.grads.items()}
         return m
 
     def _after_step(self, m: Dict[str, float], dt: float, stop: bool) -> Dict[str, float]:
@@ -587,7 +599,8 @@ class Trainer:
                 max(1, int(SECONDS_PER_CALL / self._step_seconds)))
         s = self.step_count
         for every in (self.eval_every if self.val_ids.size else None,
-                      self.checkpoint_every if self.checkpoint_dir is not None else None):
+                      self.checkpoint_every if self.checkpoint_dir is not None else None,
+                      self.grad_norms_every):
             if every:
                 k = min(k, every - s % every)
         for cb in self.callbacks:
