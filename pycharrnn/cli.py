@@ -269,6 +269,49 @@ def _add_plot(sub) -> None:
     p.add_argument("--out", help="PNG file (default: RUN_DIR/curves.png)")
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", formatter_class=_Help,
+                       help="an HTML report on a run: curves, samples, units, gradient flow",
+                       description="Write one self-contained HTML file (no server, no "
+                                   "network) on a run, or on several side by side: loss "
+                                   "curves in bits/char, samples at several temperatures, a "
+                                   "text coloured by any unit's activation with the model's "
+                                   "top-5 next characters under the pointer and the units "
+                                   "that follow quotes, line position, ..., and the "
+                                   "gradient flow beside a vanilla RNN's.")
+    p.add_argument("run", nargs="?", help="a run directory or training checkpoint")
+    p.add_argument("--compare", nargs="+", metavar="RUN",
+                   help="more runs, side by side (pycharrnn report --compare RUN_A RUN_B)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--text", help="a UTF-8 text file for the unit view (default: the end "
+                                  "of each run's training text)")
+    p.add_argument("--temperatures", type=_number(float, 0, lo_open=True), nargs="+",
+                   default=[0.5, 0.8, 1.0], help="of the samples")
+    p.add_argument("--sample-length", type=_number(int, 1), default=300)
+    p.add_argument("--trace-chars", type=_number(int, 2), default=1500,
+                   help="characters of the text in the unit view")
+    p.add_argument("--seed", type=_number(int, 0), default=0, help="of the samples")
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    runs = ([args.run] if args.run else []) + (args.compare or [])
+    if not runs:
+        print("error: give a RUN_DIR, or --compare RUN_A RUN_B", file=sys.stderr)
+        return 2
+    text = None
+    if args.text is not None:
+        from .files import read_text
+
+        text = read_text(args.text)
+    out = write_report(runs, args.out, text, temperatures=args.temperatures,
+                       sample_length=args.sample_length, trace_chars=args.trace_chars,
+                       seed=args.seed)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0
+
+
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="build information, or a checkpoint's configuration",
                        formatter_class=_Help)
@@ -861,9 +904,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     _add_bench(sub)
     _add_info(sub)
     _add_plot(sub)
+    _add_report(sub)
     args = parser.parse_args(argv)
     commands = {"train": _train, "sample": _sample, "eval": _eval, "bench": _bench,
-                "info": _info, "plot": _plot}
+                "info": _info, "plot": _plot, "report": _report}
     old_term = signal.getsignal(signal.SIGTERM)
     if old_term is not signal.SIG_IGN:
         signal.signal(signal.SIGTERM, _terminate)  # as Ctrl-C: a clean exit, 143
