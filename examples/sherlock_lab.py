@@ -4,13 +4,19 @@ Trains a one-layer tanh RNN and a one-layer GRU of the same hidden size on a
 text (one-hot input, batches of 32 streams x 64 characters, Adam with lr 2e-3,
 every gradient element clipped to [-5, 5], the last 10% of the text held out
 for validation), prints a sample from each, plots both models' training and
-validation curves in one figure and prints their final losses.
+validation curves in one figure, prints their final losses, and writes an
+HTML report comparing them (curves, samples at three temperatures, the
+units of each model along the held-out text, and the gradient flow of
+each beside an untrained vanilla RNN's: the vanishing gradient).
 
     python examples/sherlock_lab.py ../shared/data/sherlock.txt
     python examples/sherlock_lab.py sherlock.txt --steps 3000 --hidden 256 --out lab
 
-Writes OUT/rnn/ and OUT/gru/ (metrics.jsonl and the trained model.npz) and
-OUT/sherlock_curves.png (needs matplotlib: pip install "pycharrnn[plot]").
+Writes OUT/rnn/ and OUT/gru/ (metrics.jsonl, the training checkpoints
+latest.npz and best.npz, and the trained model.npz),
+OUT/sherlock_curves.png (needs matplotlib: pip install "pycharrnn[plot]")
+and OUT/sherlock_report.html (open it in a browser; also
+``pycharrnn report --compare OUT/rnn OUT/gru --out report.html``).
 The defaults take about 2-3 minutes on 2 cores.
 """
 
@@ -81,7 +87,8 @@ def train_one(key, label, cell, text, vocab, args, out: Path) -> dict:
     with MetricsLog(run_dir, overwrite=True) as log:
         trainer = pc.Trainer(model, text, batch_size=BATCH_SIZE, seq_length=SEQ_LENGTH,
                              optimizer=opt, val_fraction=VAL_FRACTION,
-                             eval_every=eval_every, callbacks=[log, progress])
+                             eval_every=eval_every, callbacks=[log, progress],
+                             checkpoint_dir=run_dir)
         if key == MODELS[0][0]:
             print(f"{len(text):,} characters: {trainer.batches.ids.size:,} for training, "
                   f"{trainer.val_ids.size:,} (the last {VAL_FRACTION:.0%}) for validation; "
@@ -127,6 +134,12 @@ def main(argv=None) -> int:
     except ImportError as e:
         plotted = f"no plot ({e})"
 
+    from pycharrnn.report import write_report
+
+    # The report reads the end of the held-out text with each model.
+    report = write_report([r["run_dir"] for r in results], out / "sherlock_report.html",
+                          text=text[-2000:], seed=args.seed)
+
     print(f"\n== results after {args.steps} steps (losses per character)")
     print(f"{'model':<12} {'params':>8}  {'train loss (mean of last steps)':>32}  "
           f"{'validation loss':>24}  {'time':>7}")
@@ -135,6 +148,7 @@ def main(argv=None) -> int:
               f"{r['train']:.4f} nats {r['train'] / LN2:.4f} bits/char ({r['n_recent']:>3})  "
               f"{r['val']:.4f} nats {r['val'] / LN2:.4f} bits/char  {r['seconds']:6.1f}s")
     print(plotted)
+    print(f"report: {report} (open it in a browser)")
     print(f"wall time {time.perf_counter() - start:.1f}s")
     return 0
 
