@@ -173,7 +173,8 @@ def target_model(fz: Fuzz, data):
     r = R(data)
     rng = r.rng
     cell = draw(st.integers(0, 3), label="cell")
-    method = draw(st.sampled_from(["forward", "loss", "forward_backward"]), label="method")
+    method = draw(st.sampled_from(["forward", "loss", "forward_backward", "trace",
+                                   "gradient_flow"]), label="method")
     alias = draw(st.sampled_from(["none"] * 6 + ["s1=s0", "s1=params", "ds=s1", "g=params",
                                                  "g~ds", "logits~s1"]), label="alias")
     V, E = r.int(1, 24), r.pick([0, 0, 1, 5])
@@ -245,6 +246,25 @@ def target_model(fz: Fuzz, data):
         fz.call("model", desc, lambda: m.forward(params, x, s0, s1, logits, **kw), check)
     elif method == "loss":
         fz.call("model", desc, lambda: m.loss(params, x, y, s0, s1, **kw), check)
+    elif method == "trace":
+        G = {2: 3, 3: 4}.get(cell, 1)
+        hidden, h_how = arg(r, dt, (L, B, T, H))
+        # cell: an array for an LSTM only; gates unless G == 1 (sometimes the other way)
+        want_c, want_g = (cell == 3) != r.coin(0.05), (G > 1) != r.coin(0.05)
+        cst = arg(r, dt, (L, B, T, H))[0] if want_c else None
+        gates = arg(r, dt, (L, B, T, G * H))[0] if want_g else None
+        lg = logits if isinstance(logits, np.ndarray) else np.zeros((B, T, V), dt)
+
+        def check_trace(out):
+            if finite_in:
+                assert np.isfinite(hidden).all(), f"non-finite hidden from finite inputs: {desc}"
+
+        fz.call("model", desc + f" hidden={h_how} cell_out={want_c} gates={want_g}",
+                lambda: m.trace(params, x, s0, s1, hidden, cst, gates, lg), check_trace)
+    elif method == "gradient_flow":
+        norms, n_how = arg(r, np.float64, (L, T))
+        fz.call("model", desc + f" norms={n_how}",
+                lambda: m.gradient_flow(params, grads, x, y, s0, norms), check)
     else:
         if draw(st.booleans(), label="rows"):  # a data-parallel rank's share, or nonsense
             kw["first_row"] = draw(st.integers(-3, 12), label="first_row")
