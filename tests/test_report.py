@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pycharrnn as pc
 from pycharrnn import diagnostics as dg
 from pycharrnn.report import TEMPERATURES, run_data, write_report
 from pycharrnn.rundir import load_training
