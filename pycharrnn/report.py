@@ -41,6 +41,9 @@ TRACE_CHARS = 1500
 FLOW_STEPS = 100
 #: Units listed per feature as the most "interpretable".
 TOP_UNITS = 6
+#: At most this many points of each training curve (a long run is thinned
+#: evenly after its trailing mean is taken over every step).
+CURVE_POINTS = 4000
 
 PathLike = Union[str, Path]
 
@@ -58,7 +61,12 @@ def _history(ts) -> Dict[str, List[float]]:
         c = np.concatenate([[0.0], np.cumsum(loss)])
         n = np.minimum(np.arange(1, loss.size + 1), w)
         mean = (c[1:] - c[np.arange(1, loss.size + 1) - n]) / n
-        out["mean"] = [round(float(x), 5) for x in mean]
+        keep = np.arange(loss.size)
+        if loss.size > CURVE_POINTS:
+            keep = np.unique(np.linspace(0, loss.size - 1, CURVE_POINTS).round().astype(int))
+        out["step"] = [out["step"][i] for i in keep]
+        out["loss"] = [out["loss"][i] for i in keep]
+        out["mean"] = [round(float(x), 5) for x in mean[keep]]
         out["window"] = w
     if len(v.get("step", [])):
         out["val_step"] = v["step"].astype(int).tolist()

@@ -100,6 +100,20 @@ def test_the_data_means_what_it_says(runs):
     assert d["flow"]["vanilla"][-1] < 1e-3 * d["flow"]["vanilla"][0]
 
 
+def test_long_runs_are_thinned(monkeypatch, runs):
+    import pycharrnn.report as rp
+
+    monkeypatch.setattr(rp, "CURVE_POINTS", 25)
+    full = run_data(runs["rnn"])["history"]
+    _, ts = load_training(runs["rnn"])
+    h = rp._history(ts)
+    assert len(h["step"]) == len(h["loss"]) == len(h["mean"]) == 25
+    assert h["step"][0] == 1 and h["step"][-1] == 60
+    # The trailing mean is of every step, not of the points kept.
+    monkeypatch.setattr(rp, "CURVE_POINTS", 4000)
+    assert h["mean"][-1] == full["mean"][-1]
+
+
 def test_the_page_is_self_contained(runs, tmp_path):
     out = write_report([runs["rnn"], runs["gru"]], tmp_path / "r.html")
     page = out.read_text(encoding="utf-8")
