@@ -128,7 +128,7 @@ def run_data(path: PathLike, text: Optional[str] = None, *, name: Optional[str] 
                for t in temperatures]
     source = "given"
     if text is not None:
-        text = _known(model, text)[:trace_chars]
+        text = _known(model, text[:4 * trace_chars])[:trace_chars]
     if not text:
         text = _run_text(run_dir, model, trace_chars)
         source = "the end of the run's text (its validation part)"

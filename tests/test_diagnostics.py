@@ -97,7 +97,7 @@ def test_trace_matches_the_reference(cell, nl, E):
     np.testing.assert_allclose(tr.next_logprob, logp[np.arange(len(ids) - 1), ids[1:]],
                                rtol=1e-12, atol=1e-12)
     loss, _ = m.loss(ids[None, :-1], ids[None, 1:])
-    assert abs(tr.loss - loss) < 1e-12
+    assert abs(tr.loss - loss) <= 1e-12 * max(1.0, abs(loss))  # relative: relu explodes
     assert tr.top_chars(0) == [m.vocab.decode(np.array([i])) for i in order[0]]
 
 
