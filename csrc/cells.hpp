@@ -5,10 +5,12 @@
 //   hp[G*H] = W_hh h_{t-1} + b_hh
 // and calls the cell, which turns them into h_t (and c_t). A cell is its gate
 // count G plus these two functions; everything else is shared. StepIO
-// (dispatch.hpp) says what is stored per step. Compiled inside pcr::PCR_ISA_NS.
+// (dispatch.hpp) says what is stored per step. The math of one unit is
+// pointwise.hpp's, shared with the CUDA kernels; these loops lay it over the
+// units of a row. Compiled inside pcr::PCR_ISA_NS.
 #pragma once
 
-#include "fastmath.hpp"
+#include "pointwise.hpp"
 #include "dispatch.hpp"
 
 namespace pcr {
@@ -24,28 +26,25 @@ inline void cell_forward_units(CellKind kind, const StepIO<T>& s, idx b, idx j0,
   switch (kind) {
     case CellKind::RNN_TANH:
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) h[j] = g[j] = tanh_t(g[j] + hp[j]);
+      for (idx j = j0; j < j1; ++j) h[j] = g[j] = rnn_tanh_forward(g[j], hp[j]);
       break;
     case CellKind::RNN_RELU:
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) {
-        const T a = g[j] + hp[j];
-        h[j] = g[j] = a > T(0) ? a : T(0);
-      }
+      for (idx j = j0; j < j1; ++j) h[j] = g[j] = rnn_relu_forward(g[j], hp[j]);
       break;
     case CellKind::GRU: {
       const T* hprev = s.h_prev + b * H;
       T* hn = s.aux + b * H;
 #pragma omp simd
       for (idx j = j0; j < j1; ++j) {
-        const T r = sigmoid_t(g[j] + hp[j]);
-        const T z = sigmoid_t(g[H + j] + hp[H + j]);
-        const T n = tanh_t(g[2 * H + j] + r * hp[2 * H + j]);
+        T r, z, n, hj;
+        gru_forward(g[j], g[H + j], g[2 * H + j], hp[j], hp[H + j], hp[2 * H + j], hprev[j],
+                    r, z, n, hj);
         hn[j] = hp[2 * H + j];
         g[j] = r;
         g[H + j] = z;
         g[2 * H + j] = n;
-        h[j] = (T(1) - z) * n + z * hprev[j];
+        h[j] = hj;
       }
       break;
     }
@@ -54,16 +53,15 @@ inline void cell_forward_units(CellKind kind, const StepIO<T>& s, idx b, idx j0,
       T* c = s.c + b * H;
 #pragma omp simd
       for (idx j = j0; j < j1; ++j) {
-        const T i = sigmoid_t(g[j] + hp[j]);
-        const T f = sigmoid_t(g[H + j] + hp[H + j]);
-        const T gg = tanh_t(g[2 * H + j] + hp[2 * H + j]);
-        const T o = sigmoid_t(g[3 * H + j] + hp[3 * H + j]);
+        T i, f, gg, o, cj, hj;
+        lstm_forward(g[j] + hp[j], g[H + j] + hp[H + j], g[2 * H + j] + hp[2 * H + j],
+                     g[3 * H + j] + hp[3 * H + j], cprev[j], i, f, gg, o, cj, hj);
         g[j] = i;
         g[H + j] = f;
         g[2 * H + j] = gg;
         g[3 * H + j] = o;
-        c[j] = f * cprev[j] + i * gg;
-        h[j] = o * tanh_t(c[j]);
+        c[j] = cj;
+        h[j] = hj;
       }
       break;
     }
@@ -92,11 +90,11 @@ inline void cell_backward_units(CellKind kind, const StepIO<T>& s, T* dh, T* dc,
   switch (kind) {
     case CellKind::RNN_TANH:
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) g[j] = d[j] * (T(1) - g[j] * g[j]);
+      for (idx j = j0; j < j1; ++j) g[j] = rnn_tanh_backward(d[j], g[j]);
       break;
     case CellKind::RNN_RELU:
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) g[j] = g[j] > T(0) ? d[j] : T(0);
+      for (idx j = j0; j < j1; ++j) g[j] = rnn_relu_backward(d[j], g[j]);
       break;
     case CellKind::GRU: {
       const T* hprev = s.h_prev + b * H;
@@ -104,15 +102,14 @@ inline void cell_backward_units(CellKind kind, const StepIO<T>& s, T* dh, T* dc,
       T* dhp = s.dhp + b * GH;
 #pragma omp simd
       for (idx j = j0; j < j1; ++j) {
-        const T r = g[j], z = g[H + j], n = g[2 * H + j], dhj = d[j];
-        const T dan = dhj * (T(1) - z) * (T(1) - n * n);
-        const T daz = dhj * (hprev[j] - n) * z * (T(1) - z);
-        const T dar = dan * hn[j] * r * (T(1) - r);
+        const T r = g[j];
+        T dar, daz, dan, dprev;
+        gru_backward(r, g[H + j], g[2 * H + j], hn[j], hprev[j], d[j], dar, daz, dan, dprev);
         g[j] = dhp[j] = dar;
         g[H + j] = dhp[H + j] = daz;
         g[2 * H + j] = dan;
         dhp[2 * H + j] = dan * r;
-        d[j] = dhj * z;
+        d[j] = dprev;
       }
       break;
     }
@@ -122,14 +119,14 @@ inline void cell_backward_units(CellKind kind, const StepIO<T>& s, T* dh, T* dc,
       T* dcb = dc + b * H;
 #pragma omp simd
       for (idx j = j0; j < j1; ++j) {
-        const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-        const T tc = tanh_t(c[j]);
-        const T dcj = dcb[j] + d[j] * o * (T(1) - tc * tc);
-        g[j] = dcj * gg * i * (T(1) - i);
-        g[H + j] = dcj * cprev[j] * f * (T(1) - f);
-        g[2 * H + j] = dcj * i * (T(1) - gg * gg);
-        g[3 * H + j] = d[j] * tc * o * (T(1) - o);
-        dcb[j] = dcj * f;
+        T dcj = dcb[j], di, df, dg, d_o;
+        lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], c[j], cprev[j], d[j], dcj,
+                      di, df, dg, d_o);
+        g[j] = di;
+        g[H + j] = df;
+        g[2 * H + j] = dg;
+        g[3 * H + j] = d_o;
+        dcb[j] = dcj;
       }
       break;
     }

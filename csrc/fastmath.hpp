@@ -4,7 +4,8 @@
 // registers. Accuracy (float): exp within 2 ulp over its range; tanh and
 // sigmoid within a few ulp (relative), tested against double precision.
 // double uses libm: float64 is the precision used for checks, not speed.
-// Compiled inside pcr::PCR_ISA_NS like the other kernels.
+// Compiled inside pcr::PCR_ISA_NS like the other kernels. Every function is
+// PCR_HD: the CUDA build compiles the same code for the device.
 #pragma once
 
 #include <math.h>
@@ -13,6 +14,28 @@
 
 #include "dispatch.hpp"
 
+// PCR_HD: a function both backends compile (host and device under nvcc).
+// PCR_SIMD*: OpenMP's vectorization hints, in host code only.
+// Always inlined: the CPU loops that call them must stay vectorizable (a call
+// left in a `#pragma omp simd` loop keeps it scalar).
+#if defined(__CUDACC__)
+#define PCR_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define PCR_HD inline __attribute__((always_inline))
+#else
+#define PCR_HD inline
+#endif
+#define PCR_PRAGMA(x) _Pragma(#x)
+#if defined(__CUDA_ARCH__)
+#define PCR_SIMD
+#define PCR_SIMD_MAX(v)
+#define PCR_SIMD_SUM(v)
+#else
+#define PCR_SIMD PCR_PRAGMA(omp simd)
+#define PCR_SIMD_MAX(v) PCR_PRAGMA(omp simd reduction(max : v))
+#define PCR_SIMD_SUM(v) PCR_PRAGMA(omp simd reduction(+ : v))
+#endif
+
 namespace pcr {
 namespace PCR_ISA_NS {
 
@@ -20,7 +43,17 @@ namespace PCR_ISA_NS {
 // so n*ln2 is exact), a degree-6 polynomial for e^r (the classic minimax
 // coefficients of the Cephes library's expf), and 2^n built in the exponent
 // bits. x is clamped to [-87.3, 88.7]: the result stays a normal float.
-inline float exp_f(float x) {
+PCR_HD float bits_float(std::uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(b);
+#else
+  float f;
+  __builtin_memcpy(&f, &b, 4);
+  return f;
+#endif
+}
+
+PCR_HD float exp_f(float x) {
   x = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : x);
   const float fx = x * 1.44269504088896341f;
   const std::int32_t n = static_cast<std::int32_t>(fx + (fx >= 0.0f ? 0.5f : -0.5f));
@@ -39,15 +72,12 @@ inline float exp_f(float x) {
   const std::int32_t h = n >> 1;
   const std::uint32_t b1 = static_cast<std::uint32_t>(h + 127) << 23;
   const std::uint32_t b2 = static_cast<std::uint32_t>(n - h + 127) << 23;
-  float s1, s2;
-  __builtin_memcpy(&s1, &b1, 4);
-  __builtin_memcpy(&s2, &b2, 4);
-  return p * s1 * s2;
+  return p * bits_float(b1) * bits_float(b2);
 }
 
 // tanh: its odd Taylor polynomial to x^15 for |x| < 0.3 (truncation error
 // < 1e-12 there), else 1 - 2 / (e^{2|x|} + 1) with the sign restored.
-inline float tanh_f(float x) {
+PCR_HD float tanh_f(float x) {
   const float ax = x < 0.0f ? -x : x;
   const float x2 = x * x;
   float p = -0.00145583438f;  // -929569/638512875: the x^15 coefficient
@@ -64,18 +94,23 @@ inline float tanh_f(float x) {
   return ax < 0.3f ? small : big;
 }
 
-inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+PCR_HD float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 
-inline float exp_t(float x) { return exp_f(x); }
-inline float tanh_t(float x) { return tanh_f(x); }
-inline float sigmoid_t(float x) { return sigmoid_f(x); }
-inline float log_t(float x) { return ::logf(x); }
-inline float sqrt_t(float x) { return __builtin_sqrtf(x); }
-inline double sqrt_t(double x) { return __builtin_sqrt(x); }
-inline double exp_t(double x) { return ::exp(x); }
-inline double tanh_t(double x) { return ::tanh(x); }
-inline double sigmoid_t(double x) { return 1.0 / (1.0 + ::exp(-x)); }
-inline double log_t(double x) { return ::log(x); }
+PCR_HD float exp_t(float x) { return exp_f(x); }
+PCR_HD float tanh_t(float x) { return tanh_f(x); }
+PCR_HD float sigmoid_t(float x) { return sigmoid_f(x); }
+PCR_HD float log_t(float x) { return ::logf(x); }
+#if defined(__CUDA_ARCH__)
+PCR_HD float sqrt_t(float x) { return ::sqrtf(x); }
+PCR_HD double sqrt_t(double x) { return ::sqrt(x); }
+#else
+PCR_HD float sqrt_t(float x) { return __builtin_sqrtf(x); }
+PCR_HD double sqrt_t(double x) { return __builtin_sqrt(x); }
+#endif
+PCR_HD double exp_t(double x) { return ::exp(x); }
+PCR_HD double tanh_t(double x) { return ::tanh(x); }
+PCR_HD double sigmoid_t(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+PCR_HD double log_t(double x) { return ::log(x); }
 
 }  // namespace PCR_ISA_NS
 }  // namespace pcr

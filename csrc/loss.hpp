@@ -2,7 +2,7 @@
 // Compiled inside pcr::PCR_ISA_NS.
 #pragma once
 
-#include "fastmath.hpp"
+#include "pointwise.hpp"
 #include "dispatch.hpp"
 
 namespace pcr {
@@ -20,22 +20,7 @@ double softmax_xent(T* logits, idx N, idx V, const std::int32_t* targets, bool g
   const int nt = threads_for(N * V * 4);
   const T scale = T(1) / static_cast<T>(N);
   parallel_for(N, nt, [&](idx r) {
-    T* z = logits + r * V;
-    T m = z[0];
-#pragma omp simd reduction(max : m)
-    for (idx v = 1; v < V; ++v) m = z[v] > m ? z[v] : m;
-    T sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (idx v = 0; v < V; ++v) sum += exp_t(z[v] - m);
-    const T lse = m + log_t(sum);
-    const idx y = targets[r];
-    row_loss[r] = static_cast<double>(lse - z[y]);
-    if (grad) {
-      const T inv = scale / sum;
-#pragma omp simd
-      for (idx v = 0; v < V; ++v) z[v] = exp_t(z[v] - m) * inv;
-      z[y] -= scale;
-    }
+    row_loss[r] = softmax_xent_row(logits + r * V, V, idx(targets[r]), scale, grad);
   });
   double total = 0;
   for (idx r = 0; r < N; ++r) total += row_loss[r];

@@ -14,7 +14,7 @@
 #include <type_traits>
 
 #include "dispatch.hpp"
-#include "fastmath.hpp"
+#include "pointwise.hpp"
 #include "scratch.hpp"
 
 namespace pcr {
@@ -33,13 +33,6 @@ inline void parallel_chunks(idx n, F&& body) {
 
 // g = clip(scale * grad, -clip, clip) (+ wd * p). clip is +inf when off, so
 // the selects never fire; NaN passes through (comparisons are false).
-template <typename T, bool WD>
-inline T grad_in(const T* grad, const T* p, idx i, T scale, T clip, T wd) {
-  T g = grad[i] * scale;
-  g = g > clip ? clip : (g < -clip ? -clip : g);
-  if (WD) g += wd * p[i];
-  return g;
-}
 
 template <typename T>
 inline T clip_bound(const GradIn& gi) {
@@ -70,13 +63,9 @@ void sgd_update(T* p, const T* grad, T* buf, idx n, const GradIn& gi, T lr, T mo
       parallel_chunks(n, [&](idx i0, idx i1) {
 #pragma omp simd
         for (idx i = i0; i < i1; ++i) {
-          T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
-          if (MOM) {
-            const T b = first ? g : momentum * buf[i] + damp1 * g;
-            buf[i] = b;
-            g = nesterov ? g + momentum * b : b;
-          }
-          p[i] -= lr * g;
+          T none = 0;  // the momentum buffer's stand-in without momentum (buf is null)
+          sgd_element<T, MOM>(grad_in<T, WD>(grad[i], p[i], scale, clip, wd), p[i],
+                              MOM ? buf[i] : none, lr, momentum, damp1, nesterov, first);
         }
       });
     });
@@ -95,13 +84,9 @@ void adagrad_update(T* p, const T* grad, T* mem, idx n, const GradIn& gi, T clr,
     with_flag(eps_inside, [&](auto IN) {
       parallel_chunks(n, [&](idx i0, idx i1) {
 #pragma omp simd
-        for (idx i = i0; i < i1; ++i) {
-          const T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
-          const T m = mem[i] + g * g;
-          mem[i] = m;
-          const T den = IN ? sqrt_t(m + eps) : sqrt_t(m) + eps;
-          p[i] -= clr * (g / den);
-        }
+        for (idx i = i0; i < i1; ++i)
+          adagrad_element<T, IN>(grad_in<T, WD>(grad[i], p[i], scale, clip, wd), p[i], mem[i],
+                                 clr, eps);
       });
     });
   });
@@ -125,24 +110,10 @@ void rmsprop_update(T* p, const T* grad, T* sq, T* gavg, T* buf, idx n, const Gr
         parallel_chunks(n, [&](idx i0, idx i1) {
 #pragma omp simd
           for (idx i = i0; i < i1; ++i) {
-            const T g = grad_in<T, WD>(grad, p, i, scale, clip, wd);
-            const T s = sq[i] * alpha + a1 * g * g;
-            sq[i] = s;
-            T avg;
-            if (CEN) {
-              const T ga = gavg[i] + (g - gavg[i]) * a1;
-              gavg[i] = ga;
-              avg = sqrt_t(s - ga * ga) + eps;
-            } else {
-              avg = sqrt_t(s) + eps;
-            }
-            if (MOM) {
-              const T b = momentum * buf[i] + g / avg;
-              buf[i] = b;
-              p[i] -= lr * b;
-            } else {
-              p[i] -= lr * (g / avg);
-            }
+            T none = 0, none2 = 0;  // stand-ins for the buffers a configuration lacks
+            rmsprop_element<T, CEN, MOM>(grad_in<T, WD>(grad[i], p[i], scale, clip, wd), p[i],
+                                         sq[i], CEN ? gavg[i] : none, MOM ? buf[i] : none2,
+                                         lr, alpha, a1, eps, momentum);
           }
         });
       });
@@ -170,19 +141,10 @@ void adam_update(T* p, const T* grad, T* m, T* v, T* vmax, idx n, const GradIn& 
         parallel_chunks(n, [&](idx i0, idx i1) {
 #pragma omp simd
           for (idx i = i0; i < i1; ++i) {
-            const T g = grad_in<T, L2>(grad, p, i, scale, clip, wd);
-            T pi = p[i];
-            if (DEC) pi *= decay;
-            const T mi = m[i] + (g - m[i]) * one_b1;
-            const T vi = v[i] * b2 + g * g * one_b2;
-            m[i] = mi;
-            v[i] = vi;
-            T vv = vi;
-            if (AMS) {
-              vv = vmax[i] > vi ? vmax[i] : vi;
-              vmax[i] = vv;
-            }
-            p[i] = pi - step_size * (mi / (sqrt_t(vv) / bc2_sqrt + eps));
+            T none = 0;  // the stand-in for vmax without amsgrad (vmax is null)
+            adam_element<T, DEC, AMS>(grad_in<T, L2>(grad[i], p[i], scale, clip, wd), p[i],
+                                      m[i], v[i], AMS ? vmax[i] : none, step_size, b2, one_b1,
+                                      one_b2, bc2_sqrt, eps, decay);
           }
         });
       });
