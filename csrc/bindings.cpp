@@ -16,6 +16,9 @@
 #include "sampling.hpp"
 #include "train_loop.hpp"
 #include "dispatch.hpp"
+#if PYCHARRNN_HAVE_CUDA
+#include "cuda/cuda.hpp"
+#endif
 
 namespace py = pybind11;
 using pcr::idx;
@@ -706,6 +709,84 @@ py::list isa_available() {
 
 }  // namespace
 
+#if PYCHARRNN_HAVE_CUDA
+// The device kernels on host arrays, for the parity tests (tests/test_cuda.py).
+template <typename T>
+void def_cuda(py::module_& m, const std::string& sfx) {
+  auto opt = [](py::object o, const char* name, const std::vector<idx>& shape) -> T* {
+    if (o.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + " must be an array");
+    py::array a = py::reinterpret_borrow<py::array>(o);
+    return out_ptr<T>(a, name, shape);
+  };
+  m.def(("cuda_cell_step" + sfx).c_str(),
+        [opt](int kind, py::array gates, py::object hp, py::object dhp, py::array hprev,
+              py::object h, py::object cprev, py::object c, py::object aux, py::object dh,
+              py::object dc, bool backward) {
+          if (kind < 0 || kind > 3) throw py::value_error("kind must be 0..3");
+          if (!py::isinstance<py::array_t<T>>(gates)) throw py::type_error("dtype");
+          const idx G = kind == 2 ? 3 : kind == 3 ? 4 : 1;
+          const idx B = gates.ndim() == 2 ? gates.shape(0) : -1;
+          const idx H = gates.ndim() == 2 ? gates.shape(1) / G : -1;
+          if (B < 1 || H < 1 || gates.shape(1) != G * H)
+            throw py::value_error("gates must be [B, G*H]");
+          T* g = out_ptr<T>(gates, "gates", {B, G * H});
+          const T* hv = in_ptr<T>(hprev, "hprev", {B, H});
+          T* pp = opt(hp, "hp", {B, G * H});
+          T* qq = opt(dhp, "dhp", {B, G * H});
+          T* ho = opt(h, "h", {B, H});
+          T* cv = opt(cprev, "cprev", {B, H});
+          T* co = opt(c, "c", {B, H});
+          T* a = opt(aux, "aux", {B, H});
+          T* d = opt(dh, "dh", {B, H});
+          T* e = opt(dc, "dc", {B, H});
+          py::gil_scoped_release nogil;
+          pcr::cuda::cell_step(kind, B, H, backward, g, pp, qq, hv, ho, cv, co, a, d, e);
+        },
+        py::arg("kind"), py::arg("gates"), py::arg("hp"), py::arg("dhp"), py::arg("hprev"),
+        py::arg("h"), py::arg("cprev"), py::arg("c"), py::arg("aux"), py::arg("dh"),
+        py::arg("dc"), py::arg("backward"),
+        "One cell step (forward, or backward) of every unit on the device, in place on "
+        "host arrays, as the CPU's cell kernels (for tests)");
+  m.def(("cuda_softmax_xent" + sfx).c_str(),
+        [](py::array logits, py::array targets, bool grad) {
+          if (!py::isinstance<py::array_t<T>>(logits)) throw py::type_error("dtype");
+          if (logits.ndim() != 2) throw py::value_error("logits must be [N, V]");
+          const idx N = logits.shape(0), V = logits.shape(1);
+          T* z = out_ptr<T>(logits, "logits", {N, V});
+          const auto* t = in_ptr<std::int32_t>(targets, "targets", {N});
+          for (idx r = 0; r < N; ++r)
+            if (t[r] < 0 || t[r] >= V) throw py::value_error("a target is not in [0, V)");
+          py::array_t<double> rows(static_cast<py::ssize_t>(N));
+          double* rl = rows.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            pcr::cuda::softmax_xent(z, N, V, t, grad, rl);
+          }
+          return rows;
+        },
+        py::arg("logits"), py::arg("targets"), py::arg("grad"),
+        "Each row's cross-entropy on the device; with grad, logits become d(mean)/d logits");
+  m.def(("cuda_adam" + sfx).c_str(),
+        [opt](py::array p, py::array g, py::array mm, py::array v, py::object vmax, double lr,
+              double b1, double b2, double eps, double scale, double clip, long step) {
+          if (!py::isinstance<py::array_t<T>>(p)) throw py::type_error("dtype");
+          if (step < 1) throw py::value_error("step must be >= 1");
+          const idx n = p.size();
+          T* pp = out_ptr<T>(p, "p", {n});
+          const T* gg = in_ptr<T>(g, "g", {n});
+          T* m1 = out_ptr<T>(mm, "m", {n});
+          T* v1 = out_ptr<T>(v, "v", {n});
+          T* x = opt(vmax, "vmax", {n});
+          py::gil_scoped_release nogil;
+          pcr::cuda::adam(n, pp, gg, m1, v1, x, lr, b1, b2, eps, scale, clip, step);
+        },
+        py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("vmax"), py::arg("lr"),
+        py::arg("b1"), py::arg("b2"), py::arg("eps"), py::arg("scale"), py::arg("clip"),
+        py::arg("step"), "One Adam step on the device, in place on host arrays (for tests)");
+}
+#endif
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pycharrnn's C++ core: the model (ModelF32, ModelF64), the optimizer updates "
             "and the kernel-level entry points the tests use. Arrays are checked (dtype, "
@@ -847,8 +928,21 @@ PYBIND11_MODULE(_core, m) {
     d["simd_available"] = isa_available();
     d["native"] = static_cast<bool>(PYCHARRNN_NATIVE_BUILD);
     d["sanitize"] = static_cast<bool>(PYCHARRNN_SANITIZE_BUILD);
+#if PYCHARRNN_HAVE_CUDA
+    const pcr::cuda::Info ci = pcr::cuda::info();
+    d["cuda"] = true;
+    d["cuda_runtime"] = ci.runtime_version;
+    d["cuda_devices"] = ci.names;
+    if (!ci.error.empty()) d["cuda_error"] = ci.error;
+#else
     d["cuda"] = false;
+#endif
     d["compiler"] = PYCHARRNN_COMPILER;
     return d;
-  }, "how the core was built: openmp, num_threads, simd, native, sanitize, cuda, compiler");
+  }, "how the core was built: openmp, num_threads, simd, native, sanitize, cuda (the CUDA "
+     "backend compiled in; with it cuda_devices, the GPUs visible), compiler");
+#if PYCHARRNN_HAVE_CUDA
+  def_cuda<float>(m, "_f32");  // one name per dtype: the arrays' dtype picks it
+  def_cuda<double>(m, "_f64");
+#endif
 }
