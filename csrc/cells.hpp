@@ -36,33 +36,14 @@ inline void cell_forward_units(CellKind kind, const StepIO<T>& s, idx b, idx j0,
       const T* hprev = s.h_prev + b * H;
       T* hn = s.aux + b * H;
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) {
-        T r, z, n, hj;
-        gru_forward(g[j], g[H + j], g[2 * H + j], hp[j], hp[H + j], hp[2 * H + j], hprev[j],
-                    r, z, n, hj);
-        hn[j] = hp[2 * H + j];
-        g[j] = r;
-        g[H + j] = z;
-        g[2 * H + j] = n;
-        h[j] = hj;
-      }
+      for (idx j = j0; j < j1; ++j) gru_forward_at(g, hp, hprev, h, hn, H, j);
       break;
     }
     case CellKind::LSTM: {
       const T* cprev = s.c_prev + b * H;
       T* c = s.c + b * H;
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) {
-        T i, f, gg, o, cj, hj;
-        lstm_forward(g[j] + hp[j], g[H + j] + hp[H + j], g[2 * H + j] + hp[2 * H + j],
-                     g[3 * H + j] + hp[3 * H + j], cprev[j], i, f, gg, o, cj, hj);
-        g[j] = i;
-        g[H + j] = f;
-        g[2 * H + j] = gg;
-        g[3 * H + j] = o;
-        c[j] = cj;
-        h[j] = hj;
-      }
+      for (idx j = j0; j < j1; ++j) lstm_forward_at(g, hp, cprev, c, h, H, j);
       break;
     }
   }
@@ -101,16 +82,7 @@ inline void cell_backward_units(CellKind kind, const StepIO<T>& s, T* dh, T* dc,
       const T* hn = s.aux + b * H;
       T* dhp = s.dhp + b * GH;
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) {
-        const T r = g[j];
-        T dar, daz, dan, dprev;
-        gru_backward(r, g[H + j], g[2 * H + j], hn[j], hprev[j], d[j], dar, daz, dan, dprev);
-        g[j] = dhp[j] = dar;
-        g[H + j] = dhp[H + j] = daz;
-        g[2 * H + j] = dan;
-        dhp[2 * H + j] = dan * r;
-        d[j] = dprev;
-      }
+      for (idx j = j0; j < j1; ++j) gru_backward_at(g, dhp, hn, hprev, d, H, j);
       break;
     }
     case CellKind::LSTM: {
@@ -118,16 +90,7 @@ inline void cell_backward_units(CellKind kind, const StepIO<T>& s, T* dh, T* dc,
       const T* c = s.c + b * H;
       T* dcb = dc + b * H;
 #pragma omp simd
-      for (idx j = j0; j < j1; ++j) {
-        T dcj = dcb[j], di, df, dg, d_o;
-        lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], c[j], cprev[j], d[j], dcj,
-                      di, df, dg, d_o);
-        g[j] = di;
-        g[H + j] = df;
-        g[2 * H + j] = dg;
-        g[3 * H + j] = d_o;
-        dcb[j] = dcj;
-      }
+      for (idx j = j0; j < j1; ++j) lstm_backward_at(g, c, cprev, d, dcb, H, j);
       break;
     }
   }

@@ -82,6 +82,63 @@ PCR_HD void lstm_backward(T i, T f, T g, T o, T c, T cprev, T dh, T& dc, T& di, 
   dc = dcj * f;
 }
 
+// The same at unit j of one row, on the layout of a step (dispatch.hpp's
+// StepIO, from the row's start): g [G*H] holds the gates' W_ih parts on entry
+// and the activated gates on exit, hp [G*H] the W_hh parts, aux the GRU's
+// W_hn h + b_hn. The CPU's loops (cells.hpp) and the CUDA kernels call these.
+template <typename T>
+PCR_HD void gru_forward_at(T* g, const T* hp, const T* hprev, T* h, T* aux, idx H, idx j) {
+  T r, z, n, hj;
+  gru_forward(g[j], g[H + j], g[2 * H + j], hp[j], hp[H + j], hp[2 * H + j], hprev[j], r, z, n,
+              hj);
+  aux[j] = hp[2 * H + j];
+  g[j] = r;
+  g[H + j] = z;
+  g[2 * H + j] = n;
+  h[j] = hj;
+}
+
+template <typename T>
+PCR_HD void lstm_forward_at(T* g, const T* hp, const T* cprev, T* c, T* h, idx H, idx j) {
+  T i, f, gg, o, cj, hj;
+  lstm_forward(g[j] + hp[j], g[H + j] + hp[H + j], g[2 * H + j] + hp[2 * H + j],
+               g[3 * H + j] + hp[3 * H + j], cprev[j], i, f, gg, o, cj, hj);
+  g[j] = i;
+  g[H + j] = f;
+  g[2 * H + j] = gg;
+  g[3 * H + j] = o;
+  c[j] = cj;
+  h[j] = hj;
+}
+
+// Backward at unit j: g becomes d loss / d xp; the GRU's dhp [G*H]
+// d loss / d hp and dh[j] the direct part of d loss / d hprev; the LSTM's
+// dc[j] d loss / d cprev (d loss / d c of this step on entry).
+template <typename T>
+PCR_HD void gru_backward_at(T* g, T* dhp, const T* aux, const T* hprev, T* dh, idx H, idx j) {
+  const T r = g[j];
+  T dar, daz, dan, dprev;
+  gru_backward(r, g[H + j], g[2 * H + j], aux[j], hprev[j], dh[j], dar, daz, dan, dprev);
+  g[j] = dhp[j] = dar;
+  g[H + j] = dhp[H + j] = daz;
+  g[2 * H + j] = dan;
+  dhp[2 * H + j] = dan * r;
+  dh[j] = dprev;
+}
+
+template <typename T>
+PCR_HD void lstm_backward_at(T* g, const T* c, const T* cprev, const T* dh, T* dc, idx H,
+                             idx j) {
+  T dcj = dc[j], di, df, dg, d_o;
+  lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], c[j], cprev[j], dh[j], dcj, di, df,
+                dg, d_o);
+  g[j] = di;
+  g[H + j] = df;
+  g[2 * H + j] = dg;
+  g[3 * H + j] = d_o;
+  dc[j] = dcj;
+}
+
 // ------------------------------------------------------------------- loss
 // One row of logits z[V] with target y: returns its cross-entropy; with
 // grad, z becomes d(mean loss)/d z = (softmax(z) - onehot(y)) * scale.

@@ -59,24 +59,9 @@ __global__ void cell_forward_kernel(int kind, idx B, idx H, T* gates, const T* h
   } else if (kind == 1) {
     h[u] = g[j] = rnn_relu_forward(g[j], p[j]);
   } else if (kind == 2) {
-    T r, z, n, hj;
-    gru_forward(g[j], g[H + j], g[2 * H + j], p[j], p[H + j], p[2 * H + j], hprev[u], r, z, n,
-                hj);
-    aux[u] = p[2 * H + j];
-    g[j] = r;
-    g[H + j] = z;
-    g[2 * H + j] = n;
-    h[u] = hj;
+    gru_forward_at(g, p, hprev + b * H, h + b * H, aux + b * H, H, j);
   } else {
-    T i, f, gg, o, cj, hj;
-    lstm_forward(g[j] + p[j], g[H + j] + p[H + j], g[2 * H + j] + p[2 * H + j],
-                 g[3 * H + j] + p[3 * H + j], cprev[u], i, f, gg, o, cj, hj);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    c[u] = cj;
-    h[u] = hj;
+    lstm_forward_at(g, p, cprev + b * H, c + b * H, h + b * H, H, j);
   }
 }
 
@@ -95,24 +80,9 @@ __global__ void cell_backward_kernel(int kind, idx B, idx H, T* gates, T* dhp, c
   } else if (kind == 1) {
     g[j] = rnn_relu_backward(dh[u], g[j]);
   } else if (kind == 2) {
-    T* q = dhp + b * GH;
-    const T r = g[j];
-    T dar, daz, dan, dprev;
-    gru_backward(r, g[H + j], g[2 * H + j], aux[u], hprev[u], dh[u], dar, daz, dan, dprev);
-    g[j] = q[j] = dar;
-    g[H + j] = q[H + j] = daz;
-    g[2 * H + j] = dan;
-    q[2 * H + j] = dan * r;
-    dh[u] = dprev;
+    gru_backward_at(g, dhp + b * GH, aux + b * H, hprev + b * H, dh + b * H, H, j);
   } else {
-    T dcj = dc[u], di, df, dg, d_o;
-    lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], c[u], cprev[u], dh[u], dcj, di, df,
-                  dg, d_o);
-    g[j] = di;
-    g[H + j] = df;
-    g[2 * H + j] = dg;
-    g[3 * H + j] = d_o;
-    dc[u] = dcj;
+    lstm_backward_at(g, c + b * H, cprev + b * H, dh + b * H, dc + b * H, H, j);
   }
 }
 
