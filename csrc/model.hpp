@@ -174,12 +174,15 @@ class Model {
     prepare(B, Tn, x, nullptr);
     run_forward(P, state_in, train, seed);
     write_state(state_out);
-    if (logits_out) {
-      parallel_for(B_ * T_, threads_for(B_ * T_ * V), [&](idx r) {
-        const idx t = r / B_, b = r % B_;
-        copy_n(ws_.data() + logits_ + r * V, V, logits_out + (b * T_ + t) * V);
-      });
-    }
+    if (logits_out) write_logits(logits_out);
+  }
+
+  // The last forward's logits (time-major in the workspace) as [B, Tn, V].
+  void write_logits(T* out) {
+    parallel_for(B_ * T_, threads_for(B_ * T_ * V), [&](idx r) {
+      const idx t = r / B_, b = r % B_;
+      copy_n(ws_.data() + logits_ + r * V, V, out + (b * T_ + t) * V);
+    });
   }
 
   // Mean cross-entropy (nats) of predicting y [B, Tn] from x [B, Tn];
@@ -237,10 +240,7 @@ class Model {
         if (cell_out) copy_n(w(cs_[l]) + (src + B) * H, H, cell_out + dst * H);
         if (gates) copy_n(w(xp_[l]) + src * GH, GH, gates + dst * GH);
       });
-    parallel_for(B * Tn, threads_for(B * Tn * V), [&](idx r) {
-      const idx t = r / B_, b = r % B_;
-      copy_n(ws_.data() + logits_ + r * V, V, logits + (b * T_ + t) * V);
-    });
+    write_logits(logits);
   }
 
   // The vanishing-gradient picture: L_last = the mean over the B rows of

@@ -496,11 +496,10 @@ class Trainer:
                                                      self.clock)
             else:
                 self.optimizer.lr = self.schedule.lr(self.step_count + 1, b.epoch_float)
-        if self.group is None:
-            loss, state = self.model.forward_backward(x, y, self.state)
-        else:
-            loss, state = self.model.forward_backward(x, y, self.state,
-                                                      rows=(b.first_row, b.batch_size))
+        # A rank's rows get their dropout masks of the whole batch.
+        loss, state = self.model.forward_backward(
+            x, y, self.state, rows=None if self.group is None else (b.first_row, b.batch_size))
+        if self.group is not None:
             loss = self._reduce(loss)
         if not _finite(loss):
             raise self._diverged("loss", loss)
@@ -621,7 +620,7 @@ class Trainer:
         if b.at_epoch_end:
             b.position = 0
             b.epoch += 1
-            self.state = model.initial_state(b.batch_size)
+            self.state = model.initial_state(b.rows)
         T = b.seq_length
         pos = b.position + T * np.arange(k, dtype=np.int64)
         chunk = b.ids[b._offsets[None] + pos[:, None, None]]
@@ -634,7 +633,7 @@ class Trainer:
         train = model.training and model.regularized
         seeds = np.array([model._dropout_seed() for _ in range(k)], np.uint64) if train \
             else None
-        state = model.pack_state(self.state, b.batch_size)
+        state = model.pack_state(self.state, b.rows)
         losses, norms = np.empty(k), np.empty(k)
         done, status = model._core.train_steps(model.flat_params, model.flat_grads, xs, ys,
                                                state, seeds, lrs, losses, norms,
