@@ -86,6 +86,18 @@ struct Mem {
 };
 Mem mem(const py::array& a, const char* name) { return {name, a.data(), a.nbytes()}; }
 
+// An output array that may be None: its data (null for None) and the memory
+// it covers (for check_disjoint).
+template <typename T>
+std::pair<T*, Mem> optional_out(const py::object& o, const char* name,
+                                const std::vector<idx>& shape) {
+  if (o.is_none()) return {nullptr, Mem{name, nullptr, 0}};
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string(name) + " must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(o);
+  return {out_ptr<T>(a, name, shape), mem(a, name)};
+}
+
 bool overlap(const Mem& a, const Mem& b) {
   if (a.bytes <= 0 || b.bytes <= 0) return false;
   const auto pa = reinterpret_cast<std::uintptr_t>(a.p), pb = reinterpret_cast<std::uintptr_t>(b.p);
@@ -300,15 +312,8 @@ void bind_model(py::module_& m, const char* cls) {
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
-             T* lo = nullptr;
-             if (!logits.is_none()) {
-               if (!py::isinstance<py::array>(logits))
-                 throw py::type_error("logits must be a numpy array or None");
-               py::array la = py::reinterpret_borrow<py::array>(logits);
-               lo = out_ptr<T>(la, "logits", {B, Tn, self.V});
-             }
-             check_disjoint({mem(state_out, "state_out"),
-                             {"logits", lo, lo ? B * Tn * self.V * idx(sizeof(T)) : 0}},
+             const auto [lo, lm] = optional_out<T>(logits, "logits", {B, Tn, self.V});
+             check_disjoint({mem(state_out, "state_out"), lm},
                             {mem(params, "params"), mem(x, "x"),
                              state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
@@ -329,15 +334,8 @@ void bind_model(py::module_& m, const char* cls) {
              const T* P = in_ptr<T>(params, "params", {self.num_params()});
              const T* s0 = in_ptr<T>(state_in, "state_in", ss);
              T* s1 = out_ptr<T>(state_out, "state_out", ss);
-             double* sl = nullptr;
-             if (!stream_loss.is_none()) {
-               if (!py::isinstance<py::array>(stream_loss))
-                 throw py::type_error("stream_loss must be a numpy array or None");
-               py::array sa = py::reinterpret_borrow<py::array>(stream_loss);
-               sl = out_ptr<double>(sa, "stream_loss", {B});
-             }
-             check_disjoint({mem(state_out, "state_out"),
-                             {"stream_loss", sl, sl ? B * idx(sizeof(double)) : 0}},
+             const auto [sl, sm] = optional_out<double>(stream_loss, "stream_loss", {B});
+             check_disjoint({mem(state_out, "state_out"), sm},
                             {mem(params, "params"), mem(x, "x"), mem(y, "y"),
                              state_in_mem(state_in, state_out)});
              const auto* xp = static_cast<const std::int32_t*>(x.data());
@@ -363,18 +361,13 @@ void bind_model(py::module_& m, const char* cls) {
              T* hi = out_ptr<T>(hidden, "hidden", {self.L, B, Tn, self.H});
              T* lo = out_ptr<T>(logits, "logits", {B, Tn, self.V});
              // cell: an array for an LSTM, else None; gates: an array unless G == 1.
-             auto optional = [&](py::object o, const char* name, bool wanted,
-                                 const std::vector<idx>& shape) -> std::pair<T*, Mem> {
-               if (o.is_none() != !wanted)
-                 throw py::value_error(std::string(name) + (wanted ? " must be an array for "
-                                                                     "this cell"
-                                                                   : " must be None for "
-                                                                     "this cell"));
-               if (!wanted) return {nullptr, Mem{name, nullptr, 0}};
-               if (!py::isinstance<py::array>(o))
-                 throw py::type_error(std::string(name) + " must be a numpy array");
-               py::array a = py::reinterpret_borrow<py::array>(o);
-               return {out_ptr<T>(a, name, shape), mem(a, name)};
+             auto optional = [&](const py::object& o, const char* name, bool wanted,
+                                 const std::vector<idx>& shape) {
+               if (o.is_none() == wanted)
+                 throw py::value_error(std::string(name) +
+                                       (wanted ? " must be an array" : " must be None") +
+                                       " for this cell");
+               return optional_out<T>(o, name, shape);
              };
              auto [ce, cm] = optional(cell, "cell", self.state_slots() == 2,
                                       {self.L, B, Tn, self.H});
@@ -713,11 +706,8 @@ py::list isa_available() {
 // The device kernels on host arrays, for the parity tests (tests/test_cuda.py).
 template <typename T>
 void def_cuda(py::module_& m, const std::string& sfx) {
-  auto opt = [](py::object o, const char* name, const std::vector<idx>& shape) -> T* {
-    if (o.is_none()) return nullptr;
-    if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + " must be an array");
-    py::array a = py::reinterpret_borrow<py::array>(o);
-    return out_ptr<T>(a, name, shape);
+  auto opt = [](const py::object& o, const char* name, const std::vector<idx>& shape) {
+    return optional_out<T>(o, name, shape).first;
   };
   m.def(("cuda_cell_step" + sfx).c_str(),
         [opt](int kind, py::array gates, py::object hp, py::object dhp, py::array hprev,
@@ -755,8 +745,7 @@ void def_cuda(py::module_& m, const std::string& sfx) {
           const idx N = logits.shape(0), V = logits.shape(1);
           T* z = out_ptr<T>(logits, "logits", {N, V});
           const auto* t = in_ptr<std::int32_t>(targets, "targets", {N});
-          for (idx r = 0; r < N; ++r)
-            if (t[r] < 0 || t[r] >= V) throw py::value_error("a target is not in [0, V)");
+          check_id_values(t, {N}, "targets", V);
           py::array_t<double> rows(static_cast<py::ssize_t>(N));
           double* rl = rows.mutable_data();
           {
