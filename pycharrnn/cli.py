@@ -394,6 +394,34 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+#: The signals whose handler raised :class:`_Interrupted` in this process; see
+#: :func:`entry`.
+_SIGNALLED: List[int] = []
+
+
+def _raise_interrupt(signum: int) -> None:
+    """From a signal handler: abandon whatever is under way. The exception may
+    surface anywhere, even inside an extension module's import (which turns it
+    into an ImportError) or a class body (a RuntimeError); ``_SIGNALLED``
+    remembers it whatever becomes of it."""
+    _SIGNALLED.append(int(signum))
+    raise _Interrupted(signum)
+
+
+def _interruption(e: BaseException) -> Optional[BaseException]:
+    """The interruption (:class:`_Interrupted`, KeyboardInterrupt) that ``e`` is
+    or was raised from or during, if any: a signal that arrived inside an
+    import, say, reaches the caller as ``ImportError("initialization
+    failed")`` whose cause is the interruption."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (_Interrupted, KeyboardInterrupt)):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _exit_code(signum: int) -> int:
     return 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
@@ -410,7 +438,7 @@ class _StopOnSignals:
 
     def _handler(self, signum, frame) -> None:
         if self.signum is not None:
-            raise _Interrupted(signum)
+            _raise_interrupt(signum)
         self.signum = signum
         self.trainer.request_stop()
         if self.trainer.is_main:  # os.write, not print: it may interrupt a print
@@ -418,6 +446,8 @@ class _StopOnSignals:
                         "validate and save (again to abandon)\n".encode())
 
     def __enter__(self) -> "_StopOnSignals":
+        if _SIGNALLED:  # one came during the start, and something swallowed its exception
+            raise _Interrupted(_SIGNALLED[-1])
         # A signal the process was told to ignore (nohup, a background job) stays ignored.
         self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)
                      if signal.getsignal(s) is not signal.SIG_IGN}
@@ -442,8 +472,10 @@ def _train(args) -> int:
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - the other ranks would wait for this one
-        if isinstance(e, (KeyboardInterrupt, _Interrupted)):
-            what, code = "interrupted", 130
+        stop = _interruption(e)
+        if stop is not None:
+            what = "interrupted"
+            code = _exit_code(stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT)
         else:
             what, code = f"error: {_flags(str(e)) or type(e).__name__}", 1
         print(f"pycharrnn: rank {group.rank} of {group.size}: {what}; stopping every rank",
@@ -707,11 +739,15 @@ def _plot_quietly(trainer, log) -> None:
 
         plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)],
                     trainer.checkpoint_dir / CURVES_FILE)
-    except ImportError:
-        if log is not None and not _PLOT_HINTED:
-            _PLOT_HINTED.append(True)
-            log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
     except Exception as e:  # a picture that cannot be drawn must not end the run
+        stop = _interruption(e)  # but a signal must: it may come as any exception here
+        if stop is not None:
+            raise stop from None
+        if isinstance(e, ImportError):
+            if log is not None and not _PLOT_HINTED:
+                _PLOT_HINTED.append(True)
+                log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
+            return
         if not _PLOT_FAILED:
             _PLOT_FAILED.append(True)
             print(f"pycharrnn: warning: curves.png not drawn: {type(e).__name__}: {e}",
@@ -887,7 +923,7 @@ def _flags(message: str) -> str:
 
 
 def _terminate(signum, frame) -> None:
-    raise _Interrupted(signum)
+    _raise_interrupt(signum)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -908,19 +944,53 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     commands = {"train": _train, "sample": _sample, "eval": _eval, "bench": _bench,
                 "info": _info, "plot": _plot, "report": _report}
-    old_term = signal.getsignal(signal.SIGTERM)
-    if old_term is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _terminate)  # as Ctrl-C: a clean exit, 143
+    _SIGNALLED.clear()
+    # SIGTERM as Ctrl-C: a clean exit, 143. Ctrl-C's own KeyboardInterrupt is
+    # replaced too, so that entry() knows of it however it surfaces.
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, h in old.items():
+        if h is not signal.SIG_IGN and (s != signal.SIGINT or h is signal.default_int_handler):
+            signal.signal(s, _terminate)
     try:
-        return commands[args.command](args)
-    except (PyCharRNNError, ValueError, TypeError, OSError, ImportError) as e:
-        print(f"pycharrnn: error: {_flags(str(e))}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, _Interrupted) as e:
-        signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
+        code = commands[args.command](args)
+        if _SIGNALLED and not code:  # a signal whose exception something swallowed
+            raise _Interrupted(_SIGNALLED[-1])
+        return code
+    except BaseException as e:  # noqa: BLE001 - sorted here
+        stop = None if isinstance(e, SystemExit) else _interruption(e)
+        if stop is None:
+            if not isinstance(e, (PyCharRNNError, ValueError, TypeError, OSError,
+                                  ImportError)):
+                raise
+            print(f"pycharrnn: error: {_flags(str(e))}", file=sys.stderr)
+            return 1
+        signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
         print(f"\ninterrupted ({signal.Signals(signum).name}); files already written are whole "
               "(a checkpoint being written was abandoned, the previous one kept)",
               file=sys.stderr)
         return _exit_code(signum)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def entry() -> None:
+    """The ``pycharrnn`` command (and ``python -m pycharrnn``): :func:`main`,
+    then exit with its status.
+
+    After a signal that abandoned work (a second Ctrl-C or SIGTERM, or one
+    before training started), the process ends without the interpreter's
+    teardown: the exception may have cut an extension module's import short
+    (matplotlib's ft2font, drawing curves.png), and tearing such a module
+    down can abort the process ("Fatal Python error: PyThreadState_Get").
+    Every file pycharrnn writes is closed by then; stdout and stderr are
+    flushed first."""
+    code = main()
+    if not _SIGNALLED:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+            pass
+    os._exit(code)
