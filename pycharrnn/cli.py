@@ -408,15 +408,17 @@ def _raise_interrupt(signum: int) -> None:
     raise _Interrupted(signum)
 
 
-def _interruption(e: BaseException) -> Optional[BaseException]:
-    """The interruption (:class:`_Interrupted`, KeyboardInterrupt) that ``e`` is
-    or was raised from or during, if any: a signal that arrived inside an
-    import, say, reaches the caller as ``ImportError("initialization
-    failed")`` whose cause is the interruption."""
+def _interrupted_by(e: BaseException) -> Optional[int]:
+    """The signal of the interruption (:class:`_Interrupted`; SIGINT for a
+    KeyboardInterrupt) that ``e`` is or was raised from or during, if any: a
+    signal that arrived inside an import, say, reaches the caller as
+    ``ImportError("initialization failed")`` whose cause is the interruption."""
     seen = set()
     while e is not None and id(e) not in seen:
-        if isinstance(e, (_Interrupted, KeyboardInterrupt)):
-            return e
+        if isinstance(e, _Interrupted):
+            return e.signum
+        if isinstance(e, KeyboardInterrupt):
+            return int(signal.SIGINT)
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
@@ -472,10 +474,9 @@ def _train(args) -> int:
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - the other ranks would wait for this one
-        stop = _interruption(e)
-        if stop is not None:
-            what = "interrupted"
-            code = _exit_code(stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT)
+        signum = _interrupted_by(e)
+        if signum is not None:
+            what, code = "interrupted", _exit_code(signum)
         else:
             what, code = f"error: {_flags(str(e)) or type(e).__name__}", 1
         print(f"pycharrnn: rank {group.rank} of {group.size}: {what}; stopping every rank",
@@ -740,9 +741,9 @@ def _plot_quietly(trainer, log) -> None:
         plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)],
                     trainer.checkpoint_dir / CURVES_FILE)
     except Exception as e:  # a picture that cannot be drawn must not end the run
-        stop = _interruption(e)  # but a signal must: it may come as any exception here
-        if stop is not None:
-            raise stop from None
+        signum = _interrupted_by(e)  # but a signal must: it may come as any exception here
+        if signum is not None:
+            raise _Interrupted(signum) from e
         if isinstance(e, ImportError):
             if log is not None and not _PLOT_HINTED:
                 _PLOT_HINTED.append(True)
@@ -957,14 +958,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise _Interrupted(_SIGNALLED[-1])
         return code
     except BaseException as e:  # noqa: BLE001 - sorted here
-        stop = None if isinstance(e, SystemExit) else _interruption(e)
-        if stop is None:
+        signum = None if isinstance(e, SystemExit) else _interrupted_by(e)
+        if signum is None:
             if not isinstance(e, (PyCharRNNError, ValueError, TypeError, OSError,
                                   ImportError)):
                 raise
             print(f"pycharrnn: error: {_flags(str(e))}", file=sys.stderr)
             return 1
-        signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
         print(f"\ninterrupted ({signal.Signals(signum).name}); files already written are whole "
               "(a checkpoint being written was abandoned, the previous one kept)",
               file=sys.stderr)
