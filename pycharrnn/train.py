@@ -529,9 +529,7 @@ class Trainer:
         s[1] = 1.0 if self._wish_stop else 0.0
         if g.is_main:
             s[2] = now
-            s[3] = 1.0 if self.eval_every_seconds is not None and now >= \
-                self._last_eval_clock + max(self.eval_every_seconds,
-                                            9 * self._last_eval_seconds) else 0.0
+            s[3] = 1.0 if self._eval_by_time(now) else 0.0
         g.average(self.model.flat_grads, s)
         self._stop = bool(s[1] > 0)
         self.clock = float(s[2])
@@ -556,15 +554,18 @@ class Trainer:
                                for k, g in self.model.grads.items()}
         return m
 
+    def _eval_by_time(self, clock: float) -> bool:
+        """Whether ``eval_every_seconds`` asks for a validation at ``clock``
+        (never sooner than 9 validations' time after the last)."""
+        return self.eval_every_seconds is not None and clock >= \
+            self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
+
     def _after_step(self, m: Dict[str, float], dt: float, stop: bool) -> Dict[str, float]:
         """Validation and checkpoints due after the step of metrics ``m``."""
         b = self.batches
         epoch_end = b.at_epoch_end
-        if self.group is not None:
-            by_time = self._eval_due
-        else:
-            by_time = self.eval_every_seconds is not None and self.clock + dt >= \
-                self._last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
+        by_time = self._eval_due if self.group is not None else \
+            self._eval_by_time(self.clock + dt)
         if self.val_ids.size and ((self.eval_every and self.step_count % self.eval_every == 0)
                                   or epoch_end or by_time):
             stop = self._validate(m, scheduled=True) or stop
