@@ -72,26 +72,44 @@ def _check_run_dir(out: Path) -> int:
     return _step_of(out / "latest.npz") if (out / "latest.npz").exists() else 0
 
 
-def _kill_at_random(p: subprocess.Popen, out: Path, rng: random.Random) -> str:
+def _stamp(path: Path):
+    """What changes when ``path`` is replaced or rewritten (None: absent)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _start_and_kill(data: Path, out: Path, cwd: Path, steps: int, rng: random.Random,
+                    cap: int) -> tuple[subprocess.Popen, str]:
+    """Starts (or resumes) the run and kills it with SIGKILL; returns the
+    process and how the moment was chosen: "random", "write" (a checkpoint
+    was being written), "timeout" (no write came within 3 s) or "exited".
+
+    A random kill also comes once latest.npz holds a step ``cap`` past the
+    one it held at the start, so that how far a run gets between kills does not
+    depend on how fast the machine is. Temporary files left by earlier kills
+    are not taken for a write."""
+    stale = set(out.glob(".*.npz.*.tmp"))
+    before = _stamp(out / "latest.npz")
+    first = _step_of(out / "latest.npz") if before else 0
+    p = _start(data, out, cwd, steps)
     if rng.random() < 0.5:
         deadline = time.monotonic() + rng.uniform(0.02, 1.0)
-        while time.monotonic() < deadline and p.poll() is None:
-            time.sleep(0.002)
+        seen, step = before, first
+        while time.monotonic() < deadline and p.poll() is None and step - first < cap:
+            now = _stamp(out / "latest.npz")
+            if now != seen:  # replaced (atomically): read the step it holds
+                seen, step = now, _step_of(out / "latest.npz")
+            time.sleep(0.001)
         how = "random"
-    else:  # strike during a checkpoint write: a temporary file appears, or
-        # (were it written in place) latest.npz changes
-        def stamp():
-            try:
-                st = (out / "latest.npz").stat()
-                return st.st_mtime_ns, st.st_size
-            except FileNotFoundError:
-                return None
-
-        before = stamp()
+    else:  # strike during a checkpoint write: a new temporary file appears,
+        # or (were it written in place) latest.npz changes
         deadline = time.monotonic() + 3.0
         how = "timeout"
         while time.monotonic() < deadline and p.poll() is None:
-            if any(out.glob(".*.npz.*.tmp")) or stamp() != before:
+            if set(out.glob(".*.npz.*.tmp")) - stale or _stamp(out / "latest.npz") != before:
                 time.sleep(rng.uniform(0, 0.004))
                 how = "write"
                 break
@@ -101,7 +119,7 @@ def _kill_at_random(p: subprocess.Popen, out: Path, rng: random.Random) -> str:
     else:
         how = "exited"
     p.communicate(timeout=60)
-    return how
+    return p, how
 
 
 def _finish(data: Path, out: Path, cwd: Path, steps: int):
@@ -112,9 +130,11 @@ def _finish(data: Path, out: Path, cwd: Path, steps: int):
 
 def test_kill_minus_nine_during_checkpointing(tmp_path):
     kills = int(os.environ.get("PYCHARRNN_KILLS", "50"))
-    # Long enough that the kills come before the end: 50 kills (random ones
-    # within 1 s of the start) reached about step 500 here.
+    # Long enough that the kills come before the end: a random kill lets the
+    # run advance about `cap` steps at most (a kill in a write, about one), so
+    # 50 kills end before about step 11 * 50 whatever the machine's speed.
     steps = 25 * kills
+    cap = 20
     rng = random.Random(int(os.environ.get("PYCHARRNN_KILL_SEED", "0")))
     data = tmp_path / "text.txt"
     data.write_text(_text(), encoding="utf-8")
@@ -126,8 +146,7 @@ def test_kill_minus_nine_during_checkpointing(tmp_path):
     out = tmp_path / "killed"
     last, hows = 0, []
     while len(hows) < kills:
-        p = _start(data, out, tmp_path, steps)
-        how = _kill_at_random(p, out, rng)
+        p, how = _start_and_kill(data, out, tmp_path, steps, rng, cap)
         if how == "exited":  # finished before the kill: the run is too short
             assert p.returncode == 0, p.stderr
             break
