@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,39 @@ def _start(data: Path, out: Path, cwd: Path, steps: int) -> subprocess.Popen:
                             text=True)
 
 
+class _Progress:
+    """A process's stdout read line by line in a thread (the CLI flushes each
+    progress line), so that the test can wait for progress and time at once."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self.steps = 0  # progress lines seen
+        self.done = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line)
+                self.steps += line.startswith("step") and " loss " in line
+                self._cond.notify_all()
+        with self._cond:
+            self.done = True
+            self._cond.notify_all()
+
+    def wait(self, lines: int, timeout: float) -> None:
+        """Until ``lines`` more progress lines, the end of output, or ``timeout``."""
+        with self._cond:
+            target = self.steps + lines
+            self._cond.wait_for(lambda: self.done or self.steps >= target, timeout)
+
+    def text(self) -> str:
+        self._thread.join()
+        return "".join(self.lines)
+
+
 def _wait_for_handlers(p: subprocess.Popen) -> None:
     """Until the process catches SIGTERM (its SigCgt mask in /proc), that is,
     until pycharrnn's main has set its handlers. A signal before that meets
@@ -60,7 +94,8 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
     rng = random.Random(11)
     data = tmp_path / "text.txt"
     data.write_text(_text(), encoding="utf-8")
-    # 20 sessions, each stopped within about 100 steps or 0.5 s: step 520-550 here
+    # 20 sessions, each stopped within about 100 steps (a random moment: 50): at most
+    # about 1,500 steps on any machine; step 520-550 here
     steps = 2000
     ref = tmp_path / "uninterrupted"
     p = _start(data, ref, tmp_path, steps)
@@ -72,17 +107,13 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
     for i in range(20):
         p = _start(data, out, tmp_path, steps)
         sig = rng.choice([signal.SIGINT, signal.SIGTERM])
-        lines = []
+        progress = _Progress(p.stdout)
         if rng.random() < 0.5:  # at a random time: startup, a step, a write
             _wait_for_handlers(p)
-            time.sleep(rng.uniform(0.0, 0.45))
+            # at most 5 progress lines (50 steps) on, whatever the machine's speed
+            progress.wait(5, rng.uniform(0.0, 0.45))
         else:  # after 1-10 progress lines (10 steps apart): in mid-training
-            want = rng.randint(1, 10)
-            for line in p.stdout:  # the CLI flushes each progress line
-                lines.append(line)
-                want -= line.startswith("step") and " loss " in line
-                if not want:
-                    break
+            progress.wait(rng.randint(1, 10), 120)
             # a few steps on, so that it may land in a step, a write or an eval
             time.sleep(rng.uniform(0, 0.02))
         if p.poll() is not None:
@@ -94,8 +125,7 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
             if p.poll() is None:
                 p.send_signal(sig)
                 doubles += 1
-        # Not communicate(): it would read past the lines buffered above.
-        stdout = "".join(lines) + p.stdout.read()
+        stdout = progress.text()
         stderr = p.stderr.read()
         p.wait(timeout=120)
         # After the run, pycharrnn's handlers are gone: the default action kills.
