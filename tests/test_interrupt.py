@@ -30,12 +30,19 @@ MODEL = ["--cell", "gru", "--hidden-size", "32", "--layers", "2", "--embedding-d
          "--schedule", "plateau", "--dropout", "0.1"]
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn: SIGINT's default action in the child, as a terminal's
+    shell gives it. A shell's background job (``nohup pytest &``) ignores
+    SIGINT, and a child inherits that, so Ctrl-C would never reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(data: Path, out: Path, cwd: Path, steps: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pycharrnn", "train", "--out", str(out),
            "--steps", str(steps)] + COMMON
     cmd += ["--resume"] if (out / "latest.npz").exists() else [str(data)] + MODEL
     return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
 
 
 class _Progress:
@@ -210,7 +217,7 @@ def test_a_time_budget_run_stopped_says_how_much_time_is_left(tmp_path):
            "--batch-size", "4", "--seq-length", "16", "--no-bar", "--log-every", "10",
            "--sample-length", "0", "--threads", "1"]
     p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     for line in p.stdout:
         if line.startswith("step") and " loss " in line and not line.startswith("step      1 "):
             break
@@ -324,7 +331,8 @@ def test_a_signal_inside_an_extension_modules_import_ends_the_run_cleanly(tmp_pa
            "40", "--eval-every", "10", "--checkpoint-every", "5", "--hidden-size", "16",
            "--batch-size", "4", "--seq-length", "16", "--no-bar", "--sample-length", "0",
            "--threads", "1", "--recipe", "none"]
-    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       preexec_fn=_ctrl_c_as_in_a_terminal)
     if "signals inside the import of" not in p.stderr:
         pytest.skip("no extension module here runs Python code in its init during the run")
     assert "Fatal Python error" not in p.stderr, p.stderr[-3000:]
