@@ -648,6 +648,7 @@ class _Progress:
                                 desc="training", initial=0)
         self.val = None
         self.plotted = -math.inf
+        self.plot_due = False
 
     #: Step events may come after several steps ran (Trainer's steps_per_call) ...
     batched_steps = True
@@ -682,15 +683,19 @@ class _Progress:
             print(msg, flush=True)
 
     def __call__(self, tr, event, m) -> None:
+        if self.plot_due:  # after the validation's step is saved (its "checkpoint" event)
+            self.plot_due = False
+            _plot_quietly(tr, None)
+            self.plotted = time.perf_counter()
         if event == "eval":
             self.val = m["val_loss"]
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
                        f"({m['val_bpc']:.3f} bits/char)")
             # curves.png follows the validations, redrawn at most every
-            # PLOT_EVERY seconds (a drawing takes a fraction of a second).
-            if tr.is_main and time.perf_counter() - self.plotted >= PLOT_EVERY:
-                _plot_quietly(tr, None)
-                self.plotted = time.perf_counter()
+            # PLOT_EVERY seconds (a drawing takes a fraction of a second, the
+            # first in a process more to import matplotlib), at the next event:
+            # latest.npz due at this step is written first.
+            self.plot_due = tr.is_main and time.perf_counter() - self.plotted >= PLOT_EVERY
             return
         if event != "step":
             return

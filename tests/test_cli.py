@@ -365,3 +365,25 @@ def test_a_curve_that_cannot_be_drawn_does_not_end_the_run(tmp_path, data, monke
     err = capsys.readouterr().err
     assert rc == 0 and (run / "latest.npz").is_file()
     assert err.count("curves.png not drawn: AttributeError") == 1
+
+
+def test_curves_are_drawn_after_the_validations_checkpoint(tmp_path, data, monkeypatch):
+    # A drawing can take a second (the first imports matplotlib): the step
+    # validated is saved before it, so a kill during the drawing loses nothing.
+    from pycharrnn import cli
+    from pycharrnn.checkpoint import read_arrays
+
+    run = tmp_path / "run"
+    seen = []
+
+    def record(trainer, log):
+        header, _ = read_arrays(run / "latest.npz")
+        seen.append((trainer.val_history[-1]["step"], header["extra"]["trainer"]["step"]))
+
+    monkeypatch.setattr(cli, "_plot_quietly", record)
+    rc = cli.main(["train", str(data), "--out", str(run), "--steps", "6", "--hidden-size", "8",
+                   "--batch-size", "2", "--seq-length", "8", "--eval-every", "3",
+                   "--checkpoint-every", "1", "--sample-length", "0", "--quiet"])
+    assert rc == 0
+    # the first validation's drawing (later ones wait PLOT_EVERY), then the end's
+    assert seen == [(3, 3), (6, 6)]
