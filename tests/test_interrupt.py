@@ -45,7 +45,7 @@ def _start(data: Path, out: Path, cwd: Path, steps: int) -> subprocess.Popen:
                             text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
 
 
-class _Progress:
+class _ProgressLines:
     """A process's stdout read line by line in a thread (the CLI flushes each
     progress line), so that the test can wait for progress and time at once."""
 
@@ -114,7 +114,7 @@ def test_signals_at_random_moments_then_resume_is_bit_exact(tmp_path):
     for i in range(20):
         p = _start(data, out, tmp_path, steps)
         sig = rng.choice([signal.SIGINT, signal.SIGTERM])
-        progress = _Progress(p.stdout)
+        progress = _ProgressLines(p.stdout)
         if rng.random() < 0.5:  # at a random time: startup, a step, a write
             _wait_for_handlers(p)
             # at most 5 progress lines (50 steps) on, whatever the machine's speed
