@@ -7,14 +7,15 @@ The FULL matrix by default (several minutes); --quick for the short one. Run it
 on an otherwise idle machine: OpenMP and OpenBLAS threads spin while they wait,
 so any other load on the cores distorts multi-threaded numbers badly (rows
 measured under such load are flagged in the table). All the work is done by
-pycharrnn.bench; see ``python -m pycharrnn.bench --help``.
+the harness beside this file (benchmarks/harness.py), which times the
+installed pycharrnn.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from pycharrnn import bench
+import harness  # benchmarks/harness.py: this script's folder is first on sys.path
 
 
 def main(argv=None) -> int:
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
             args += ["--" + flag.replace("_", "-"), str(getattr(a, flag))]
     args += [f for f in ("--no-torch", "--no-numpy", "--check")
              if getattr(a, f[2:].replace("-", "_"))]
-    return bench.main(args)
+    return harness.main(args)
 
 
 if __name__ == "__main__":

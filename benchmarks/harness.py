@@ -5,20 +5,24 @@ optimizer update on a [B, T] chunk, the hidden state carried and detached
 between steps; throughput = B*T chars per step / seconds) or "sample"
 (generate characters one at a time at B=1; chars/s).
 
-Every measurement group runs in a worker subprocess (``python -m
-pycharrnn.bench --worker JOB``) whose environment pins OPENBLAS_NUM_THREADS /
-OMP_NUM_THREADS to the thread count (OpenBLAS reads it once, when numpy is
-imported) and drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE. All implementations
-of one config run in the same worker, interleaved: for each repeat, each
-implementation runs for ``seconds`` in turn; medians are reported. Peak memory
-is measured in a fresh worker per (config, implementation).
+Every measurement group runs in a worker subprocess (this file run by its
+path: ``python benchmarks/harness.py --worker JOB``) whose environment pins
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to the thread count (OpenBLAS reads it
+once, when numpy is imported) and drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE.
+All implementations of one config run in the same worker, interleaved: for
+each repeat, each implementation runs for ``seconds`` in turn; medians are
+reported. Peak memory is measured in a fresh worker per (config,
+implementation).
 
 OpenMP and OpenBLAS threads spin while they wait, so other load on the cores
 distorts multi-threaded numbers badly (10-100x at 2 threads on 2 cores): the
 driver waits for the machine to go idle before each measurement and flags rows
 measured under other load.
 
-Run ``python -m pycharrnn.bench --quick`` (``--help`` for the options).
+This file lives in the checkout's benchmarks/ folder (it is not installed with
+the package) and times the installed pycharrnn. Run the benchmark with
+``python benchmarks/run.py --quick`` from the root of the checkout
+(``--help`` for the options).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .reference import GATES, NumpyCharRNN
+from pycharrnn.reference import GATES, NumpyCharRNN
 
 __all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
            "quick", "main"]
@@ -188,10 +192,10 @@ def check(tol: float = 1e-6, verbose: bool = False) -> Dict[str, float]:
 # ------------------------------------------------------------------- implementations
 def _batches(cfg: Config, data: Optional[str], count: int = 32):
     """(V, [(x, y) int32 [B, T]]): random ids, or the text at ``data``."""
-    from .train import Batches
+    from pycharrnn.train import Batches
 
     if data:
-        from .vocab import Vocab
+        from pycharrnn import Vocab
 
         with open(data, encoding="utf-8") as f:
             text = f.read()
@@ -209,7 +213,7 @@ def _torch_net(cfg: Config, V: int):
     import torch
 
     import pycharrnn
-    from .torch_compat import to_torch
+    from pycharrnn.torch_compat import to_torch
 
     net = to_torch(pycharrnn.CharRNN(V, cfg.H, cfg.L, cfg.cell, embedding_dim=cfg.E, seed=0))
     z = torch.zeros(cfg.L, cfg.B, cfg.H)
@@ -411,14 +415,13 @@ def _call_worker(job: Dict[str, Any], retries: int = 1) -> Dict[str, Any]:
         env.pop(k, None)
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(job["threads"])
-    cmd = [sys.executable, "-m", "pycharrnn.bench", "--worker", json.dumps(job)]
-    # Run from the folder that holds the imported package: `python -m` puts the
-    # working directory first on sys.path, and a source checkout there (no
-    # compiled _core) must not shadow the installed package.
-    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # This file run by its path: sys.path then starts with benchmarks/, not the
+    # working directory, so a source checkout there (no compiled _core) cannot
+    # shadow the installed package.
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)]
     for attempt in range(retries + 1):
         with _LoadMeter() as meter:
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(_MARK)]
         if p.returncode == 0 and lines:
             return {**json.loads(lines[-1][len(_MARK):]), "background_load": meter.load}
@@ -633,7 +636,7 @@ def quick() -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pycharrnn.bench",
+    p = argparse.ArgumentParser(prog="python benchmarks/harness.py",
                                 description="pycharrnn vs PyTorch vs NumPy throughput.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the QUICK matrix (default)")
