@@ -44,8 +44,9 @@ import numpy as np
 
 from pycharrnn.reference import GATES, NumpyCharRNN
 
+# make_batches, make_step, measure and cpu_model are shared with benchmarks/loops.py.
 __all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
-           "quick", "main"]
+           "make_batches", "make_step", "measure", "cpu_model", "quick", "main"]
 IMPLS = ("pycharrnn", "torch", "numpy")
 SGEMM_SIZES = (1024, 2048)
 SAMPLE_CHARS = 200  # characters generated per sampling call (after a 10-id prime)
@@ -190,7 +191,7 @@ def check(tol: float = 1e-6, verbose: bool = False) -> Dict[str, float]:
 
 
 # ------------------------------------------------------------------- implementations
-def _batches(cfg: Config, data: Optional[str], count: int = 32):
+def make_batches(cfg: Config, data: Optional[str], count: int = 32):
     """(V, [(x, y) int32 [B, T]]): random ids, or the text at ``data``."""
     from pycharrnn.train import Batches
 
@@ -291,7 +292,7 @@ def make_step(impl: str, cfg: Config, V: int, batches, threads: int):
     return prepare, train, cfg.B * cfg.T
 
 
-def _measure(step, chars: int, seconds: float) -> float:
+def measure(step, chars: int, seconds: float) -> float:
     """chars/s over as many calls as fit in ``seconds`` (at least one)."""
     n, t0 = 0, time.perf_counter()
     while True:
@@ -336,7 +337,7 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
         import torch
 
         info["torch"] = torch.__version__
-    V, batches = _batches(cfg, job.get("data"))
+    V, batches = make_batches(cfg, job.get("data"))
     if mode == "memory":  # peak RSS growth: model creation + MEMORY_STEPS training steps
         try:
             with open("/proc/self/clear_refs", "w") as f:
@@ -355,13 +356,13 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
     for prepare, step, chars in runners.values():  # warm-up
         prepare()
         step()
-        _measure(step, chars, job["seconds"] / 3)
+        measure(step, chars, job["seconds"] / 3)
     rates: Dict[str, List[float]] = {impl: [] for impl in runners}
     for _ in range(job["repeats"]):
         for impl, (prepare, step, chars) in runners.items():
             prepare()
             time.sleep(PAUSE)
-            rates[impl].append(_measure(step, chars, job["seconds"]))
+            rates[impl].append(measure(step, chars, job["seconds"]))
     return {"rates": rates, "V": V, **info}
 
 
@@ -439,7 +440,8 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the results' header."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -486,7 +488,7 @@ def run(matrix: Sequence[Config], threads: Optional[int] = None, repeats: int = 
     torch_version = _torch_version()
     impls = [i for i in impls if i != "torch" or torch_version]
     meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": _cpu_model(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "build_info": pycharrnn.build_info(),
         "pycharrnn": pycharrnn.__version__, "numpy": np.__version__,
         "torch": torch_version if "torch" in impls else None,

@@ -97,7 +97,7 @@ def _worker(job):
     threads = job["threads"]
     cfg = harness.Config(**{k: v for k, v in job["config"].items()
                             if k in harness.Config.__dataclass_fields__})
-    V, batches = harness._batches(cfg, None)
+    V, batches = harness.make_batches(cfg, None)
     runners = {}
     for impl in job["impls"]:
         if impl == "pycharrnn":
@@ -115,12 +115,12 @@ def _worker(job):
     pc.set_num_threads(threads)
     for step, chars in runners.values():
         step()
-        harness._measure(step, chars, job["seconds"] / 3)
+        harness.measure(step, chars, job["seconds"] / 3)
     rates = {impl: [] for impl in runners}
     for _ in range(job["repeats"]):
         for impl, (step, chars) in runners.items():
             time.sleep(0.1)
-            rates[impl].append(harness._measure(step, chars, job["seconds"]))
+            rates[impl].append(harness.measure(step, chars, job["seconds"]))
     out = {"rates": rates, "version": pc.__version__}
     if "floor" in runners:
         out["weight_bytes"] = nbytes
@@ -145,7 +145,7 @@ def _call(python, job):
 def _cpu():
     import harness
 
-    return harness._cpu_model()
+    return harness.cpu_model()
 
 
 def run(before, repeats, seconds, threads, log=print, only=None):
