@@ -46,9 +46,10 @@ from pycharrnn.reference import GATES, NumpyCharRNN
 
 # make_batches, make_step, measure and cpu_model are shared with benchmarks/loops.py.
 __all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
-           "make_batches", "make_step", "measure", "cpu_model", "quick", "main"]
+           "make_batches", "make_step", "measure", "cpu_model", "main"]
 IMPLS = ("pycharrnn", "torch", "numpy")
 SGEMM_SIZES = (1024, 2048)
+SGEMM_TRIES = 5  # the best of these is kept, at the start and at the end of a run
 SAMPLE_CHARS = 200  # characters generated per sampling call (after a 10-id prime)
 MEMORY_STEPS = 3
 LOADED = 0.1  # cores of other load above which a row is flagged as unreliable
@@ -319,24 +320,22 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
     per size), "speed" (interleaved chars/s of every impl of a config),
     "memory" (peak RSS growth of one impl's model and training steps)."""
     mode, threads = job["mode"], job["threads"]
-    info = {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
     if mode == "sgemm":
         rates = {}
         for n in job["sizes"]:
             a, b = (np.random.default_rng(0).standard_normal((2, n, n)).astype(np.float32))
             a @ b
             best = math.inf
-            for _ in range(job.get("tries", 5)):
+            for _ in range(SGEMM_TRIES):
                 t0 = time.perf_counter()
                 a @ b
                 best = min(best, time.perf_counter() - t0)
             rates[str(n)] = 2.0 * n ** 3 / best / 1e9
-        return {"gflops": rates, **info}
+        return {"gflops": rates}
     cfg = Config(**job["config"])
     if "torch" in job["impls"]:
-        import torch
-
-        info["torch"] = torch.__version__
+        # Before the memory baseline below: the import is not the model's memory.
+        import torch  # noqa: F401
     V, batches = make_batches(cfg, job.get("data"))
     if mode == "memory":  # peak RSS growth: model creation + MEMORY_STEPS training steps
         try:
@@ -349,7 +348,7 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
         prepare()
         for _ in range(MEMORY_STEPS):
             step()
-        return {"peak_mib": (_status_kib("VmHWM") - before) / 1024.0, **info}
+        return {"peak_mib": (_status_kib("VmHWM") - before) / 1024.0}
     runners = {impl: make_step(impl, cfg, V, batches, threads) for impl in job["impls"]}
     if cfg.scaling and threads > 1 and "pycharrnn" in runners:
         runners["pycharrnn@1"] = make_step("pycharrnn@1", cfg, V, batches, threads)
@@ -363,7 +362,7 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
             prepare()
             time.sleep(PAUSE)
             rates[impl].append(measure(step, chars, job["seconds"]))
-    return {"rates": rates, "V": V, **info}
+    return {"rates": rates, "V": V}
 
 
 class _LoadMeter:
@@ -583,8 +582,8 @@ def format_markdown(results: Dict[str, Any]) -> str:
            f"- pycharrnn {meta.get('pycharrnn', '?')}, build_info: {meta.get('build_info')}",
            f"- numpy {meta.get('numpy')}, torch {meta.get('torch') or 'not used'}, "
            f"python {meta.get('python', '?')}",
-           "- numpy SGEMM (float32 square matmul, best of 5 at the start and 5 at the end "
-           f"of the run) GFLOP/s: {sg or '-'}",
+           f"- numpy SGEMM (float32 square matmul, best of {SGEMM_TRIES} at the start and "
+           f"{SGEMM_TRIES} at the end of the run) GFLOP/s: {sg or '-'}",
            f"- median of {meta.get('repeats')} interleaved repeats of {meta.get('seconds')} s "
            f"per implementation; data: {meta.get('data')}", "",
            "| task | cell | H | L | E | B | T | opt | threads | pycharrnn chars/s | "
@@ -628,13 +627,6 @@ def format_markdown(results: Dict[str, Any]) -> str:
     if "wall_s" in meta:
         out += ["", f"Wall time: {meta['wall_s']:.1f} s"]
     return "\n".join(out) + "\n"
-
-
-def quick() -> Dict[str, Any]:
-    """Run the QUICK matrix and print its table (``pycharrnn bench``)."""
-    results = run(QUICK, repeats=3, seconds=0.3, idle_wait=10)
-    print(format_markdown(results))
-    return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
