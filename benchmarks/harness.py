@@ -46,7 +46,7 @@ from pycharrnn.reference import GATES, NumpyCharRNN
 
 # make_batches, make_step, measure and cpu_model are shared with benchmarks/loops.py.
 __all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
-           "make_batches", "make_step", "measure", "cpu_model", "main"]
+           "make_batches", "make_step", "measure", "cpu_model"]
 IMPLS = ("pycharrnn", "torch", "numpy")
 SGEMM_SIZES = (1024, 2048)
 SGEMM_TRIES = 5  # the best of these is kept, at the start and at the end of a run
@@ -629,51 +629,18 @@ def format_markdown(results: Dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python benchmarks/harness.py",
-                                description="pycharrnn vs PyTorch vs NumPy throughput.")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the QUICK matrix (default)")
-    mode.add_argument("--full", action="store_true", help="the FULL matrix")
-    p.add_argument("--threads", type=int, help="default: the CPUs this process may use")
-    p.add_argument("--repeats", type=int, help="default 3 (quick) / 5 (full)")
-    p.add_argument("--seconds", type=float, help="per measurement; 0.3 (quick) / 1.0 (full)")
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the table to this file")
-    p.add_argument("--data", help="a text file to train on (default: random ids, V=65)")
-    p.add_argument("--idle-wait", type=float, help="longest wait for other load to end "
-                   "before each measurement, s; 10 (quick) / 60 (full)")
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--no-numpy", action="store_true")
-    p.add_argument("--check", action="store_true",
-                   help="first verify that the NumPy baseline equals pycharrnn")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.worker:
-        print(_MARK + json.dumps(_worker(json.loads(a.worker))), flush=True)
-        return 0
-    if a.check:
-        try:
-            check(verbose=True)
-        except AssertionError as e:
-            print(e, file=sys.stderr)
-            return 1
-        print("check passed: the NumPy baseline computes pycharrnn's loss, state, "
-              "gradients and updates")
-    impls = [i for i in IMPLS if not (i == "torch" and a.no_torch)
-             and not (i == "numpy" and a.no_numpy)]
-    results = run(FULL if a.full else QUICK, threads=a.threads,
-                  repeats=a.repeats or (5 if a.full else 3),
-                  seconds=a.seconds or (1.0 if a.full else 0.3), json_path=a.json,
-                  impls=impls, data=a.data,
-                  idle_wait=a.idle_wait if a.idle_wait is not None else (60 if a.full else 10))
-    text = format_markdown(results)
-    print(text)
-    if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(text)
+def _worker_main(argv: Optional[Sequence[str]] = None) -> int:
+    """The entry of a worker subprocess, which run() starts as ``python
+    benchmarks/harness.py --worker JOB``: runs JOB and prints its result as one
+    JSON line. To run the benchmark, use ``python benchmarks/run.py --quick``."""
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/harness.py",
+        description="A worker of the pycharrnn benchmark harness, started by its run(). "
+        "To run the benchmark: python benchmarks/run.py --quick (--help for the options).")
+    p.add_argument("--worker", required=True, metavar="JOB", help="the job, as JSON")
+    print(_MARK + json.dumps(_worker(json.loads(p.parse_args(argv).worker))), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_worker_main())
