@@ -17,7 +17,7 @@ Workloads (random ids, V=65):
   AdaGrad lr 0.1 with eps 1e-8 inside the square root, clip 5) and B=1,
   H=128, T=50, one-hot, Adam 2e-3 for each cell. pycharrnn trains through
   ``Trainer.run`` (64 steps a call; no validation); torch and NumPy step
-  their own loops (pycharrnn.bench).
+  their own loops (benchmarks/harness.py).
 
 Every repeat runs every implementation for ``--seconds`` in turn (each
 implementation group in its own worker process, so that an earlier version
@@ -92,12 +92,12 @@ def _floor(cfg, V):
 
 
 def _worker(job):
-    from pycharrnn import bench
+    import harness  # benchmarks/harness.py: this script's folder is on sys.path
 
     threads = job["threads"]
-    cfg = bench.Config(**{k: v for k, v in job["config"].items()
-                          if k in bench.Config.__dataclass_fields__})
-    V, batches = bench._batches(cfg, None)
+    cfg = harness.Config(**{k: v for k, v in job["config"].items()
+                            if k in harness.Config.__dataclass_fields__})
+    V, batches = harness.make_batches(cfg, None)
     runners = {}
     for impl in job["impls"]:
         if impl == "pycharrnn":
@@ -107,7 +107,7 @@ def _worker(job):
             step, chars, nbytes = _floor(cfg, V)
             runners[impl] = (step, chars)
         else:
-            prepare, step, chars = bench.make_step(impl, cfg, V, batches, threads)
+            prepare, step, chars = harness.make_step(impl, cfg, V, batches, threads)
             prepare()
             runners[impl] = (step, chars)
     import pycharrnn as pc
@@ -115,12 +115,12 @@ def _worker(job):
     pc.set_num_threads(threads)
     for step, chars in runners.values():
         step()
-        bench._measure(step, chars, job["seconds"] / 3)
+        harness.measure(step, chars, job["seconds"] / 3)
     rates = {impl: [] for impl in runners}
     for _ in range(job["repeats"]):
         for impl, (step, chars) in runners.items():
             time.sleep(0.1)
-            rates[impl].append(bench._measure(step, chars, job["seconds"]))
+            rates[impl].append(harness.measure(step, chars, job["seconds"]))
     out = {"rates": rates, "version": pc.__version__}
     if "floor" in runners:
         out["weight_bytes"] = nbytes
@@ -143,9 +143,9 @@ def _call(python, job):
 
 # ------------------------------------------------------------------ the driver
 def _cpu():
-    from pycharrnn import bench
+    import harness
 
-    return bench._cpu_model()
+    return harness.cpu_model()
 
 
 def run(before, repeats, seconds, threads, log=print, only=None):

@@ -1,22 +1,27 @@
-"""The benchmark harness (pycharrnn.bench): fast checks, no wall-clock assertions."""
+"""The benchmark harness (benchmarks/harness.py in the checkout, not installed)
+timing the installed pycharrnn: fast checks, no wall-clock assertions."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn import bench
 from pycharrnn.reference import NumpyCharRNN
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import harness  # noqa: E402  (benchmarks/harness.py)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def test_numpy_baseline_equals_pycharrnn():
-    errors = bench.check()
+    errors = harness.check()
     assert len(errors) == 6  # rnn / gru / lstm x one-hot (AdaGrad) / embedding (Adam)
     assert max(errors.values()) < 1e-6
 
@@ -46,14 +51,14 @@ def test_numpy_sampling_gives_ids():
 
 def test_flops_per_char_by_hand():
     # min-char-rnn: one-hot (gather, 0) + recurrent 2*100*100 + decoder 2*100*65
-    assert bench.flops_per_char(bench.MIN_CHAR_RNN) == 3 * (20_000 + 13_000)
+    assert harness.flops_per_char(harness.MIN_CHAR_RNN) == 3 * (20_000 + 13_000)
     # lab LSTM: layer 0 2*4*512*(100+512), layers 1-2 2*4*512*1024, decoder 2*512*65
-    lab = bench.Config("train", "lstm", 512, 3, 100, 32, 50)
+    lab = harness.Config("train", "lstm", 512, 3, 100, 32, 50)
     fwd = 2_506_752 + 2 * 4_194_304 + 66_560
-    assert bench.flops_per_char(lab) == 3 * fwd
-    assert bench.flops_per_char(bench.Config("sample", "lstm", 512, 3, 100, 1, 1)) == fwd
+    assert harness.flops_per_char(lab) == 3 * fwd
+    assert harness.flops_per_char(harness.Config("sample", "lstm", 512, 3, 100, 1, 1)) == fwd
     # GRU one-hot, 2 layers: layer 0 recurrent only 2*3*8*8, layer 1 2*3*8*16, decoder 2*8*5
-    assert bench.flops_per_char(bench.Config("train", "gru", 8, 2, None, 1, 1, V=5)) == \
+    assert harness.flops_per_char(harness.Config("train", "gru", 8, 2, None, 1, 1, V=5)) == \
         3 * (384 + 768 + 80)
 
 
@@ -79,7 +84,7 @@ def _fake_results():
 
 
 def test_format_markdown():
-    text = bench.format_markdown(_fake_results())
+    text = harness.format_markdown(_fake_results())
     lines = text.splitlines()
     table = [ln for ln in lines if ln.startswith("| ")]
     assert len(table) == 3  # header + 2 rows
@@ -108,11 +113,11 @@ def _check_row(row, impls):
 
 
 def test_end_to_end_tiny(tmp_path):
-    cfg = bench.Config("train", "rnn", 16, 1, None, 2, 8, scaling=True, memory=True)
-    sample = bench.Config("sample", "lstm", 16, 2, 4, 1, 1)
+    cfg = harness.Config("train", "rnn", 16, 1, None, 2, 8, scaling=True, memory=True)
+    sample = harness.Config("sample", "lstm", 16, 2, 4, 1, 1)
     out = tmp_path / "r.json"
     logged = []
-    results = bench.run([cfg, sample], threads=2, repeats=1, seconds=0.05, json_path=str(out),
+    results = harness.run([cfg, sample], threads=2, repeats=1, seconds=0.05, json_path=str(out),
                         impls=("pycharrnn", "numpy"), sgemm_sizes=(64,), idle_wait=0,
                         log=logged.append)
     # SGEMM is measured at both ends of the run (each thread count), the best kept.
@@ -127,15 +132,15 @@ def test_end_to_end_tiny(tmp_path):
     assert train["ratio_vs_numpy"] > 0 and train["ratio_vs_torch"] is None
     assert samp["chars_per_s"]["pycharrnn"] > 0 and samp["chars_per_s"]["numpy"] > 0
     assert results["meta"]["sgemm"]["2"]["64"] > 0
-    text = bench.format_markdown(results)
+    text = harness.format_markdown(results)
     assert text.count("\n| train") == 1 and "| sample" in text
 
 
 @pytest.mark.torch
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 def test_end_to_end_with_torch():
-    cfg = bench.Config("train", "gru", 8, 1, 4, 2, 5, opt="adagrad")
-    results = bench.run([cfg], threads=1, repeats=1, seconds=0.05, impls=("pycharrnn", "torch"),
+    cfg = harness.Config("train", "gru", 8, 1, 4, 2, 5, opt="adagrad")
+    results = harness.run([cfg], threads=1, repeats=1, seconds=0.05, impls=("pycharrnn", "torch"),
                         sgemm_sizes=(64,), idle_wait=0, log=lambda msg: None)
     row = results["rows"][0]
     assert not row["errors"]

@@ -5,20 +5,24 @@ optimizer update on a [B, T] chunk, the hidden state carried and detached
 between steps; throughput = B*T chars per step / seconds) or "sample"
 (generate characters one at a time at B=1; chars/s).
 
-Every measurement group runs in a worker subprocess (``python -m
-pycharrnn.bench --worker JOB``) whose environment pins OPENBLAS_NUM_THREADS /
-OMP_NUM_THREADS to the thread count (OpenBLAS reads it once, when numpy is
-imported) and drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE. All implementations
-of one config run in the same worker, interleaved: for each repeat, each
-implementation runs for ``seconds`` in turn; medians are reported. Peak memory
-is measured in a fresh worker per (config, implementation).
+Every measurement group runs in a worker subprocess (this file run by its
+path: ``python benchmarks/harness.py --worker JOB``) whose environment pins
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to the thread count (OpenBLAS reads it
+once, when numpy is imported) and drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE.
+All implementations of one config run in the same worker, interleaved: for
+each repeat, each implementation runs for ``seconds`` in turn; medians are
+reported. Peak memory is measured in a fresh worker per (config,
+implementation).
 
 OpenMP and OpenBLAS threads spin while they wait, so other load on the cores
 distorts multi-threaded numbers badly (10-100x at 2 threads on 2 cores): the
 driver waits for the machine to go idle before each measurement and flags rows
 measured under other load.
 
-Run ``python -m pycharrnn.bench --quick`` (``--help`` for the options).
+This file lives in the checkout's benchmarks/ folder (it is not installed with
+the package) and times the installed pycharrnn. Run the benchmark with
+``python benchmarks/run.py --quick`` from the root of the checkout
+(``--help`` for the options).
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .reference import GATES, NumpyCharRNN
+from pycharrnn.reference import GATES, NumpyCharRNN
 
+# make_batches, make_step, measure and cpu_model are shared with benchmarks/loops.py.
 __all__ = ["Config", "QUICK", "FULL", "flops_per_char", "check", "run", "format_markdown",
-           "quick", "main"]
+           "make_batches", "make_step", "measure", "cpu_model"]
 IMPLS = ("pycharrnn", "torch", "numpy")
 SGEMM_SIZES = (1024, 2048)
+SGEMM_TRIES = 5  # the best of these is kept, at the start and at the end of a run
 SAMPLE_CHARS = 200  # characters generated per sampling call (after a 10-id prime)
 MEMORY_STEPS = 3
 LOADED = 0.1  # cores of other load above which a row is flagged as unreliable
@@ -186,12 +192,12 @@ def check(tol: float = 1e-6, verbose: bool = False) -> Dict[str, float]:
 
 
 # ------------------------------------------------------------------- implementations
-def _batches(cfg: Config, data: Optional[str], count: int = 32):
+def make_batches(cfg: Config, data: Optional[str], count: int = 32):
     """(V, [(x, y) int32 [B, T]]): random ids, or the text at ``data``."""
-    from .train import Batches
+    from pycharrnn.train import Batches
 
     if data:
-        from .vocab import Vocab
+        from pycharrnn import Vocab
 
         with open(data, encoding="utf-8") as f:
             text = f.read()
@@ -209,7 +215,7 @@ def _torch_net(cfg: Config, V: int):
     import torch
 
     import pycharrnn
-    from .torch_compat import to_torch
+    from pycharrnn.torch_compat import to_torch
 
     net = to_torch(pycharrnn.CharRNN(V, cfg.H, cfg.L, cfg.cell, embedding_dim=cfg.E, seed=0))
     z = torch.zeros(cfg.L, cfg.B, cfg.H)
@@ -287,7 +293,7 @@ def make_step(impl: str, cfg: Config, V: int, batches, threads: int):
     return prepare, train, cfg.B * cfg.T
 
 
-def _measure(step, chars: int, seconds: float) -> float:
+def measure(step, chars: int, seconds: float) -> float:
     """chars/s over as many calls as fit in ``seconds`` (at least one)."""
     n, t0 = 0, time.perf_counter()
     while True:
@@ -314,25 +320,23 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
     per size), "speed" (interleaved chars/s of every impl of a config),
     "memory" (peak RSS growth of one impl's model and training steps)."""
     mode, threads = job["mode"], job["threads"]
-    info = {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
     if mode == "sgemm":
         rates = {}
         for n in job["sizes"]:
             a, b = (np.random.default_rng(0).standard_normal((2, n, n)).astype(np.float32))
             a @ b
             best = math.inf
-            for _ in range(job.get("tries", 5)):
+            for _ in range(SGEMM_TRIES):
                 t0 = time.perf_counter()
                 a @ b
                 best = min(best, time.perf_counter() - t0)
             rates[str(n)] = 2.0 * n ** 3 / best / 1e9
-        return {"gflops": rates, **info}
+        return {"gflops": rates}
     cfg = Config(**job["config"])
     if "torch" in job["impls"]:
-        import torch
-
-        info["torch"] = torch.__version__
-    V, batches = _batches(cfg, job.get("data"))
+        # Before the memory baseline below: the import is not the model's memory.
+        import torch  # noqa: F401
+    V, batches = make_batches(cfg, job.get("data"))
     if mode == "memory":  # peak RSS growth: model creation + MEMORY_STEPS training steps
         try:
             with open("/proc/self/clear_refs", "w") as f:
@@ -344,21 +348,21 @@ def _worker(job: Dict[str, Any]) -> Dict[str, Any]:
         prepare()
         for _ in range(MEMORY_STEPS):
             step()
-        return {"peak_mib": (_status_kib("VmHWM") - before) / 1024.0, **info}
+        return {"peak_mib": (_status_kib("VmHWM") - before) / 1024.0}
     runners = {impl: make_step(impl, cfg, V, batches, threads) for impl in job["impls"]}
     if cfg.scaling and threads > 1 and "pycharrnn" in runners:
         runners["pycharrnn@1"] = make_step("pycharrnn@1", cfg, V, batches, threads)
     for prepare, step, chars in runners.values():  # warm-up
         prepare()
         step()
-        _measure(step, chars, job["seconds"] / 3)
+        measure(step, chars, job["seconds"] / 3)
     rates: Dict[str, List[float]] = {impl: [] for impl in runners}
     for _ in range(job["repeats"]):
         for impl, (prepare, step, chars) in runners.items():
             prepare()
             time.sleep(PAUSE)
-            rates[impl].append(_measure(step, chars, job["seconds"]))
-    return {"rates": rates, "V": V, **info}
+            rates[impl].append(measure(step, chars, job["seconds"]))
+    return {"rates": rates, "V": V}
 
 
 class _LoadMeter:
@@ -411,14 +415,13 @@ def _call_worker(job: Dict[str, Any], retries: int = 1) -> Dict[str, Any]:
         env.pop(k, None)
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(job["threads"])
-    cmd = [sys.executable, "-m", "pycharrnn.bench", "--worker", json.dumps(job)]
-    # Run from the folder that holds the imported package: `python -m` puts the
-    # working directory first on sys.path, and a source checkout there (no
-    # compiled _core) must not shadow the installed package.
-    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # This file run by its path: sys.path then starts with benchmarks/, not the
+    # working directory, so a source checkout there (no compiled _core) cannot
+    # shadow the installed package.
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)]
     for attempt in range(retries + 1):
         with _LoadMeter() as meter:
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(_MARK)]
         if p.returncode == 0 and lines:
             return {**json.loads(lines[-1][len(_MARK):]), "background_load": meter.load}
@@ -436,7 +439,8 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the results' header."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -483,7 +487,7 @@ def run(matrix: Sequence[Config], threads: Optional[int] = None, repeats: int = 
     torch_version = _torch_version()
     impls = [i for i in impls if i != "torch" or torch_version]
     meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": _cpu_model(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "build_info": pycharrnn.build_info(),
         "pycharrnn": pycharrnn.__version__, "numpy": np.__version__,
         "torch": torch_version if "torch" in impls else None,
@@ -578,8 +582,8 @@ def format_markdown(results: Dict[str, Any]) -> str:
            f"- pycharrnn {meta.get('pycharrnn', '?')}, build_info: {meta.get('build_info')}",
            f"- numpy {meta.get('numpy')}, torch {meta.get('torch') or 'not used'}, "
            f"python {meta.get('python', '?')}",
-           "- numpy SGEMM (float32 square matmul, best of 5 at the start and 5 at the end "
-           f"of the run) GFLOP/s: {sg or '-'}",
+           f"- numpy SGEMM (float32 square matmul, best of {SGEMM_TRIES} at the start and "
+           f"{SGEMM_TRIES} at the end of the run) GFLOP/s: {sg or '-'}",
            f"- median of {meta.get('repeats')} interleaved repeats of {meta.get('seconds')} s "
            f"per implementation; data: {meta.get('data')}", "",
            "| task | cell | H | L | E | B | T | opt | threads | pycharrnn chars/s | "
@@ -625,58 +629,18 @@ def format_markdown(results: Dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def quick() -> Dict[str, Any]:
-    """Run the QUICK matrix and print its table (``pycharrnn bench``)."""
-    results = run(QUICK, repeats=3, seconds=0.3, idle_wait=10)
-    print(format_markdown(results))
-    return results
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pycharrnn.bench",
-                                description="pycharrnn vs PyTorch vs NumPy throughput.")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the QUICK matrix (default)")
-    mode.add_argument("--full", action="store_true", help="the FULL matrix")
-    p.add_argument("--threads", type=int, help="default: the CPUs this process may use")
-    p.add_argument("--repeats", type=int, help="default 3 (quick) / 5 (full)")
-    p.add_argument("--seconds", type=float, help="per measurement; 0.3 (quick) / 1.0 (full)")
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the table to this file")
-    p.add_argument("--data", help="a text file to train on (default: random ids, V=65)")
-    p.add_argument("--idle-wait", type=float, help="longest wait for other load to end "
-                   "before each measurement, s; 10 (quick) / 60 (full)")
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--no-numpy", action="store_true")
-    p.add_argument("--check", action="store_true",
-                   help="first verify that the NumPy baseline equals pycharrnn")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.worker:
-        print(_MARK + json.dumps(_worker(json.loads(a.worker))), flush=True)
-        return 0
-    if a.check:
-        try:
-            check(verbose=True)
-        except AssertionError as e:
-            print(e, file=sys.stderr)
-            return 1
-        print("check passed: the NumPy baseline computes pycharrnn's loss, state, "
-              "gradients and updates")
-    impls = [i for i in IMPLS if not (i == "torch" and a.no_torch)
-             and not (i == "numpy" and a.no_numpy)]
-    results = run(FULL if a.full else QUICK, threads=a.threads,
-                  repeats=a.repeats or (5 if a.full else 3),
-                  seconds=a.seconds or (1.0 if a.full else 0.3), json_path=a.json,
-                  impls=impls, data=a.data,
-                  idle_wait=a.idle_wait if a.idle_wait is not None else (60 if a.full else 10))
-    text = format_markdown(results)
-    print(text)
-    if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(text)
+def _worker_main(argv: Optional[Sequence[str]] = None) -> int:
+    """The entry of a worker subprocess, which run() starts as ``python
+    benchmarks/harness.py --worker JOB``: runs JOB and prints its result as one
+    JSON line. To run the benchmark, use ``python benchmarks/run.py --quick``."""
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/harness.py",
+        description="A worker of the pycharrnn benchmark harness, started by its run(). "
+        "To run the benchmark: python benchmarks/run.py --quick (--help for the options).")
+    p.add_argument("--worker", required=True, metavar="JOB", help="the job, as JSON")
+    print(_MARK + json.dumps(_worker(json.loads(p.parse_args(argv).worker))), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_worker_main())
