@@ -194,7 +194,7 @@ def check(tol: float = 1e-6, verbose: bool = False) -> Dict[str, float]:
 # ------------------------------------------------------------------- implementations
 def make_batches(cfg: Config, data: Optional[str], count: int = 32):
     """(V, [(x, y) int32 [B, T]]): random ids, or the text at ``data``."""
-    from pycharrnn.train import Batches
+    from pycharrnn.data import Batches
 
     if data:
         from pycharrnn import Vocab

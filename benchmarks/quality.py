@@ -10,7 +10,7 @@ README's demo before the recipes, unless --baseline-cell says otherwise).
 For each text and budget it runs `pycharrnn train TEXT --time BUDGET` in a
 fresh process (one at a time: they share the cores), then reads the run's
 metrics.jsonl: validation loss (nats/char over the text's last 10%, read with
-the state carried: pycharrnn.train.evaluate) against wall time since the log
+the state carried: pycharrnn.evaluation.evaluate) against wall time since the log
 opened, and the training loss (the moving average) at the end. It also times
 the recipe's bare training step (forward, backward, update on one batch, no
 validation or checkpoints) in the same run: the step rate the kernel allows,
@@ -105,7 +105,8 @@ def torch_run(text: str, seconds: float, recipe, val_fraction: float = 0.1) -> d
 
     from pycharrnn.schedule import CosineToDeadline
     from pycharrnn.torch_compat import from_torch
-    from pycharrnn.train import Batches, evaluate, split_validation
+    from pycharrnn.data import Batches, split_validation
+    from pycharrnn.evaluation import evaluate
 
     torch.manual_seed(0)
     vocab = pc.Vocab.from_text(text)

@@ -18,7 +18,8 @@ import numpy as np
 
 import pycharrnn as pc
 from pycharrnn.files import read_text
-from pycharrnn.train import evaluate, split_validation
+from pycharrnn.data import split_validation
+from pycharrnn.evaluation import evaluate
 
 
 def single_stream(model, ids, T=1000):

@@ -1,35 +1,25 @@
 """pycharrnn: character-level RNN, GRU and LSTM language models with a C++ core.
 
 The forward pass, backpropagation through time and the optimizer updates run
-in C++ (OpenMP across cores); this package handles the vocabulary, batching,
-the training loop, checkpoints, sampling and the command line.
+in C++ (OpenMP across cores) behind the model's backend; this package handles
+the vocabulary, batching, the training loop, checkpoints, sampling and the
+command line.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-try:
-    from . import _core
-except ImportError:  # the source folder of a clone, without the compiled core
-    import os as _os
-
-    _here = _os.path.dirname(_os.path.abspath(__file__))
-    if not any(f.startswith("_core.") for f in _os.listdir(_here)):
-        raise ImportError(
-            f"pycharrnn was imported from {_here}, a source folder without the compiled "
-            "core (_core): Python finds the source before the installed package when "
-            "you run from the root of a clone. Either run from another directory, or "
-            "install the clone in editable mode (pip install -e .), which builds the "
-            "core and works from the root too.") from None
-    raise
-from .errors import CheckpointError, PyCharRNNError
+from . import backend as _backend  # the compiled core (a clear error without it)
+from .errors import CheckpointError, PyCharRNNError, RunExistsError, TrainingDiverged
 from .vocab import Vocab
+from .config import ModelConfig, TrainConfig
 from .model import CharRNN
 from .rundir import load
 from .gradcheck import gradcheck
-from .train import Trainer
-from . import optim
+from .trainer import Trainer
+from .signals import Interrupted
+from . import optim, schedule
 
 __all__ = [
     "__version__",
@@ -40,34 +30,53 @@ __all__ = [
     "get_flush_denormals",
     "Vocab",
     "CharRNN",
+    "ModelConfig",
+    "TrainConfig",
     "Trainer",
     "load",
     "gradcheck",
     "optim",
+    "schedule",
+    "Interrupted",
     "PyCharRNNError",
     "CheckpointError",
+    "RunExistsError",
+    "TrainingDiverged",
 ]
+
+#: Submodules reachable as attributes after ``import pycharrnn`` (imported on
+#: first use: matplotlib, tqdm and mpi4py stay unimported until needed).
+_LAZY = ("config", "data", "diagnostics", "distributed", "evaluation", "metrics", "plot",
+         "progress", "recipes", "reference", "report", "rundir", "runs", "sampling",
+         "signals", "speed", "torch_compat", "checkpoint", "corpus", "files")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pycharrnn' has no attribute {name!r}")
 
 
 def build_info() -> dict:
     """How the C++ core was built: openmp, num_threads, simd, native, cuda, compiler."""
-    return dict(_core.build_info())
+    return _backend.build_info()
 
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads every kernel uses (process-wide)."""
-    import numbers
+    from .checks import check_int
 
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
-    if not 1 <= n <= 1024:
-        raise ValueError(f"number of threads must be in [1, 1024], got {n}")
-    _core.set_num_threads(int(n))
+    n = check_int("number of threads", n)
+    if not 1 <= n <= _backend.MAX_THREADS:
+        raise ValueError(f"number of threads must be in [1, {_backend.MAX_THREADS}], got {n}")
+    _backend.set_num_threads(n)
 
 
 def get_num_threads() -> int:
     """The number of threads the kernels use."""
-    return int(_core.get_num_threads())
+    return _backend.get_num_threads()
 
 
 def set_flush_denormals(on: bool) -> None:
@@ -82,11 +91,11 @@ def set_flush_denormals(on: bool) -> None:
     floating-point mode when it returns. Turn it off for IEEE subnormal
     arithmetic. Other CPUs: no effect.
     """
-    if not isinstance(on, bool):
-        raise TypeError(f"expected a bool, got {type(on).__name__}")
-    _core.set_flush_denormals(on)
+    from .checks import check_bool
+
+    _backend.set_flush_denormals(check_bool("on", on))
 
 
 def get_flush_denormals() -> bool:
     """Whether kernels flush subnormal floats to zero (see set_flush_denormals)."""
-    return bool(_core.get_flush_denormals())
+    return _backend.get_flush_denormals()

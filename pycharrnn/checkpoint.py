@@ -12,7 +12,7 @@ Layout (a numpy .npz archive, no pickles):
 Files are written with :func:`pycharrnn.files.atomic_write` (a temporary
 file in the same directory, renamed over the target), so a reader never sees
 a partial file under the final name. This module knows the format only: the
-model is built from it by :meth:`CharRNN.from_checkpoint`, and what a
+model is built from it by :func:`pycharrnn.rundir.model_from`, and what a
 training run adds by :mod:`pycharrnn.rundir`.
 """
 
@@ -96,15 +96,16 @@ def model_header(model) -> Dict[str, Any]:
         "kind": "model",
         "config": model.config(),
         "vocab": model.vocab.to_json() if model.vocab is not None else None,
-        "params": list(model.state_dict().keys()),
+        "params": list(model.params),
     }
 
 
 def save_model(model, path: PathLike, extra: Optional[Dict[str, Any]] = None,
                extra_arrays: Optional[Dict[str, np.ndarray]] = None) -> None:
-    """Save a CharRNN (and optional extra JSON fields and arrays) to ``path``."""
+    """Save a CharRNN (and optional extra JSON fields and arrays) to ``path``.
+    The parameters are written from the model's buffer as they are (no copy)."""
     header = model_header(model)
     header["extra"] = extra or {}
-    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
     arrays.update(extra_arrays or {})
     save_arrays(path, header, arrays)

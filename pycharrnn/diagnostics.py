@@ -1,6 +1,7 @@
 """Looking inside a network: what every unit does along a text
 (:func:`trace`), and how far back the gradient of a prediction reaches
-(:func:`gradient_flow`). Both run the C++ forward and backward: there is no
+(:func:`gradient_flow`). Both run the model's own forward and backward
+(:meth:`CharRNN.trace_arrays`, :meth:`CharRNN.gradient_flow`): there is no
 second implementation of the model here.
 """
 
@@ -12,22 +13,13 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from .checks import as_ids, check_int
+from .checks import check_int
+from .data import text_to_ids
 
 __all__ = ["Trace", "trace", "gradient_flow", "GATES", "unit_scores", "FEATURES"]
 
 #: The gates each cell keeps, in PyTorch's order.
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
-
-
-def _ids(model, text: Union[str, Any], what: str = "text") -> np.ndarray:
-    if isinstance(text, str):
-        if model.vocab is None:
-            raise ValueError(f"a {what} as a str needs a model built with a Vocab; give ids")
-        if not text:
-            raise ValueError(f"the {what} is empty")
-        return np.ascontiguousarray(model.vocab.encode(text), np.int32)
-    return as_ids(np.asarray(text).reshape(1, -1), model.vocab_size, what)[0]
 
 
 @dataclass
@@ -76,19 +68,11 @@ def trace(model, text: Union[str, Any], top: int = 5) -> Trace:
     state, GRU/LSTM gates) at every position, and the ``top`` likeliest
     next characters there. Also ``model.trace(text)``."""
     top = check_int("top", top, 1)
-    ids = _ids(model, text)
-    T, L, H, V = ids.size, model.num_layers, model.hidden_size, model.vocab_size
-    dt = model.dtype
-    x = ids[None]
-    s0 = model.pack_state(None, 1)
-    s1 = np.empty_like(s0)
-    hidden = np.empty((L, 1, T, H), dt)
+    ids = text_to_ids(model, text, "text")
+    T, H, V = ids.size, model.hidden_size, model.vocab_size
     names = GATES[model.cell]
-    cell = np.empty((L, 1, T, H), dt) if model.cell == "lstm" else None
-    gates = np.empty((L, 1, T, len(names) * H), dt) if names else None
-    logits = np.empty((1, T, V), dt)
-    model._core.trace(model.flat_params, x, s0, s1, hidden, cell, gates, logits)
-    z = logits[0].astype(np.float64)
+    arrays = model.trace_arrays(ids)
+    z = arrays["logits"].astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     total = p.sum(axis=1, keepdims=True)
@@ -96,9 +80,10 @@ def trace(model, text: Union[str, Any], top: int = 5) -> Trace:
     logp = z - np.log(total)
     k = min(top, V)
     order = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    return Trace(ids=ids, text=text if isinstance(text, str) else None, hidden=hidden[:, 0],
-                 cell=None if cell is None else cell[:, 0],
-                 gates={n: gates[:, 0, :, i * H:(i + 1) * H] for i, n in enumerate(names)},
+    gates = arrays["gates"]
+    return Trace(ids=ids, text=text if isinstance(text, str) else None,
+                 hidden=arrays["hidden"], cell=arrays["cell"],
+                 gates={n: gates[:, :, i * H:(i + 1) * H] for i, n in enumerate(names)},
                  top_ids=order.astype(np.int32),
                  top_probs=np.take_along_axis(p, order, axis=1),
                  next_logprob=logp[np.arange(T - 1), ids[1:]], vocab=model.vocab)
@@ -115,18 +100,8 @@ def gradient_flow(model, text: Union[str, Any], T: Optional[int] = None) -> np.n
     t = 1..T (through every path: up the layers and along time). Computed
     by the C++ backward pass in evaluation mode. A vanilla RNN's curve
     typically falls off geometrically with T - t; GRU and LSTM hold on
-    longer."""
-    ids = _ids(model, text)
-    n = ids.size - 1 if T is None else check_int("T", T, 1)
-    if ids.size < n + 1 or n < 1:
-        raise ValueError(f"gradient_flow needs T + 1 = {n + 1} characters, the text has "
-                         f"{ids.size}")
-    x = np.ascontiguousarray(ids[None, :n])
-    y = np.ascontiguousarray(ids[None, 1:n + 1])
-    norms = np.empty((model.num_layers, n), np.float64)
-    grads = np.empty_like(model.flat_params)  # not the model's: its .grads stay as they are
-    model._core.gradient_flow(model.flat_params, grads, x, y, model.pack_state(None, 1), norms)
-    return norms
+    longer. Also ``model.gradient_flow(text, T)``."""
+    return model.gradient_flow(text, T)
 
 
 #: Features of a text position that a unit may track (:func:`unit_scores`).

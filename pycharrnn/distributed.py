@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Group", "launched_size", "MPI_MISSING"]
+__all__ = ["Group", "launched_size", "MPI_MISSING", "Alone", "DataParallel", "strategy"]
 
 MPI_MISSING = ("distributed training needs mpi4py and an MPI library: "
                'pip install "pycharrnn[mpi]" (mpi4py and MPICH from the package index)')
@@ -212,3 +212,197 @@ def as_group(distributed: Any) -> Optional[Group]:
         return Group(distributed)
     raise TypeError(f"distributed must be a bool, a pycharrnn.distributed.Group or an mpi4py "
                     f"communicator, got {type(distributed).__name__}")
+
+
+def strategy(distributed: Any) -> "Alone":
+    """How a Trainer spreads its work: :class:`Alone`, or
+    :class:`DataParallel` over the group ``distributed`` names (see
+    :func:`as_group`)."""
+    group = as_group(distributed)
+    return Alone() if group is None else DataParallel(group)
+
+
+class Alone:
+    """A run in this process alone: the Trainer's loop asks its strategy
+    every question whose answer differs in a data-parallel run
+    (:class:`DataParallel`)."""
+
+    group: Optional[Group] = None
+    is_main = True
+    #: Whether the core's K-step loop may make several steps in one call
+    #: (nothing needs to happen between steps but Python's bookkeeping).
+    fusable = True
+
+    def rows(self, batch_size: int) -> Optional[Tuple[int, int]]:
+        """The streams of the batch this process reads (None: all)."""
+        return None
+
+    def join(self, trainer: Any) -> None:
+        """Start the run with every process agreeing on it."""
+
+    def reset(self) -> None:
+        """At the start of :meth:`Trainer.run`: no stop wished yet."""
+
+    def mask_rows(self, batches: Any) -> Optional[Tuple[int, int]]:
+        """(first row, rows of the whole batch) for the dropout masks of this
+        process's rows (None: the call's rows are the batch)."""
+        return None
+
+    def file_bytes(self, path: Any) -> Optional[bytes]:
+        """A file's bytes as the process that reads files read them (None:
+        this process reads it)."""
+        return None
+
+    def share_threads(self) -> None:
+        """Threads for this process when none were asked for (alone: all)."""
+
+    @staticmethod
+    def parts(n: int) -> Tuple[int, int]:
+        """This process's share of ``n`` items to evaluate."""
+        return 0, n
+
+    @staticmethod
+    def sum(a: np.ndarray) -> np.ndarray:
+        """``a`` summed over the processes, in place."""
+        return a
+
+    def before_step(self, trainer: Any, clock0: float, now: float,
+                    seconds: Optional[float]) -> bool:
+        """Before each step of :meth:`Trainer.run`: whether to stop now (the
+        time is up, or a stop was asked)."""
+        trainer.clock = clock0 + now
+        return trainer.stop_requested or (seconds is not None and now >= seconds)
+
+    def reduce_step(self, trainer: Any, loss: float) -> float:
+        """After a step's backward pass: the gradients and the step's loss of
+        the whole batch."""
+        return loss
+
+    def validation_due(self, trainer: Any, dt: float) -> bool:
+        """Whether validation by time is due after a step of ``dt`` seconds."""
+        return trainer.eval_by_time(trainer.clock + dt)
+
+    def clock_at(self, trainer: Any, t: float) -> float:
+        """The training clock at ``time.perf_counter()`` = t within a step."""
+        return trainer.clock + (t - trainer.step_start)
+
+    def after_step(self, trainer: Any, stop: bool) -> None:
+        """A callback asked to stop (``stop``), or not, after a step."""
+        trainer.stopping = stop
+
+    def end_clock(self, clock: float) -> float:
+        """The clock every process keeps at the end of a run."""
+        return clock
+
+    def gather_state(self, state: np.ndarray) -> Optional[np.ndarray]:
+        """The whole batch's carried state to save (None: this process saves nothing)."""
+        return state
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run by the process that reads and writes files; its result everywhere."""
+        return fn()
+
+
+class DataParallel(Alone):
+    """A data-parallel run over the ranks of ``group``: each reads its share
+    of the streams, the gradients are averaged with one Allreduce per step,
+    and rank 0's clock, files and decisions by time hold for all (see the
+    module's description)."""
+
+    fusable = False  # the Allreduce comes between steps
+
+    def __init__(self, group: Group):
+        self.group = group
+        self.is_main = group.is_main
+        self.wish_stop = False  # a stop this rank wants, told to the others with the next step
+        self.eval_due = False  # rank 0's "validate now" by time, shared
+        self._scalars = np.zeros(4)
+
+    def rows(self, batch_size: int) -> Optional[Tuple[int, int]]:
+        return self.group.rows(batch_size)
+
+    def reset(self) -> None:
+        self.wish_stop = False
+
+    def mask_rows(self, batches: Any) -> Optional[Tuple[int, int]]:
+        return batches.first_row, batches.batch_size
+
+    def file_bytes(self, path: Any) -> Optional[bytes]:
+        from pathlib import Path
+
+        return self.group.on_main(Path(path).read_bytes)  # only rank 0 need see the file
+
+    def share_threads(self) -> None:
+        """The ranks on a machine share its cores."""
+        from .backend import get_num_threads, set_num_threads
+
+        set_num_threads(max(1, get_num_threads() // self.group.local_size()))
+
+    def join(self, trainer: Any) -> None:
+        """Check that every rank has the same data and settings, then give
+        everyone rank 0's parameters, optimizer state and dropout generator."""
+        g, model, opt = self.group, trainer.model, trainer.optimizer
+        g.check_same("training setup", {
+            "data": trainer.data_fingerprint, "model": model.config(),
+            "num_params": model.num_params, "batch_size": trainer.batches.batch_size,
+            "seq_length": trainer.batches.seq_length, "val_fraction": trainer.val_fraction,
+            "optimizer": type(opt).__name__, "hparams": opt.hparams(),
+            "schedule": None if trainer.schedule is None else trainer.schedule.state_dict(),
+            "eval_every": trainer.eval_every, "eval_every_seconds": trainer.eval_every_seconds,
+            "checkpoint_every": trainer.checkpoint_every,
+            "checkpoint_each_epoch": trainer.checkpoint_each_epoch,
+            "run_dir": trainer.run_dir is not None, "step": trainer.step_count})
+        g.broadcast(model.flat_params)
+        for buf in opt.buffers.values():
+            g.broadcast(buf)
+        opt.step_count, model.rng_state = g.broadcast_object((opt.step_count, model.rng_state))
+
+    def parts(self, n: int) -> Tuple[int, int]:
+        return self.group.parts(n)
+
+    def sum(self, a: np.ndarray) -> np.ndarray:
+        return self.group.sum(a)
+
+    def before_step(self, trainer: Any, clock0: float, now: float,
+                    seconds: Optional[float]) -> bool:
+        if trainer.stop_requested or (seconds is not None and now >= seconds):
+            self.wish_stop = True  # every rank makes one more step, then stops
+        return False
+
+    def reduce_step(self, trainer: Any, loss: float) -> float:
+        """Average the gradients over the ranks and agree on the step's loss
+        (the whole batch's mean), on whether to stop after it (any rank's
+        wish), on the clock and on a validation by time (rank 0's)."""
+        g, s = self.group, self._scalars
+        now = time.perf_counter() - trainer.clock_origin
+        s[:] = 0.0
+        s[0] = loss
+        s[1] = 1.0 if self.wish_stop else 0.0
+        if g.is_main:
+            s[2] = now
+            s[3] = 1.0 if trainer.eval_by_time(now) else 0.0
+        g.average(trainer.model.flat_grads, s)
+        trainer.stopping = bool(s[1] > 0)
+        trainer.clock = float(s[2])
+        self.eval_due = bool(s[3] > 0)
+        return float(s[0]) / g.size
+
+    def validation_due(self, trainer: Any, dt: float) -> bool:
+        return self.eval_due
+
+    def clock_at(self, trainer: Any, t: float) -> float:
+        return t - trainer.clock_origin
+
+    def after_step(self, trainer: Any, stop: bool) -> None:
+        if stop:  # stops every rank after the next step (see reduce_step)
+            self.wish_stop = True
+
+    def end_clock(self, clock: float) -> float:
+        self.wish_stop = False
+        return float(self.group.broadcast(np.array([clock]))[0])  # rank 0's
+
+    def gather_state(self, state: np.ndarray) -> Optional[np.ndarray]:
+        return self.group.gather_rows(state)  # the whole batch's, on rank 0
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        return self.group.on_main(fn)

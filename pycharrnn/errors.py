@@ -1,4 +1,4 @@
-"""Exceptions raised by pycharrnn, and the wording of counts in its messages."""
+"""The exceptions pycharrnn raises beyond Python's own."""
 
 
 class PyCharRNNError(Exception):
@@ -9,6 +9,17 @@ class CheckpointError(PyCharRNNError, ValueError):
     """A file is not a valid pycharrnn checkpoint (wrong, truncated, foreign or too new)."""
 
 
-def count(n: int, noun: str) -> str:
-    """'1 character', '2 characters', '1,234 characters' (a regular plural)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+class TrainingDiverged(PyCharRNNError):
+    """The loss, a gradient or a parameter became NaN or infinite."""
+
+    @classmethod
+    def at(cls, step: int, what: str, value: float, lr: float) -> "TrainingDiverged":
+        """The error for step ``step``, whose ``what`` became ``value`` at rate ``lr``."""
+        return cls(f"training diverged at step {step}: the {what} is {value}. No checkpoint "
+                   f"was written from it (the last is from step {step - 1} or earlier). "
+                   f"Lower the learning rate (now {lr:g}) or clip the gradients "
+                   "(clip_norm / clip_value).")
+
+
+class RunExistsError(PyCharRNNError, FileExistsError):
+    """A new run was asked for in a run directory that already holds one."""

@@ -46,12 +46,17 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .files import atomic_write
 from .rundir import METRICS_FILE
 
-__all__ = ["MetricsLog", "read_metrics", "metrics_path", "METRICS_FILE"]
+__all__ = ["MetricsLog", "read_metrics", "metrics_path", "METRICS_FILE", "rolling_mean",
+           "SMOOTHING"]
+
+#: Steps in the rolling mean that smooths a training-loss curve (curves.png,
+#: the report).
+SMOOTHING = 100
 
 
 STEP_KEYS = ("step", "loss", "bpc", "ema_loss", "lr", "grad_norm", "epoch", "chars_per_sec")
@@ -67,6 +72,26 @@ def metrics_path(path_or_run_dir: PathLike) -> Path:
     if p.suffix == ".jsonl" and not p.is_dir():
         return p
     return p / METRICS_FILE
+
+
+def rolling_mean(values: Sequence[float], window: int = SMOOTHING) -> List[float]:
+    """Rolling mean of ``values`` over ``window`` steps, centred on each step
+    so that it does not lag behind the curve: the one smoothing of a loss
+    curve (curves.png and the report draw it). Early on the window is
+    narrower (value i averages values i-k..i+k with k = min(window // 2,
+    i // 4)) so the mean follows a loss's steep early drop instead of
+    smearing it; near the end it holds the values that exist."""
+    n = len(values)
+    h = max(0, int(window) // 2)
+    csum = [0.0]
+    for v in values:
+        csum.append(csum[-1] + float(v))
+    out: List[float] = []
+    for i in range(n):
+        k = min(h, i // 4)
+        lo, hi = i - k, min(n, i + k + 1)
+        out.append((csum[hi] - csum[lo]) / (hi - lo))
+    return out
 
 
 def _is_int(v: Any) -> bool:

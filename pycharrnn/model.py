@@ -1,4 +1,4 @@
-"""CharRNN: the model object, a thin owner of the C++ core's flat buffers."""
+"""CharRNN: the model, the one owner of the compiled core (through its backend)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core, sampling
-from .checkpoint import save_model
-from .checks import as_ids, check_int
-from .errors import CheckpointError, count
+from . import sampling
+from .backend import CPUBackend
+from .checks import as_ids, check_int, check_number
+from .config import REGULARIZERS, ModelConfig
+from .data import text_to_ids
 from .vocab import Vocab
 
 __all__ = ["CharRNN", "State"]
@@ -18,13 +19,7 @@ __all__ = ["CharRNN", "State"]
 #: A recurrent state: an array [L, B, H], or for the LSTM a pair (h, c).
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
-_CELLS = {"rnn": None, "gru": 2, "lstm": 3}
-_NONLINEARITIES = {"tanh": 0, "relu": 1}
-_DTYPES = {"float32": np.float32, "float64": np.float64}
-#: The regularisers beyond ``dropout``, as constructor arguments and config keys
-#: (a checkpoint without them was made before they existed: all off).
-REGULARIZERS = ("input_dropout", "output_dropout", "weight_drop", "embedding_dropout",
-                "locked_dropout")
+_M = ModelConfig  # the defaults
 
 
 class CharRNN:
@@ -61,6 +56,9 @@ class CharRNN:
             all its time steps (variational / locked dropout, Gal &
             Ghahramani 2016) instead of a new mask at every step.
 
+    The defaults are :class:`pycharrnn.config.ModelConfig`'s;
+    :meth:`from_config` builds a model from one.
+
     Every regulariser is inverted (what is kept is scaled by 1 / (1 - p)),
     drawn in C++ from a seed that the model's generator gives each training
     call (the same masks at any thread count, the same mask in the forward
@@ -68,127 +66,75 @@ class CharRNN:
     :meth:`loss`, sampling and validation never drop anything.
 
     Parameters are named and shaped as PyTorch's Embedding -> nn.RNN/GRU/LSTM
-    -> Linear (see :meth:`state_dict`) and live in one flat buffer; the
-    dict views share its memory.
+    -> Linear (see :meth:`state_dict`) and live in one flat buffer of the
+    model's :attr:`backend` (the compiled core); the dict views share its memory.
     """
 
-    def __init__(
-        self,
-        vocab: Union[Vocab, int],
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        cell: str = "lstm",
-        nonlinearity: str = "tanh",
-        embedding_dim: Optional[int] = None,
-        dropout: float = 0.0,
-        dtype: str = "float32",
-        seed: Optional[int] = None,
-        forget_bias: Optional[float] = None,
-        input_dropout: float = 0.0,
-        output_dropout: float = 0.0,
-        weight_drop: float = 0.0,
-        embedding_dropout: float = 0.0,
-        locked_dropout: bool = False,
-    ):
+    def __init__(self, vocab: Union[Vocab, int], hidden_size: int = _M.hidden_size,
+                 num_layers: int = _M.num_layers, cell: str = _M.cell,
+                 nonlinearity: str = _M.nonlinearity,
+                 embedding_dim: Optional[int] = _M.embedding_dim, dropout: float = _M.dropout,
+                 dtype: str = _M.dtype, seed: Optional[int] = None,
+                 forget_bias: Optional[float] = None,
+                 input_dropout: float = _M.input_dropout,
+                 output_dropout: float = _M.output_dropout, weight_drop: float = _M.weight_drop,
+                 embedding_dropout: float = _M.embedding_dropout,
+                 locked_dropout: bool = _M.locked_dropout):
         if isinstance(vocab, Vocab):
             self.vocab: Optional[Vocab] = vocab
             vocab_size = len(vocab)
         else:
             self.vocab = None
             vocab_size = check_int("vocab (size)", vocab, 1)
-        hidden_size = check_int("hidden_size", hidden_size, 1)
-        num_layers = check_int("num_layers", num_layers, 1)
-        if embedding_dim is not None:
-            embedding_dim = check_int("embedding_dim", embedding_dim, 1)
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-        if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        if cell != "rnn" and nonlinearity != "tanh":
-            raise ValueError("nonlinearity applies to cell='rnn' only")
-        rates = {"dropout": dropout, "input_dropout": input_dropout,
-                 "output_dropout": output_dropout, "weight_drop": weight_drop,
-                 "embedding_dropout": embedding_dropout}
-        for name, p in rates.items():
-            if isinstance(p, bool) or not isinstance(p, (int, float)):
-                raise TypeError(f"{name} must be a float, got {type(p).__name__}")
-            if not 0.0 <= float(p) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
-        for name in ("input_dropout", "embedding_dropout"):
-            if rates[name] > 0 and embedding_dim is None:
-                raise ValueError(f"{name} needs an embedding: set embedding_dim (one-hot "
-                                 "input has no embedding to drop)")
-        if not isinstance(locked_dropout, bool):
-            raise TypeError(f"locked_dropout must be a bool, got {type(locked_dropout).__name__}")
-        if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and
-                                           issubclass(dtype, np.generic)):
-            dtype = np.dtype(dtype).name  # np.float32 / np.dtype("float64")
-        if str(dtype) not in _DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        cfg = ModelConfig(
+            hidden_size=hidden_size, num_layers=num_layers, cell=cell,
+            nonlinearity=nonlinearity, embedding_dim=embedding_dim, dropout=dropout,
+            dtype=dtype, input_dropout=input_dropout, output_dropout=output_dropout,
+            weight_drop=weight_drop, embedding_dropout=embedding_dropout,
+            locked_dropout=locked_dropout).checked()
         if seed is not None:
             seed = check_int("seed", seed, 0)
         if forget_bias is not None:
-            if cell != "lstm":
+            if cfg.cell != "lstm":
                 raise ValueError("forget_bias applies to cell='lstm' only")
-            if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)) \
-                    or not math.isfinite(forget_bias):
-                raise TypeError("forget_bias must be a finite number")
-
+            forget_bias = check_number("forget_bias", forget_bias)
         self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.cell = cell
-        self.nonlinearity = nonlinearity
-        self.embedding_dim = embedding_dim
-        self.dropout = float(dropout)
-        self.input_dropout = float(input_dropout)
-        self.output_dropout = float(output_dropout)
-        self.weight_drop = float(weight_drop)
-        self.embedding_dropout = float(embedding_dropout)
-        self.locked_dropout = locked_dropout
-        self.dtype = np.dtype(_DTYPES[str(dtype)])
+        for k, v in vars(cfg).items():
+            setattr(self, k, v)
+        self.dtype = np.dtype(cfg.dtype)
         self.seed = seed
         self.forget_bias = forget_bias
         self.training = True
-
-        code = _CELLS[cell] if cell != "rnn" else _NONLINEARITIES[nonlinearity]
-        core_cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
-        self._core = core_cls(code, vocab_size, embedding_dim or 0, hidden_size, num_layers,
-                              self.dropout, input_dropout=self.input_dropout,
-                              output_dropout=self.output_dropout, weight_drop=self.weight_drop,
-                              embedding_dropout=self.embedding_dropout,
-                              locked_dropout=self.locked_dropout)
-        n = self._core.num_params
-        self._flat_params = np.zeros(n, dtype=self.dtype)
-        self._flat_grads = np.zeros(n, dtype=self.dtype)
-        self._layout = [(name, tuple(shape), off) for name, shape, off in self._core.layout()]
-        self._params = self._views(self._flat_params)
-        self._grads = self._views(self._flat_grads)
+        #: The compiled core that holds the parameters and computes.
+        self.backend = CPUBackend(cfg.cell, cfg.nonlinearity, vocab_size, cfg.embedding_dim or 0,
+                                  cfg.hidden_size, cfg.num_layers, self.dtype, cfg.dropout,
+                                  **{k: getattr(cfg, k) for k in REGULARIZERS})
+        self._params = self.backend.views(self.backend.params)
+        self._grads = self.backend.views(self.backend.grads)
         self.state_grad: Optional[State] = None
         self._rng = np.random.default_rng(seed)
         self.reset_parameters()
 
-    # ----------------------------------------------------------------- buffers
-    def _views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
-        out = {}
-        for name, shape, off in self._layout:
-            size = int(np.prod(shape))
-            out[name] = flat[off:off + size].reshape(shape)
-        return out
+    @classmethod
+    def from_config(cls, vocab: Union[Vocab, int], config: ModelConfig,
+                    seed: Optional[int] = None) -> "CharRNN":
+        """A model of the architecture ``config`` (:class:`ModelConfig`)."""
+        return cls(vocab, seed=seed, **vars(config))
 
+    # ----------------------------------------------------------------- buffers
     @property
     def num_params(self) -> int:
-        return int(self._flat_params.size)
+        return self.backend.num_params
 
     @property
     def flat_params(self) -> np.ndarray:
         """All parameters in one contiguous buffer (the state_dict arrays are views of it)."""
-        return self._flat_params
+        return self.backend.params
 
     @property
     def flat_grads(self) -> np.ndarray:
         """All gradients in one contiguous buffer, laid out as :attr:`flat_params`."""
-        return self._flat_grads
+        return self.backend.grads
 
     @property
     def params(self) -> Dict[str, np.ndarray]:
@@ -200,19 +146,15 @@ class CharRNN:
         """Views of the gradients of the last :meth:`forward_backward`, by name."""
         return dict(self._grads)
 
+    def model_config(self) -> ModelConfig:
+        """The architecture as a :class:`ModelConfig`."""
+        return ModelConfig(**{k: getattr(self, k) for k in ModelConfig.__dataclass_fields__
+                              if k != "dtype"}, dtype=self.dtype.name)
+
     def config(self) -> Dict[str, Any]:
-        """The constructor arguments (without vocab and seed) as plain values."""
-        return {
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "cell": self.cell,
-            "nonlinearity": self.nonlinearity,
-            "embedding_dim": self.embedding_dim,
-            "dropout": self.dropout,
-            "dtype": self.dtype.name,
-            **{k: getattr(self, k) for k in REGULARIZERS},
-        }
+        """The architecture and the vocabulary size as plain values (a
+        checkpoint's header keeps this)."""
+        return {"vocab_size": self.vocab_size, **vars(self.model_config())}
 
     @property
     def regularized(self) -> bool:
@@ -273,6 +215,19 @@ class CharRNN:
         for name, a in arrays.items():
             self._params[name][...] = a
 
+    def param_norm(self) -> float:
+        """The global L2 norm of the parameters (inf or NaN when one is)."""
+        return math.sqrt(self.backend.sum_squares(self.backend.params))
+
+    def grad_norm(self) -> float:
+        """The global L2 norm of :attr:`grads` (accumulated in double)."""
+        return math.sqrt(self.backend.sum_squares(self.backend.grads))
+
+    def grad_norms(self) -> Dict[str, float]:
+        """The L2 norm of each parameter's gradient, by name."""
+        return {k: math.sqrt(self.backend.sum_squares(g.reshape(-1)))
+                for k, g in self._grads.items()}
+
     # ------------------------------------------------------------------- state
     def initial_state(self, batch_size: int = 1) -> State:
         """Zeros: [L, B, H], or (h, c) for the LSTM."""
@@ -287,8 +242,7 @@ class CharRNN:
         (S = 2 for the LSTM's (h, c), else 1): the core's layout, and how a
         training checkpoint stores the carried state."""
         shape = (self.num_layers, batch_size, self.hidden_size)
-        slots = 2 if self.cell == "lstm" else 1
-        packed = np.zeros((slots,) + shape, self.dtype)
+        packed = np.zeros((self.backend.state_slots,) + shape, self.dtype)
         if state is None:
             return packed
         if self.cell == "lstm":
@@ -334,7 +288,7 @@ class CharRNN:
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         logits = np.empty(x.shape + (self.vocab_size,), self.dtype)
-        self._core.forward(self._flat_params, x, s0, s1, logits)
+        self.backend.forward(x, s0, s1, logits)
         return logits, self.unpack_state(s1)
 
     def _xy(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -353,19 +307,18 @@ class CharRNN:
         s0 = self.pack_state(state, x.shape[0])
         s1 = np.empty_like(s0)
         if reduce:
-            loss = self._core.loss(self._flat_params, x, y, s0, s1)
-            return float(loss), self.unpack_state(s1)
+            return self.backend.loss(x, y, s0, s1), self.unpack_state(s1)
         rows = np.empty(x.shape[0], np.float64)
-        self._core.loss(self._flat_params, x, y, s0, s1, stream_loss=rows)
+        self.backend.loss(x, y, s0, s1, stream_loss=rows)
         return rows / x.shape[1], self.unpack_state(s1)
 
     def forward_backward(self, x: Any, y: Any, state: Optional[State] = None, *,
                          rows: Optional[Tuple[int, int]] = None) -> Tuple[float, State]:
         """Loss and final state as :meth:`loss`, and every gradient: fills
         :attr:`grads` (overwritten, not accumulated) and :attr:`state_grad`
-        (d loss / d initial state; the Trainer's steps in one C++ call leave
-        it None). The regularisers (dropout and the rest)
-        are applied when ``training``, with new masks at every call.
+        (d loss / d initial state; :meth:`train_steps` leaves it None). The
+        regularisers (dropout and the rest) are applied when ``training``,
+        with new masks at every call.
 
         ``rows=(first, total)``: x holds rows ``first .. first + B`` of a
         batch of ``total`` rows (one process's share in data-parallel
@@ -378,11 +331,32 @@ class CharRNN:
         train = self.training and self.regularized
         seed = self._dropout_seed() if train else 0
         first, total = (0, 0) if rows is None else rows
-        loss = self._core.forward_backward(self._flat_params, self._flat_grads, x, y, s0, s1,
-                                           ds, train=train, seed=seed, first_row=first,
-                                           total_rows=total)
+        loss = self.backend.forward_backward(x, y, s0, s1, ds, train, seed, first, total)
         self.state_grad = self.unpack_state(ds)
-        return float(loss), self.unpack_state(s1)
+        return loss, self.unpack_state(s1)
+
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, state: np.ndarray, lrs: np.ndarray,
+                    optimizer: Any) -> Tuple[np.ndarray, np.ndarray, int, int]:
+        """``len(xs)`` training steps in one call of the core: for chunk k
+        (xs[k], ys[k], int32 [K, B, T]) the forward pass, BPTT, the gradient
+        norm, ``optimizer``'s clipping and update at rate ``lrs[k]``, the
+        packed ``state`` [S, L, B, H] carried (updated in place), with the
+        bits of K calls of :meth:`forward_backward` and ``optimizer.step``.
+        Returns (losses [K], pre-clip gradient norms [K], steps done,
+        status): status 0 when all were made, else the reason step ``done``
+        failed (1 loss, 2 gradient norm, 3 parameters not finite after its
+        update). ``optimizer`` is told of the updates made."""
+        K = xs.shape[0]
+        seeds = None
+        if self.training and self.regularized:
+            seeds = np.array([self._dropout_seed() for _ in range(K)], np.uint64)
+        losses, norms = np.empty(K), np.empty(K)
+        done, status = self.backend.train_steps(xs, ys, state, seeds, lrs, losses, norms,
+                                                optimizer.spec())
+        made = done + (status == 3)  # the parameter check follows the update
+        optimizer.count_updates(made, float(norms[made - 1]) if made else None)
+        self.state_grad = None  # only forward_backward fills it
+        return losses, norms, done, status
 
     def train(self, mode: bool = True) -> "CharRNN":
         """Training mode (the regularisers in forward_backward) on or off."""
@@ -390,17 +364,67 @@ class CharRNN:
         return self
 
     def eval(self) -> "CharRNN":
+        """Evaluation mode, as ``train(False)`` (PyTorch's name)."""
         return self.train(False)
 
-    # ---------------------------------------------------------------- sampling
+    # -------------------------------------------------------------- the loops
     def forward_packed(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
                        logits: np.ndarray) -> None:
         """:meth:`forward` without copies or conversions, for loops that step
         a character at a time: int32 ids x [B, T], packed states s0 -> s1
         ([S, L, B, H], see :meth:`pack_state`), logits [B, T, V] of the
         model's dtype filled in. The core checks every array it is given."""
-        self._core.forward(self._flat_params, x, s0, s1, logits)
+        self.backend.forward(x, s0, s1, logits)
 
+    def sample_loop(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,
+                    **options: Any) -> int:
+        """The sampling loop in one call of the core (what
+        :mod:`pycharrnn.sampling` builds on): fills out [n, k] with up to k ids
+        per row, drawn from logits [n, V] and fed back from the packed state;
+        ``options`` are the core's (temperature, top_k, top_p, seed, position,
+        uniform_first, stop, window, live, feed_last). Returns the steps made."""
+        return self.backend.sample(state, logits, out, **options)
+
+    def beam_loop(self, logits: np.ndarray, state: np.ndarray, length: int, beam_width: int,
+                  length_penalty: float = 0.0, stop: Optional[np.ndarray] = None
+                  ) -> Tuple[np.ndarray, float, float]:
+        """Beam search in one call of the core from the logits [V] and packed
+        state [S, L, 1, H] after a context: (ids, score, log-probability)."""
+        return self.backend.beam_search(logits, state, length, beam_width, length_penalty,
+                                        stop)
+
+    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
+        """An evaluation-mode pass over ids [T] from a zero state keeping
+        every step: hidden [L, T, H], cell [L, T, H] (LSTM, else None), gates
+        [L, T, G*H] (GRU/LSTM, else None), logits [T, V]."""
+        T, L, H, V = ids.size, self.num_layers, self.hidden_size, self.vocab_size
+        s0 = self.pack_state(None, 1)
+        G = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
+        hidden = np.empty((L, 1, T, H), self.dtype)
+        cell = np.empty((L, 1, T, H), self.dtype) if self.cell == "lstm" else None
+        gates = np.empty((L, 1, T, G * H), self.dtype) if G > 1 else None
+        logits = np.empty((1, T, V), self.dtype)
+        self.backend.trace(np.ascontiguousarray(ids, np.int32)[None], s0, np.empty_like(s0),
+                           hidden, cell, gates, logits)
+        return {"hidden": hidden[:, 0], "cell": None if cell is None else cell[:, 0],
+                "gates": None if gates is None else gates[:, 0], "logits": logits[0]}
+
+    def gradient_flow(self, text: Any, T: Optional[int] = None) -> np.ndarray:
+        """|| dL_T / dh_t || of every layer at every step t = 1..T: float64
+        [L, T], L_T the loss of predicting character T + 1 of ``text`` (a str
+        or ids) from the T before it. See :func:`pycharrnn.diagnostics.gradient_flow`."""
+        ids = text_to_ids(self, text, "text")
+        n = ids.size - 1 if T is None else check_int("T", T, 1)
+        if ids.size < n + 1 or n < 1:
+            raise ValueError(f"gradient_flow needs T + 1 = {n + 1} characters, the text has "
+                             f"{ids.size}")
+        norms = np.empty((self.num_layers, n), np.float64)
+        self.backend.gradient_flow(np.ascontiguousarray(ids[None, :n]),
+                                   np.ascontiguousarray(ids[None, 1:n + 1]),
+                                   self.pack_state(None, 1), norms)
+        return norms
+
+    # ---------------------------------------------------------------- sampling
     def sample_ids(self, length: int, prime: Any = None, temperature: float = 1.0,
                    top_k: Optional[int] = None, seed: Optional[int] = None, *,
                    top_p: Optional[float] = None, num_samples: int = 1) -> np.ndarray:
@@ -431,15 +455,6 @@ class CharRNN:
         return sampling.generate(self, length, prime, temperature, top_k, seed, top_p=top_p,
                                  stop=stop, warmup=warmup, unknown=unknown)
 
-    def trace(self, text: Any, top: int = 5):
-        """Every layer's hidden state (LSTM cell state, GRU/LSTM gates) at every
-        position of ``text`` read from a zero state, and the ``top``
-        likeliest next characters there: a
-        :class:`pycharrnn.diagnostics.Trace`."""
-        from .diagnostics import trace
-
-        return trace(self, text, top)
-
     def beam_search(self, prime: Any = "", length: int = 100, beam_width: int = 5, *,
                     length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
                     unknown: str = "error") -> "sampling.BeamResult":
@@ -451,48 +466,18 @@ class CharRNN:
                                     length_penalty=length_penalty, stop=stop, warmup=warmup,
                                     unknown=unknown)
 
-    # --------------------------------------------------------------------- I/O
-    def save(self, path: str) -> None:
-        """Write parameters, vocab and config to one file (atomically)."""
-        save_model(self, path)
+    def trace(self, text: Any, top: int = 5):
+        """Every layer's hidden state (LSTM cell state, GRU/LSTM gates) at every
+        position of ``text`` read from a zero state, and the ``top``
+        likeliest next characters there: a
+        :class:`pycharrnn.diagnostics.Trace`."""
+        from .diagnostics import trace
 
-    @classmethod
-    def from_checkpoint(cls, header: Dict[str, Any], arrays: Dict[str, np.ndarray],
-                        path: Any = "?") -> "CharRNN":
-        """Build a model from a checked checkpoint header and its arrays (what
-        :func:`pycharrnn.checkpoint.read_arrays` returns); ``path`` names the file
-        in errors, which are :class:`CheckpointError`."""
-        cfg = header.get("config")
-        if not isinstance(cfg, dict):
-            raise CheckpointError(f"{path}: header has no model config")
-        vocab = None
-        if header.get("vocab") is not None:
-            try:
-                vocab = Vocab.from_json(header["vocab"])
-            except (ValueError, TypeError) as e:
-                raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
-        try:
-            model = cls(
-                vocab if vocab is not None else cfg["vocab_size"],
-                hidden_size=cfg["hidden_size"],
-                num_layers=cfg["num_layers"],
-                cell=cfg["cell"],
-                nonlinearity=cfg["nonlinearity"],
-                embedding_dim=cfg["embedding_dim"],
-                dropout=cfg["dropout"],
-                dtype=cfg["dtype"],
-                **{k: cfg[k] for k in REGULARIZERS if k in cfg},
-            )
-            if model.vocab_size != cfg["vocab_size"]:
-                raise ValueError(f"vocabulary has {count(model.vocab_size, 'symbol')} but "
-                                 f"the config says {cfg['vocab_size']}")
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: invalid model config: {e!r}") from None
-        params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-        try:
-            model.load_state_dict(params)
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(f"{path}: parameters do not match the config: {e}") from None
-        if not np.isfinite(model.flat_params).all():
-            raise CheckpointError(f"{path}: the parameters contain NaN or infinite values")
-        return model
+        return trace(self, text, top)
+
+    # --------------------------------------------------------------------- I/O
+    def save(self, path: Any) -> None:
+        """Write parameters, vocab and config to one file (atomically)."""
+        from .checkpoint import save_model
+
+        save_model(self, path)

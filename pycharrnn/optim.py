@@ -15,30 +15,19 @@ Clipping is applied inside the update; ``model.grads`` is never modified.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _core
+from .checks import check_number
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS",
-           "from_state_dict"]
+           "DEFAULT_LR", "create", "from_state_dict"]
 
 
 def _number(name: str, value: Any, lo: float = 0.0, lo_open: bool = False,
             hi: Optional[float] = None, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo)
-    if hi is not None:
-        ok = ok and (v < hi if hi_open else v <= hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}" \
-              f"{')' if hi_open or hi is None else ']'}"
-        raise ValueError(f"{name} must be in {rng}, got {value}")
-    return v
+    return float(check_number(name, value, lo, hi, lo_open=lo_open, hi_open=hi_open))
 
 
 class Optimizer:
@@ -65,53 +54,44 @@ class Optimizer:
 
     def _zeros(self, *names: str) -> None:
         for n in names:
-            self.buffers[n] = np.zeros_like(self.model.flat_params)
+            self.buffers[n] = self.model.backend.zeros()
 
     def grad_norm(self) -> float:
         """Global L2 norm of the model's gradients (accumulated in double)."""
-        return math.sqrt(_core.sum_squares(self.model.flat_grads))
+        return self.model.grad_norm()
 
-    def _clip_args(self, grad_norm: Optional[float] = None) -> Dict[str, float]:
-        scale = 1.0
+    def step(self, grad_norm: Optional[float] = None) -> None:
+        """Apply ``model.grads`` to the parameters in one fused loop of the
+        model's backend. ``grad_norm``: the gradients' global norm when the
+        caller has it already (clip_norm then needs no second pass over them)."""
+        norm = 0.0
         if self.clip_norm is not None:
             norm = self.grad_norm() if grad_norm is None else float(grad_norm)
             self.last_grad_norm = norm
-            coef = self.clip_norm / (norm + 1e-6)
-            if coef < 1.0:
-                scale = coef
-        return {"scale": scale, "clip": self.clip_value or 0.0}
-
-    def step(self, grad_norm: Optional[float] = None) -> None:
-        """Apply ``model.grads`` to the parameters in one fused C++ loop.
-        ``grad_norm``: the gradients' global norm when the caller has it
-        already (clip_norm then needs no second pass over them)."""
+        self.model.backend.optimizer_step(self.spec(), self.lr, norm)
         self.step_count += 1
-        self._update(self.model.flat_params, self.model.flat_grads,
-                     **self._clip_args(grad_norm))
-
-    def _update(self, p: np.ndarray, g: np.ndarray, scale: float, clip: float) -> None:
-        raise NotImplementedError  # pragma: no cover
 
     @property
     def fusable(self) -> bool:
-        """Whether the C++ training loop may make this optimizer's updates:
-        only for the classes here, not for subclasses (which may change the
-        update the loop would bypass)."""
+        """Whether the training loop of the core may make this optimizer's
+        updates (:meth:`pycharrnn.CharRNN.train_steps`): only for the classes
+        here, not for subclasses (which may change :meth:`step`, which the
+        loop would bypass)."""
         return type(self) in OPTIMIZERS.values()
 
-    def _fused_spec(self) -> Dict[str, Any]:
-        """This optimizer for the C++ training loop (``train_steps``): the
-        kind, the updates made so far, the hyper-parameters and three
-        buffers (None where the configuration has none)."""
+    def spec(self) -> Dict[str, Any]:
+        """This optimizer as the core's update takes it: the kind, the
+        updates made so far, the hyper-parameters and three buffers (None
+        where the configuration has none)."""
         return {"step": self.step_count, "clip_norm": self.clip_norm or 0.0,
-                "clip_value": self.clip_value or 0.0, **self._fused_fields()}
+                "clip_value": self.clip_value or 0.0, **self._fields()}
 
-    def _fused_fields(self) -> Dict[str, Any]:
+    def _fields(self) -> Dict[str, Any]:
         raise NotImplementedError  # pragma: no cover
 
-    def _fused_done(self, updates: int, grad_norm: Optional[float]) -> None:
-        """Account for ``updates`` made by the C++ loop, the last with the
-        pre-clip gradient norm ``grad_norm``."""
+    def count_updates(self, updates: int, grad_norm: Optional[float]) -> None:
+        """Account for ``updates`` made by the core's training loop, the
+        last with the pre-clip gradient norm ``grad_norm``."""
         self.step_count += updates
         if updates and self.clip_norm is not None:
             self.last_grad_norm = grad_norm
@@ -180,17 +160,11 @@ class SGD(Optimizer):
         if self.momentum != 0:
             self._zeros("momentum_buffer")
 
-    def _fused_fields(self):
+    def _fields(self):
         b = self.buffers.get
         return {"kind": 0, "momentum": self.momentum, "dampening": self.dampening,
                 "nesterov": self.nesterov, "weight_decay": self.weight_decay,
                 "buffers": [b("momentum_buffer"), None, None]}
-
-    def _update(self, p, g, scale, clip):
-        _core.sgd_update(p, g, self.buffers.get("momentum_buffer"), lr=self.lr,
-                         momentum=self.momentum, dampening=self.dampening,
-                         nesterov=self.nesterov, first=self.step_count == 1,
-                         weight_decay=self.weight_decay, scale=scale, clip=clip)
 
 
 class AdaGrad(Optimizer):
@@ -216,16 +190,10 @@ class AdaGrad(Optimizer):
         self._zeros("sum")
         self.buffers["sum"][:] = init
 
-    def _fused_fields(self):
+    def _fields(self):
         return {"kind": 1, "lr_decay": self.lr_decay, "eps": self.eps,
                 "eps_inside": self.eps_inside_sqrt, "weight_decay": self.weight_decay,
                 "buffers": [self.buffers["sum"], None, None]}
-
-    def _update(self, p, g, scale, clip):
-        clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
-        _core.adagrad_update(p, g, self.buffers["sum"], clr=clr, eps=self.eps,
-                             eps_inside=self.eps_inside_sqrt,
-                             weight_decay=self.weight_decay, scale=scale, clip=clip)
 
 
 class RMSProp(Optimizer):
@@ -250,18 +218,11 @@ class RMSProp(Optimizer):
         if self.momentum > 0:
             self._zeros("momentum_buffer")
 
-    def _fused_fields(self):
+    def _fields(self):
         b = self.buffers.get
         return {"kind": 2, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
                 "centered": self.centered, "weight_decay": self.weight_decay,
                 "buffers": [b("square_avg"), b("grad_avg"), b("momentum_buffer")]}
-
-    def _update(self, p, g, scale, clip):
-        _core.rmsprop_update(p, g, self.buffers["square_avg"], self.buffers.get("grad_avg"),
-                             self.buffers.get("momentum_buffer"), lr=self.lr, alpha=self.alpha,
-                             eps=self.eps, momentum=self.momentum,
-                             centered=self.centered, weight_decay=self.weight_decay,
-                             scale=scale, clip=clip)
 
 
 class Adam(Optimizer):
@@ -291,22 +252,12 @@ class Adam(Optimizer):
         super().load_state_dict(d)
         self.betas = tuple(self.betas)  # JSON gives a list
 
-    def _fused_fields(self):
+    def _fields(self):
         b = self.buffers.get
         return {"kind": 3, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
                 "decoupled": self._decoupled, "amsgrad": self.amsgrad,
                 "weight_decay": self.weight_decay,
                 "buffers": [b("exp_avg"), b("exp_avg_sq"), b("max_exp_avg_sq")]}
-
-    def _update(self, p, g, scale, clip):
-        b1, b2 = self.betas
-        t = self.step_count
-        _core.adam_update(p, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
-                          self.buffers.get("max_exp_avg_sq"), lr=self.lr, beta1=b1, beta2=b2,
-                          eps=self.eps, bias_correction1=1 - b1 ** t,
-                          bias_correction2=1 - b2 ** t, decoupled=self._decoupled,
-                          amsgrad=self.amsgrad, weight_decay=self.weight_decay,
-                          scale=scale, clip=clip)
 
 
 class AdamW(Adam):
@@ -323,6 +274,29 @@ class AdamW(Adam):
 
 #: name -> class, for the command line and checkpoints
 OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
+#: The learning rate of each optimizer by name when none is given (:func:`create`).
+#: The loss is a mean over B*T characters, so gradients are far smaller than
+#: min-char-rnn's (a loss summed over 25): there lr 0.1 suits AdaGrad, here
+#: 0.02 (tinyshakespeare, H=128, B=32, T=50, 300 steps: 0.1 stalls at 3.2
+#: nats, 0.02 reaches 2.25).
+DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.02, "rmsprop": 2e-3, "adam": 2e-3, "adamw": 2e-3}
+
+
+def create(name: str, model, lr: Optional[float] = None, clip_value: Optional[float] = None,
+           clip_norm: Optional[float] = None, weight_decay: float = 0.0) -> Optimizer:
+    """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) for ``model``, as
+    ``pycharrnn train --optimizer`` makes it: ``lr`` None is
+    :data:`DEFAULT_LR`'s; "adagrad" is min-char-rnn's form (eps 1e-8 inside
+    the square root); the other hyper-parameters are torch.optim's defaults.
+    ``clip_value`` 0 means no clipping, as None."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    kw: Dict[str, Any] = dict(lr=DEFAULT_LR[name] if lr is None else lr,
+                              clip_value=clip_value or None, clip_norm=clip_norm,
+                              weight_decay=weight_decay)
+    if name == "adagrad":
+        kw.update(eps=1e-8, eps_inside_sqrt=True)
+    return OPTIMIZERS[name](model, **kw)
 
 
 def from_state_dict(model, d: Dict[str, Any]) -> Optimizer:

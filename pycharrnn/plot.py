@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .files import atomic_write
-from .metrics import read_metrics
+from .metrics import SMOOTHING, read_metrics, rolling_mean
 from .rundir import CURVES_FILE
 
-__all__ = ["plot_curves", "plot_run", "rolling_mean", "CURVES_FILE"]
+__all__ = ["plot_curves", "plot_run", "rolling_mean", "CURVES_FILE", "CurvesPlot"]
 
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -40,25 +40,6 @@ def _matplotlib():
         raise ImportError('plotting needs matplotlib, which is not installed: '
                           'pip install "pycharrnn[plot]" (or pip install matplotlib)') from e
     return Figure, FigureCanvasAgg
-
-
-def rolling_mean(values: Sequence[float], window: int) -> List[float]:
-    """Rolling mean of ``values`` over ``window`` steps, centred on each step
-    so that it does not lag behind the curve. Early on the window is narrower
-    (value i averages values i-k..i+k with k = min(window // 2, i // 4)) so the
-    mean follows a loss's steep early drop instead of smearing it; near the
-    end it holds the values that exist."""
-    n = len(values)
-    h = max(0, int(window) // 2)
-    csum = [0.0]
-    for v in values:
-        csum.append(csum[-1] + float(v))
-    out: List[float] = []
-    for i in range(n):
-        k = min(h, i // 4)
-        lo, hi = i - k, min(n, i + k + 1)
-        out.append((csum[hi] - csum[lo]) / (hi - lo))
-    return out
 
 
 def _series(records: Records, key: str) -> Tuple[List[float], List[float]]:
@@ -107,7 +88,7 @@ def _normalize(runs: Any) -> List[Tuple[str, Records, Records]]:
 
 
 def plot_curves(runs: Any, out_png: PathLike, title: Optional[str] = None,
-                window: int = 100) -> Path:
+                window: int = SMOOTHING) -> Path:
     """Plot training curves of one or more runs into one PNG.
 
     Args:
@@ -169,7 +150,7 @@ def plot_curves(runs: Any, out_png: PathLike, title: Optional[str] = None,
 
 
 def plot_run(run_dir: PathLike, out_png: Optional[PathLike] = None,
-             title: Optional[str] = None, window: int = 100) -> Path:
+             title: Optional[str] = None, window: int = SMOOTHING) -> Path:
     """Plot ``RUN_DIR/metrics.jsonl`` to ``out_png`` (default
     ``RUN_DIR/curves.png``); returns the path written."""
     run_dir = Path(run_dir)
@@ -179,3 +160,65 @@ def plot_run(run_dir: PathLike, out_png: Optional[PathLike] = None,
         out_png = (run_dir if run_dir.suffix != ".jsonl" else run_dir.parent) / CURVES_FILE
     return plot_curves([(name or "run", steps, evals)], out_png,
                        title=title if title is not None else name or None, window=window)
+
+
+class CurvesPlot:
+    """Trainer callback that keeps ``RUN_DIR/curves.png`` drawn from the
+    trainer's histories (which a resumed run restores in full): after a
+    validation, at most every ``every`` seconds, at the next event (so that
+    the checkpoint due at the validated step is written first: the first
+    drawing in a process imports matplotlib, which can take a second), and
+    at the end of every run. A picture that cannot be drawn never ends the
+    run: without matplotlib a hint is printed once, any other failure a
+    warning once; but a signal's exception raised while drawing (it may come
+    as an ImportError from inside matplotlib's import) stops it."""
+
+    #: It only draws what the histories hold: the Trainer may report several steps at once.
+    batched_steps = True
+
+    def __init__(self, run_dir: PathLike, every: float = 30.0, log=print):
+        self.path = Path(run_dir) / CURVES_FILE
+        self.every, self.log = every, log
+        self._drawn = -math.inf
+        self._due = False
+        self._failed = False
+
+    def __call__(self, trainer: Any, event: str, metrics: Any) -> None:
+        import time
+
+        if self._due:
+            self._due = False
+            self.draw(trainer)
+            self._drawn = time.perf_counter()
+        if event == "eval":
+            self._due = time.perf_counter() - self._drawn >= self.every
+
+    def on_run_end(self, trainer: Any, signum: Optional[int]) -> None:
+        self.draw(trainer)
+
+    def draw(self, trainer: Any) -> None:
+        if not trainer.history:
+            return
+        try:
+            plot_curves([(trainer.model.cell, trainer.history, trainer.val_history)], self.path)
+        except Exception as e:  # a picture that cannot be drawn must not end the run
+            from .signals import Interrupted, interrupted_by
+
+            signum = interrupted_by(e)  # but a signal must: it may come as any exception here
+            if signum is not None:
+                raise Interrupted(signum) from e
+            if isinstance(e, ImportError):
+                if not _HINTED:
+                    _HINTED.append(True)
+                    self.log('(curves.png needs matplotlib: pip install "pycharrnn[plot]")')
+                return
+            if not self._failed:
+                self._failed = True
+                import sys
+
+                print(f"pycharrnn: warning: curves.png not drawn: {type(e).__name__}: {e}",
+                      file=sys.stderr)
+
+
+#: Whether this process has said that curves.png needs matplotlib.
+_HINTED: List[bool] = []

@@ -14,7 +14,7 @@ then a cosine to the deadline (:class:`pycharrnn.schedule.CosineToDeadline`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 __all__ = ["Recipe", "RECIPES", "for_budget", "by_name"]
 
@@ -22,8 +22,9 @@ __all__ = ["Recipe", "RECIPES", "for_budget", "by_name"]
 @dataclass(frozen=True)
 class Recipe:
     """One row of the table. ``seconds`` is the budget it was chosen for;
-    the other fields are the ``pycharrnn train`` options of the same names
-    (``num_layers`` is --layers)."""
+    the other fields are fields of :class:`pycharrnn.config.ModelConfig` and
+    :class:`pycharrnn.config.TrainConfig` (``pycharrnn train``'s options of
+    the same names; ``num_layers`` is --layers)."""
 
     name: str
     seconds: float
@@ -45,10 +46,25 @@ class Recipe:
     locked_dropout: bool = False
 
     def options(self) -> Dict[str, Any]:
-        """The fields that are train options, by their argparse names."""
+        """The fields that are config fields, by name."""
         d = asdict(self)
         del d["name"], d["seconds"]
         return d
+
+    def announce(self, config: Any, given: Mapping[str, Any] = (), auto: bool = True,
+                 naming: Optional[Callable[[str], str]] = None) -> str:
+        """The line a run made from this recipe starts with: its row, why
+        (``auto``: chosen for the time limit; else asked for by name), the
+        cosine's end, and the options of ``given`` that differ from the row
+        (named by ``naming``: a config field's name, or its flag)."""
+        name = naming or (lambda k: k)
+        how = f"for {name('seconds')} {config.seconds:g}" if auto else name("recipe")
+        until = f"step {config.steps}" if config.steps is not None else "the deadline"
+        opts = self.options()
+        yours = [name(k) for k in opts if k in given and given[k] is not None
+                 and given[k] != opts[k]]
+        return (f"recipe {self.name} ({how}): {self.describe(until)}"
+                + (f"; yours: {', '.join(yours)}" if yours else ""))
 
     def describe(self, until: str = "the deadline") -> str:
         """One line for the start of a run (its cosine runs to ``until``)."""

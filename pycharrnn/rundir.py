@@ -8,7 +8,7 @@ A run directory holds::
 
     latest.npz      the newest training checkpoint (exact resume)
     best.npz        the training checkpoint with the lowest validation loss
-    run.json        the data and options of the run (the command line's)
+    run.json        where the run's text comes from, its model and training options
     metrics.jsonl   one JSON line per step and per validation
     curves.png      the training curves
 
@@ -31,13 +31,18 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .checkpoint import read_arrays, save_model
-from .errors import CheckpointError
+from .config import REGULARIZERS
+from .errors import CheckpointError, RunExistsError
 from .files import atomic_write, remove_stale_temporaries
 from .model import CharRNN
+from .vocab import Vocab, compact_dtype
+from .words import plural
 
 __all__ = ["LATEST", "BEST", "RUN_FILE", "METRICS_FILE", "CURVES_FILE", "FILES",
            "TrainingState", "save_training", "load_training", "resolve", "load",
-           "read_checkpoint", "write_run_info", "read_run_info", "remove_temporaries"]
+           "read_checkpoint", "model_from", "write_run_info", "read_run_info", "run_source",
+           "run_text", "validation_ids", "describe",
+           "check_new_run", "remove_temporaries"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -105,7 +110,7 @@ def load_training(path: PathLike, blob: Optional[bytes] = None
     if "trainer" not in extra:
         raise CheckpointError(f"{p} holds a model but no training state: it cannot be "
                               "resumed (load it with pycharrnn.load)")
-    model = CharRNN.from_checkpoint(header, arrays, p)
+    model = model_from(header, arrays, p)
     try:
         o = extra["optimizer"]
         ts = TrainingState(
@@ -139,7 +144,42 @@ def read_checkpoint(path: PathLike) -> Tuple[CharRNN, Dict[str, Any], Path]:
     """(model, header, file) for a checkpoint file or a run directory, read once."""
     p = resolve(path)
     header, arrays = read_arrays(p)
-    return CharRNN.from_checkpoint(header, arrays, p), header, p
+    return model_from(header, arrays, p), header, p
+
+
+def model_from(header: Dict[str, Any], arrays: Dict[str, np.ndarray],
+               path: Any = "?") -> CharRNN:
+    """The model of a checked checkpoint header and its arrays (what
+    :func:`pycharrnn.checkpoint.read_arrays` returns); ``path`` names the file
+    in errors, which are :class:`CheckpointError`."""
+    cfg = header.get("config")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: header has no model config")
+    vocab = None
+    if header.get("vocab") is not None:
+        try:
+            vocab = Vocab.from_json(header["vocab"])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: bad vocabulary: {e}") from None
+    try:
+        keys = ("hidden_size", "num_layers", "cell", "nonlinearity", "embedding_dim",
+                "dropout", "dtype")
+        model = CharRNN(vocab if vocab is not None else cfg["vocab_size"],
+                        **{k: cfg[k] for k in keys},
+                        **{k: cfg[k] for k in REGULARIZERS if k in cfg})
+        if model.vocab_size != cfg["vocab_size"]:
+            raise ValueError(f"vocabulary has {plural(model.vocab_size, 'symbol')} but "
+                             f"the config says {cfg['vocab_size']}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid model config: {e!r}") from None
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    try:
+        model.load_state_dict(params)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: parameters do not match the config: {e}") from None
+    if not np.isfinite(model.flat_params).all():
+        raise CheckpointError(f"{path}: the parameters contain NaN or infinite values")
+    return model
 
 
 def load(path: PathLike) -> CharRNN:
@@ -157,6 +197,81 @@ def write_run_info(run_dir: PathLike, info: Dict[str, Any]) -> None:
 def read_run_info(run_dir: PathLike) -> Dict[str, Any]:
     """The run's ``run.json``; FileNotFoundError when there is none."""
     return json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+
+
+def run_source(run_dir: PathLike) -> Dict[str, Optional[str]]:
+    """Where a run's text comes from, as its ``run.json`` says: {"data": a
+    file's path, "corpus": a built-in corpus' name}, one of them set.
+    ValueError says what to give instead when run.json names neither."""
+    try:
+        info = read_run_info(run_dir)
+    except FileNotFoundError:
+        raise ValueError(f"{Path(run_dir) / RUN_FILE} does not exist, so nothing names the "
+                         "run's text: give the text file") from None
+    source = {"data": info.get("data"), "corpus": info.get("corpus")}
+    if source["data"] is None and source["corpus"] is None:
+        raise ValueError(f"the run in {run_dir} was given its text in memory (from Python), "
+                         "not from a file: give the text file")
+    return source
+
+
+def run_text(run_dir: PathLike) -> Tuple[str, Dict[str, Optional[str]]]:
+    """The text a run trained on and its source (:func:`run_source`)."""
+    from .data import load_text
+
+    source = run_source(run_dir)
+    return load_text(source["data"], source["corpus"]), source
+
+
+def validation_ids(path: PathLike) -> Tuple[CharRNN, Dict[str, Any], Path, np.ndarray, str]:
+    """A checkpoint's model and its run's validation text, as training read
+    it: (model, header, file, ids, what the text is). The run's text is the
+    file or corpus its run.json names, checked against the checkpoint's
+    fingerprint; ValueError says what to give instead when it cannot be found
+    or has changed."""
+    from .data import fingerprint, split_validation
+
+    model, header, p = read_checkpoint(path)
+    t = (header.get("extra") or {}).get("trainer")
+    if not t:
+        raise ValueError(f"{p} holds a model but no training run, so no validation text: "
+                         "give a TEXT_FILE")
+    text, source = run_text(p.parent)
+    where = source["data"] or f"--corpus {source['corpus']}"
+    try:
+        ids = model.vocab.encode(text, compact_dtype(model.vocab_size))
+    except ValueError:  # a character the model never saw
+        ids = None
+    if ids is None or fingerprint(ids) != t["data"]:
+        raise ValueError(f"the run's data ({where}) is no longer the text it was trained on "
+                         "(its length or hash differs): give a TEXT_FILE")
+    _, ids = split_validation(ids, t["val_fraction"])
+    if ids.size < 2:
+        raise ValueError("the run held out no validation text (val_fraction 0): give a "
+                         "TEXT_FILE")
+    return model, header, p, ids, \
+        f"the validation text (the last {t['val_fraction']:.0%}) of {where}"
+
+
+def describe(path: PathLike) -> Dict[str, Any]:
+    """A checkpoint's model configuration and, for a training checkpoint, where
+    its run stands (step, epoch, losses, batch, optimizer)."""
+    model, header, p = read_checkpoint(path)
+    info = {"file": str(p), **model.config(), "num_params": model.num_params}
+    extra = header.get("extra") or {}
+    t = extra.get("trainer")
+    if t:
+        info.update(step=t["step"], epoch=t["epoch"], best_val_loss=t["best_val_loss"],
+                    ema_loss=t.get("ema_loss"), batch_size=t["batch_size"],
+                    seq_length=t["seq_length"], optimizer=extra["optimizer"]["type"])
+    return info
+
+
+def check_new_run(run_dir: PathLike) -> None:
+    """Raise :class:`RunExistsError` when ``run_dir`` already holds a run."""
+    if (Path(run_dir) / LATEST).exists():
+        raise RunExistsError(f"{run_dir} already holds a run; continue it with --resume "
+                             "(Trainer.resume) or choose another run directory")
 
 
 def remove_temporaries(run_dir: PathLike, older_than: Optional[float] = None) -> List[Path]:

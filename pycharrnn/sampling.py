@@ -1,8 +1,8 @@
 """Sampling from a model: temperature, top-k, nucleus (top-p), stop strings,
 warm-up text, N samples drawn as one batch, streaming, and beam search.
 
-The loops run in C++ (``CharRNN._core.sample`` and ``.beam_search``), one call
-for many characters, with the GIL released. The random numbers are
+The loops run in C++ (:meth:`CharRNN.sample_loop` and :meth:`CharRNN.beam_loop`),
+one call for many characters, with the GIL released. The random numbers are
 counter-based: row ``b`` of a sample draws its character at position ``i``
 with the uniform number ``hash_uniform(seed, b, i)`` (see csrc/sampling.hpp),
 so a seed gives the same text whatever the thread count, however the text is
@@ -13,13 +13,13 @@ reference of every step (tests/sampling_reference.py).
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .checks import as_ids, check_int
+from .checks import as_ids, check_int, check_number, check_optional_int
+from .data import text_to_ids
 
 __all__ = ["sample", "sample_ids", "generate", "beam_search", "BeamResult"]
 
@@ -220,11 +220,10 @@ class _Run:
         out = np.empty((self.live.size, count), np.int32)
         if count == 0:
             return out
-        m = self.model
-        k = m._core.sample(m.flat_params, self.state, self.logits, out,
-                           position=self.position, uniform_first=self.uniform_first,
-                           stop=self.stop, window=self.window, live=self.live,
-                           feed_last=not last, **self.kw)
+        k = self.model.sample_loop(self.state, self.logits, out, position=self.position,
+                                   uniform_first=self.uniform_first, stop=self.stop,
+                                   window=self.window, live=self.live, feed_last=not last,
+                                   **self.kw)
         self.position += k
         return out[:, :k]
 
@@ -275,10 +274,7 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
     """
     length = check_int("length", length, 0)
     beam_width = check_int("beam_width", beam_width, 1)
-    if isinstance(length_penalty, bool) or \
-            not isinstance(length_penalty, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(length_penalty):
-        raise TypeError("length_penalty must be a finite number")
+    length_penalty = check_number("length_penalty", length_penalty)
     if model.vocab is not None:
         context, stop = _text_context(model, prime, warmup, stop, unknown)
     else:
@@ -295,9 +291,8 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
         model.forward_packed(np.ascontiguousarray(context, np.int32).reshape(1, -1), s0, s1,
                              clog)
         logits = np.ascontiguousarray(clog[0, -1])
-    ids, score, log_prob = model._core.beam_search(
-        model.flat_params, logits, s1, length, beam_width,
-        length_penalty=float(length_penalty),
+    ids, score, log_prob = model.beam_loop(
+        logits, s1, length, beam_width, length_penalty=float(length_penalty),
         stop=None if stop is None else np.ascontiguousarray(stop, np.int32))
     result = BeamResult(model.vocab.decode(ids) if model.vocab is not None else "")
     result.ids, result.score, result.log_prob = ids, float(score), float(log_prob)
@@ -334,32 +329,19 @@ def _text_context(model, prime: Any, warmup: Any, stop: Any,
 
 
 def _encode_arg(model, name: str, text: str, unknown: str = "error") -> np.ndarray:
-    """``vocab.encode(text)``, naming the argument in the error."""
+    """The ids of an argument's text (none for ""), named in errors."""
     if not text:
         return np.empty(0, dtype=np.int32)
-    try:
-        return model.vocab.encode(text, unknown=unknown)
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
+    return text_to_ids(model, text, name, unknown=unknown)
 
 def _check_sampling(length: Any, temperature: Any, top_k: Any,
                     top_p: Any) -> Tuple[int, Optional[int], Optional[float]]:
     """Check the arguments shared by every sampling method; (length, top_k, top_p)."""
     length = check_int("length", length, 0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)):
-        raise TypeError("temperature must be a number")
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
-    if top_k is not None:
-        top_k = check_int("top_k", top_k, 1)
+    check_number("temperature", temperature, 0)
+    top_k = check_optional_int("top_k", top_k, 1)
     if top_p is not None:
-        if isinstance(top_p, (bool, np.bool_)) or \
-                not isinstance(top_p, (int, float, np.integer, np.floating)):
-            raise TypeError(f"top_p must be a number in (0, 1] or None, "
-                            f"got {type(top_p).__name__}")
-        top_p = float(top_p)
-        if not 0.0 < top_p <= 1.0:  # also refuses NaN
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        top_p = float(check_number("top_p", top_p, 0, 1, lo_open=True))
     return length, top_k, top_p
 
 

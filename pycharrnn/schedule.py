@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional
 
+from .checks import check_choice, check_int, check_number
+
 
 class Schedule:
     """Base: a constant learning rate ``base_lr``."""
@@ -20,9 +22,7 @@ class Schedule:
     by_time = False
 
     def __init__(self, base_lr: float):
-        if not (isinstance(base_lr, (int, float)) and math.isfinite(base_lr) and base_lr > 0):
-            raise ValueError(f"base_lr must be a positive number, got {base_lr!r}")
-        self.base_lr = float(base_lr)
+        self.base_lr = float(check_number("base_lr", base_lr, 0, lo_open=True))
 
     def lr(self, step: int, epoch: float) -> float:
         return self.base_lr
@@ -54,14 +54,10 @@ class StepDecay(Schedule):
     def __init__(self, base_lr: float, gamma: float = 0.97, every: float = 1.0,
                  start: float = 10.0, unit: str = "epoch"):
         super().__init__(base_lr)
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
-        if not every > 0:
-            raise ValueError(f"every must be > 0, got {every}")
-        if unit not in ("epoch", "step"):
-            raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
-        self.gamma, self.every, self.start, self.unit = float(gamma), float(every), \
-            float(start), unit
+        self.gamma = float(check_number("gamma", gamma, 0, 1, lo_open=True))
+        self.every = float(check_number("every", every, 0, lo_open=True))
+        self.start = float(check_number("start", start))
+        self.unit = check_choice("unit", unit, ("epoch", "step"))
 
     def lr(self, step: int, epoch: float) -> float:
         t = epoch if self.unit == "epoch" else float(step)
@@ -80,14 +76,9 @@ class CosineWarmup(Schedule):
     def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0,
                  min_lr: float = 0.0):
         super().__init__(base_lr)
-        if not (isinstance(total_steps, int) and total_steps >= 1):
-            raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
-        if not (isinstance(warmup_steps, int) and 0 <= warmup_steps <= total_steps):
-            raise ValueError("warmup_steps must be an int in [0, total_steps]")
-        if not 0 <= min_lr <= base_lr:
-            raise ValueError("min_lr must be in [0, base_lr]")
-        self.total_steps, self.warmup_steps, self.min_lr = total_steps, warmup_steps, \
-            float(min_lr)
+        self.total_steps = check_int("total_steps", total_steps, 1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0, self.total_steps)
+        self.min_lr = float(check_number("min_lr", min_lr, 0, self.base_lr))
 
     def lr(self, step: int, epoch: float) -> float:
         if step <= self.warmup_steps:
@@ -115,15 +106,9 @@ class CosineToDeadline(Schedule):
     def __init__(self, base_lr: float, seconds: float, warmup_steps: int = 0,
                  min_lr: float = 0.0):
         super().__init__(base_lr)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
-                not (math.isfinite(seconds) and seconds > 0):
-            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
-            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-        if not 0 <= min_lr <= base_lr:
-            raise ValueError("min_lr must be in [0, base_lr]")
-        self.seconds, self.warmup_steps, self.min_lr = float(seconds), warmup_steps, \
-            float(min_lr)
+        self.seconds = float(check_number("seconds", seconds, 0, lo_open=True))
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+        self.min_lr = float(check_number("min_lr", min_lr, 0, self.base_lr))
 
     def lr(self, step: int, epoch: float, seconds: float = 0.0) -> float:
         warm = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
@@ -144,12 +129,10 @@ class ReduceOnPlateau(Schedule):
     def __init__(self, base_lr: float, factor: float = 0.5, patience: int = 2,
                  threshold: float = 1e-4, min_lr: float = 0.0):
         super().__init__(base_lr)
-        if not 0 < factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
-        if not (isinstance(patience, int) and patience >= 0):
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        self.factor, self.patience, self.threshold, self.min_lr = float(factor), patience, \
-            float(threshold), float(min_lr)
+        self.factor = float(check_number("factor", factor, 0, 1, lo_open=True, hi_open=True))
+        self.patience = check_int("patience", patience, 0)
+        self.threshold = float(check_number("threshold", threshold, 0))
+        self.min_lr = float(check_number("min_lr", min_lr, 0))
         self.current = self.base_lr
         self.best: Optional[float] = None
         self.bad = 0
@@ -181,6 +164,35 @@ class ReduceOnPlateau(Schedule):
 
 SCHEDULES = {c.__name__: c for c in (Constant, StepDecay, CosineWarmup, CosineToDeadline,
                                       ReduceOnPlateau)}
+
+
+#: The schedules by the names ``pycharrnn train --schedule`` takes.
+NAMES = ("constant", "step", "cosine", "plateau")
+
+
+def create(name: str, lr: float, steps: Optional[int] = None, seconds: Optional[float] = None,
+           warmup: int = 0, decay: float = 0.97, decay_after: float = 10.0
+           ) -> Optional[Schedule]:
+    """The schedule ``name`` (one of :data:`NAMES`) from the base rate
+    ``lr``, as ``pycharrnn train --schedule`` makes it: "constant" is None
+    (the optimizer's rate is left alone); "step" multiplies by ``decay``
+    every epoch from epoch ``decay_after`` (char-rnn's decay); "cosine"
+    warms up over ``warmup`` steps, then runs a cosine to step ``steps``, or
+    without them to the deadline ``seconds`` of the training clock;
+    "plateau" multiplies by ``decay`` (0.5 when ``decay`` is 1) when the
+    validation loss stalls."""
+    check_choice("schedule", name, NAMES)
+    if name == "step":
+        return StepDecay(lr, gamma=decay, every=1, start=decay_after)
+    if name == "cosine":
+        if steps is not None:
+            return CosineWarmup(lr, total_steps=steps, warmup_steps=warmup)
+        if seconds is None:
+            raise ValueError("schedule 'cosine' needs steps or seconds (the run's length)")
+        return CosineToDeadline(lr, seconds=seconds, warmup_steps=warmup)
+    if name == "plateau":
+        return ReduceOnPlateau(lr, factor=decay if decay < 1 else 0.5)
+    return None
 
 
 def from_config(cfg: Dict[str, Any]) -> Schedule:

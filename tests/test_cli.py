@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn.train import evaluate
+from pycharrnn.evaluation import evaluate
 
 TEXT = "to be or not to be, that is the question: whether 'tis nobler in the mind\n" * 40
 
@@ -280,30 +280,28 @@ def test_bad_prime_is_refused_before_anything_is_printed(tmp_path, data):
 
 
 def test_help_shows_every_default(tmp_path):
-    from pycharrnn import cli as cli_mod
+    from pycharrnn.config import ModelConfig, TrainConfig
     for cmd in ("train", "sample", "eval", "bench", "plot", "info"):
         text = cli(tmp_path, cmd, "--help").stdout
         assert "default" in text or cmd == "info"  # info has no option
     train = " ".join(cli(tmp_path, "train", "--help").stdout.split())
-    for needle in ("--hidden-size HIDDEN_SIZE units per layer (default: 256)",
+    for needle in (f"--hidden-size HIDDEN_SIZE units per layer (default: "
+                   f"{ModelConfig.hidden_size})",
                    "--cell {rnn,gru,lstm} (default: lstm)", "--lr-decay LR_DECAY",
                    "(default: 0.97)", "--eval-every EVAL_EVERY", "(default: 1000;",
-                   f"(default: {cli_mod.SAMPLE_TEMPERATURE})"):
+                   f"(default: {TrainConfig.sample_temperature})"):
         assert needle in train, needle
     sample = " ".join(cli(tmp_path, "sample", "--help").stdout.split())
     assert "--temperature TEMPERATURE" in sample
-    assert f"(default: {cli_mod.SAMPLE_TEMPERATURE})" in sample
+    assert f"(default: {TrainConfig.sample_temperature})" in sample
     assert "(default: None)" not in train + sample
 
 
 def test_every_option_with_a_default_says_it():
     import argparse
     from pycharrnn import cli as cli_mod
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    for add in (cli_mod._add_train, cli_mod._add_sample, cli_mod._add_eval,
-                cli_mod._add_bench, cli_mod._add_plot, cli_mod._add_info):
-        add(sub)
+    sub = next(a for a in cli_mod.parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():
         text = " ".join(p.format_help().split())
         for a in p._actions:
@@ -357,7 +355,6 @@ def test_a_curve_that_cannot_be_drawn_does_not_end_the_run(tmp_path, data, monke
         raise AttributeError("module 'matplotlib' has no attribute 'get_data_path'")
 
     monkeypatch.setattr(plot, "plot_curves", broken)
-    monkeypatch.setattr(cli, "_PLOT_FAILED", [])
     run = tmp_path / "run"
     rc = cli.main(["train", str(data), "--out", str(run), "--steps", "8", "--hidden-size", "8",
                    "--batch-size", "2", "--seq-length", "8", "--eval-every", "4",
@@ -370,17 +367,17 @@ def test_a_curve_that_cannot_be_drawn_does_not_end_the_run(tmp_path, data, monke
 def test_curves_are_drawn_after_the_validations_checkpoint(tmp_path, data, monkeypatch):
     # A drawing can take a second (the first imports matplotlib): the step
     # validated is saved before it, so a kill during the drawing loses nothing.
-    from pycharrnn import cli
+    from pycharrnn import cli, plot
     from pycharrnn.checkpoint import read_arrays
 
     run = tmp_path / "run"
     seen = []
 
-    def record(trainer, log):
+    def record(curves, trainer):
         header, _ = read_arrays(run / "latest.npz")
         seen.append((trainer.val_history[-1]["step"], header["extra"]["trainer"]["step"]))
 
-    monkeypatch.setattr(cli, "_plot_quietly", record)
+    monkeypatch.setattr(plot.CurvesPlot, "draw", record)
     rc = cli.main(["train", str(data), "--out", str(run), "--steps", "6", "--hidden-size", "8",
                    "--batch-size", "2", "--seq-length", "8", "--eval-every", "3",
                    "--checkpoint-every", "1", "--sample-length", "0", "--quiet"])

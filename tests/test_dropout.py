@@ -66,7 +66,7 @@ def test_dropout_keeps_the_expected_fraction():
     base, _ = m.loss(x, x)
     m.train()
     losses = []
-    core = m._core
+    core = m.backend.core
     s0 = np.zeros((1, 2, 1, 200))
     s1 = np.empty_like(s0)
     lg = np.empty((1, 1, 3))
@@ -93,7 +93,7 @@ def _fd_check(m, rng, B=3, T=5, probes=120):
     pass reuses the forward pass's masks. Returns the gradients, batch,
     packed initial state and seed."""
     m.flat_params[:] = rng.uniform(-0.8, 0.8, m.num_params)
-    core, P = m._core, m.flat_params
+    core, P = m.backend.core, m.flat_params
     x = rng.integers(0, m.vocab_size, (B, T)).astype(np.int32)
     y = rng.integers(0, m.vocab_size, (B, T)).astype(np.int32)
     s0 = _packed(m, B, rng)
@@ -145,9 +145,9 @@ def test_regularised_call_matches_torch_with_the_same_masks(cell, kind, rng):
     state = m.unpack_state(s0)
     ref = torch_helpers.torch_masked_forward_backward(
         m, x, y, state, dropout_masks(m, seed, *x.shape))
-    core_loss = m._core.loss(m.flat_params, x, y, s0, np.empty_like(s0), train=True, seed=seed)
+    core_loss = m.backend.core.loss(m.flat_params, x, y, s0, np.empty_like(s0), train=True, seed=seed)
     assert abs(core_loss - ref["loss"]) < 1e-12 * max(1.0, abs(ref["loss"]))
-    grads = m._views(G)
+    grads = m.backend.views(G)
     for name, g in ref["grads"].items():
         assert max_relative_error(grads[name], g) < 1e-10, name
 
@@ -165,7 +165,7 @@ def test_locked_dropout_is_one_mask_per_sequence():
         x = np.arange(B * T, dtype=np.int32).reshape(B, T) % H
         s0 = np.zeros((1, 1, B, H))
         lg = np.empty((B, T, H))
-        m._core.forward(m.flat_params, x, s0, np.empty_like(s0), lg, train=True, seed=9)
+        m.backend.core.forward(m.flat_params, x, s0, np.empty_like(s0), lg, train=True, seed=9)
         dropped = lg == 0
         assert 0.2 < dropped.mean() < 0.4
         same_over_time = (dropped == dropped[:, :1]).all()
@@ -173,7 +173,7 @@ def test_locked_dropout_is_one_mask_per_sequence():
         assert not (dropped[0] == dropped[1]).all()  # one mask per sequence, not per batch
         kept = lg[~dropped]
         ev = np.empty_like(lg)
-        m._core.forward(m.flat_params, x, s0, np.empty_like(s0), ev)
+        m.backend.core.forward(m.flat_params, x, s0, np.empty_like(s0), ev)
         np.testing.assert_allclose(kept, ev[~dropped] / (1 - p), rtol=1e-12)
 
 
@@ -219,7 +219,7 @@ def test_masks_do_not_depend_on_the_thread_count(kind, rng, restore_threads):
         pc.set_num_threads(n)
         s0 = np.zeros((1, 2, 40, 48), np.float32)
         G = np.empty_like(m.flat_params)
-        loss = m._core.forward_backward(m.flat_params, G, x, x, s0, np.empty_like(s0),
+        loss = m.backend.core.forward_backward(m.flat_params, G, x, x, s0, np.empty_like(s0),
                                         np.empty_like(s0), train=True, seed=77)
         out.append((loss, G))
     for loss, G in out[1:]:

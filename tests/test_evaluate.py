@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn.train import evaluate
+from pycharrnn.evaluation import evaluate
 from conftest import DATA
 
 

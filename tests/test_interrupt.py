@@ -237,7 +237,7 @@ def test_a_time_budget_run_stopped_says_how_much_time_is_left(tmp_path):
 
 
 def test_an_interruption_is_found_inside_the_exception_it_became():
-    from pycharrnn.cli import _Interrupted, _interrupted_by
+    from pycharrnn.signals import Interrupted as _Interrupted, interrupted_by as _interrupted_by
 
     assert _interrupted_by(ValueError("x")) is None
     stop = _Interrupted(signal.SIGTERM)
@@ -262,7 +262,8 @@ def test_an_interruption_is_found_inside_the_exception_it_became():
 
 def test_drawing_the_curves_never_swallows_a_signal(tmp_path, monkeypatch):
     import pycharrnn as pc
-    from pycharrnn import cli, plot
+    from pycharrnn import plot
+    from pycharrnn.signals import Interrupted
 
     text = _text()[:3000]
     m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=8, seed=0)
@@ -271,22 +272,22 @@ def test_drawing_the_curves_never_swallows_a_signal(tmp_path, monkeypatch):
 
     def cut_short(*a, **k):
         try:
-            raise cli._Interrupted(signal.SIGTERM)
-        except cli._Interrupted as e:
+            raise Interrupted(signal.SIGTERM)
+        except Interrupted as e:
             raise ImportError("initialization failed") from e
 
     monkeypatch.setattr(plot, "plot_curves", cut_short)
-    monkeypatch.setattr(cli, "_PLOT_HINTED", [])
+    monkeypatch.setattr(plot, "_HINTED", [])
     logged = []
-    with pytest.raises(cli._Interrupted):
-        cli._plot_quietly(tr, logged.append)
+    with pytest.raises(Interrupted):
+        plot.CurvesPlot(tmp_path, log=logged.append).draw(tr)
     assert not logged  # not taken for a missing matplotlib
 
     def missing(*a, **k):
         raise ImportError("no matplotlib")
 
     monkeypatch.setattr(plot, "plot_curves", missing)
-    cli._plot_quietly(tr, logged.append)  # a real ImportError: a hint, the run goes on
+    plot.CurvesPlot(tmp_path, log=logged.append).draw(tr)  # a real ImportError: a hint, the run goes on
     assert logged and "pip install" in logged[0]
 
 
@@ -355,16 +356,16 @@ def train(args):  # a library that catches everything swallows the abandon
         pass
     return 0
 
-cli._train = train
+cli.train.run = train
 cli.entry()
 '''
 
 
 SWALLOWED_AT_START = r'''
 import os, signal, sys, time
-from pycharrnn import cli
+from pycharrnn import cli, data
 
-real = cli._load_text
+real = data.load_text
 
 def load_text(*args):  # reading the text, something swallows the signal's exception
     try:
@@ -374,7 +375,7 @@ def load_text(*args):  # reading the text, something swallows the signal's excep
         pass
     return real(*args)
 
-cli._load_text = load_text
+data.load_text = load_text
 cli.entry()
 '''
 

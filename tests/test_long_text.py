@@ -11,7 +11,8 @@ import pytest
 
 import pycharrnn as pc
 from pycharrnn import vocab as vocab_mod
-from pycharrnn.train import Batches, Trainer, fingerprint
+from pycharrnn.data import Batches, fingerprint
+from pycharrnn.trainer import Trainer
 
 BIG = 2**31 + 2**20  # more than 2**31 ids
 

@@ -153,7 +153,7 @@ def test_validation_by_time_is_spaced_by_the_clock_and_its_own_cost():
     text = "abcdefgh" * 100_000  # epochs longer than the run
     m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=16, cell="gru", seed=0)
     tr = pc.Trainer(m, text, batch_size=4, seq_length=16, optimizer=pc.optim.Adam(m),
-                    eval_every_seconds=0.25, checkpoint_each_epoch=False)
+                    eval_every=None, eval_every_seconds=0.25, checkpoint_each_epoch=False)
     tr.run(seconds=1.6)
     evals = [h["step"] for h in tr.val_history]
     epoch_ends = {s for s in range(1, tr.step_count + 1)

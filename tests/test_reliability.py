@@ -17,7 +17,7 @@ from pycharrnn import CharRNN, Vocab
 from pycharrnn import checkpoint as ckpt
 from pycharrnn import files
 from pycharrnn.optim import SGD, Adam
-from pycharrnn.train import Trainer, TrainingDiverged
+from pycharrnn.trainer import Trainer, TrainingDiverged
 
 
 def _run_threads(targets):
@@ -225,7 +225,7 @@ def test_divergence_raises_at_its_step_and_keeps_last_checkpoint(tmp_path):
 
     # The checkpoint on disk is the last good step's, loadable and finite; no
     # other file (no temporary, no best.npz from the diverged model) appeared.
-    assert sorted(p.name for p in run_dir.iterdir()) == ["latest.npz"]
+    assert _checkpoint_files(run_dir) == ["latest.npz"]
     header, _ = ckpt.read_arrays(run_dir / "latest.npz")
     assert header["extra"]["trainer"]["step"] == bad_step - 1
     if bad_step == 2:
@@ -237,7 +237,7 @@ def test_divergence_raises_at_its_step_and_keeps_last_checkpoint(tmp_path):
     if not np.all(np.isfinite(model.flat_params)):
         with pytest.raises(TrainingDiverged):
             tr.save_checkpoint(run_dir / "latest.npz")
-        assert sorted(p.name for p in run_dir.iterdir()) == ["latest.npz"]
+        assert _checkpoint_files(run_dir) == ["latest.npz"]
     # The run can resume from the good checkpoint.
     tr2 = Trainer.resume(run_dir, text)
     assert tr2.step_count == bad_step - 1
@@ -412,6 +412,12 @@ def test_crash_at_fsync_or_rename_keeps_previous_checkpoint(tmp_path, monkeypatc
     _assert_intact(tmp_path, path, original, model)
 
 
+def _checkpoint_files(run_dir):
+    """The checkpoints and temporary files in a run directory (it also holds
+    run.json, metrics.jsonl and curves.png)."""
+    return sorted(p.name for p in run_dir.iterdir() if p.suffix in (".npz", ".tmp"))
+
+
 def test_trainer_checkpoint_crash_keeps_previous(tmp_path, monkeypatch):
     text = "abcdefgh" * 40
     vocab = Vocab.from_text(text)
@@ -431,7 +437,7 @@ def test_trainer_checkpoint_crash_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(_Crash):
         tr.run(steps=2)
     monkeypatch.undo()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["latest.npz"]
+    assert _checkpoint_files(run_dir) == ["latest.npz"]
     assert latest.read_bytes() == original
     tr2 = Trainer.resume(run_dir, text)
     assert tr2.step_count == 2

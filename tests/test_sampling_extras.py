@@ -66,7 +66,7 @@ CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32
 
 
 class CountingCore:
-    """Wraps model._core, recording the batch shape of every forward call
+    """Wraps model.backend.core, recording the batch shape of every forward call
     and (rows, ids asked for, steps made) of every call of the sampling loop."""
 
     def __init__(self, core):
@@ -202,8 +202,8 @@ def test_batched_reproducible_and_rows_differ(model):
 
 
 def test_batched_is_one_call_of_the_loop(model, monkeypatch):
-    core = CountingCore(model._core)
-    monkeypatch.setattr(model, "_core", core)
+    core = CountingCore(model.backend.core)
+    monkeypatch.setattr(model.backend, "core", core)
     model.sample_ids(12, model.vocab.encode(PRIME), num_samples=7, seed=0)
     assert core.calls == [(1, len(PRIME))] and core.loops == [(7, 12, 12)]
     core.calls.clear()
@@ -284,8 +284,8 @@ def test_stop_does_not_match_the_prime(model):
 def test_stop_in_batched_runs_each_row_on_its_own(model, monkeypatch):
     full = model.sample(120, prime=PRIME, seed=6, num_samples=6)
     stop = "a"
-    core = CountingCore(model._core)
-    monkeypatch.setattr(model, "_core", core)
+    core = CountingCore(model.backend.core)
+    monkeypatch.setattr(model.backend, "core", core)
     cut = model.sample(120, prime=PRIME, seed=6, num_samples=6, stop=stop)
     want = [f[:f.index(stop) + 1] if stop in f else f for f in full]
     assert cut == want
@@ -298,8 +298,8 @@ def test_stop_in_batched_runs_each_row_on_its_own(model, monkeypatch):
 def test_generate_stops_drawing_at_the_stop(model, monkeypatch):
     full = model.sample(200, prime=PRIME, seed=1)
     stop = full[30:33]
-    core = CountingCore(model._core)
-    monkeypatch.setattr(model, "_core", core)
+    core = CountingCore(model.backend.core)
+    monkeypatch.setattr(model.backend, "core", core)
     out = "".join(model.generate(200, prime=PRIME, seed=1, stop=stop))
     assert out == full[:full.index(stop) + 3]
     # Pieces of 1, 2, 4, ... ids; the last one ends at the stop.
@@ -360,8 +360,8 @@ def test_generate_joined_equals_sample(model, kwargs):
 
 
 def test_generate_is_a_lazy_iterator(model, monkeypatch):
-    core = CountingCore(model._core)
-    monkeypatch.setattr(model, "_core", core)
+    core = CountingCore(model.backend.core)
+    monkeypatch.setattr(model.backend, "core", core)
     it = model.generate(1000, prime=PRIME, seed=0)
     assert iter(it) is it and core.calls == [] and core.loops == []
     first = next(it)

@@ -208,17 +208,17 @@ def test_sampling_arguments_are_checked_in_cxx_too():
     m = pc.CharRNN(5, hidden_size=8, cell="gru", seed=0)
     run = _Run(m, 2, None, 1.0, None, None, 0, None)
     with pytest.raises(ValueError, match="state must have shape"):
-        m._core.sample(m.flat_params, run.state, run.logits, np.empty((3, 4), np.int32),
+        m.backend.core.sample(m.flat_params, run.state, run.logits, np.empty((3, 4), np.int32),
                        live=run.live)
     with pytest.raises(ValueError, match="top_p"):
-        m._core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
+        m.backend.core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
                        live=run.live, top_p=0.0)
     with pytest.raises(ValueError, match="stop"):
-        m._core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
+        m.backend.core.sample(m.flat_params, run.state, run.logits, np.empty((2, 4), np.int32),
                        live=run.live, stop=np.array([7], np.int32),
                        window=np.zeros((2, 1), np.int32))
     with pytest.raises(ValueError, match="share memory"):
-        m._core.sample(m.flat_params, run.state, run.state.reshape(-1)[:10].reshape(2, 5),
+        m.backend.core.sample(m.flat_params, run.state, run.state.reshape(-1)[:10].reshape(2, 5),
                        np.empty((2, 4), np.int32), live=run.live)
     with pytest.raises(ValueError, match="seed"):
         m.sample_ids(3, seed=2**64)

@@ -12,7 +12,8 @@ import pytest
 import pycharrnn as pc
 from pycharrnn import schedule as sch
 from pycharrnn.rundir import BEST
-from pycharrnn.train import TrainingDiverged, check_compatible
+from pycharrnn.errors import TrainingDiverged
+from pycharrnn.runs import check_compatible
 
 TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
         "it was the age of foolishness... ") * 12

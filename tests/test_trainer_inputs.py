@@ -1,4 +1,4 @@
-"""Bad input to the trainer and its batches (pycharrnn.train), with the
+"""Bad input to the trainer and its batches (pycharrnn.trainer, pycharrnn.data), with the
 conventions of test_model_inputs.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn.train import Batches
+from pycharrnn.data import Batches
 from conftest import make_model
 
 

@@ -1,0 +1,197 @@
+"""The compiled core behind a model, and the only module that imports it.
+
+A backend holds one model's parameters and gradients (one flat buffer each)
+and runs every computation on them: the forward pass, backpropagation
+through time, the optimizer updates, K training steps in one call, the
+sampling loop, beam search, traces and gradient flow. :class:`CPUBackend`
+runs them in C++ with OpenMP on numpy buffers; a device backend enters
+behind the same methods. :class:`pycharrnn.CharRNN` owns its backend
+(``model.backend``); nothing else builds one.
+
+The functions at module level set what is process-wide: threads, flushing
+of subnormal floats, and what was built.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+try:
+    from . import _core
+except ImportError:  # the source folder of a clone, without the compiled core
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if not any(f.startswith("_core.") for f in os.listdir(_here)):
+        raise ImportError(
+            f"pycharrnn was imported from {_here}, a source folder without the compiled "
+            "core (_core): Python finds the source before the installed package when "
+            "you run from the root of a clone. Either run from another directory, or "
+            "install the clone in editable mode (pip install -e .), which builds the "
+            "core and works from the root too.") from None
+    raise
+
+__all__ = ["CPUBackend", "build_info", "set_num_threads", "get_num_threads",
+           "set_flush_denormals", "get_flush_denormals", "CELL_CODES", "MAX_THREADS"]
+
+#: The core's code of each (cell, nonlinearity).
+CELL_CODES = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", "tanh"): 2, ("lstm", "tanh"): 3}
+#: The most threads the core accepts.
+MAX_THREADS = 1024
+
+
+def build_info() -> Dict[str, Any]:
+    """How the C++ core was built: openmp, num_threads, simd, native, cuda, compiler."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return int(_core.get_num_threads())
+
+
+def set_flush_denormals(on: bool) -> None:
+    _core.set_flush_denormals(bool(on))
+
+
+def get_flush_denormals() -> bool:
+    return bool(_core.get_flush_denormals())
+
+
+class CPUBackend:
+    """One model's parameters, gradients and computations on the CPU.
+
+    ``params`` and ``grads`` are float numpy arrays [num_params] in the
+    layout :attr:`layout` gives. States are packed [S, L, B, H] (S = 2 for
+    the LSTM's (h, c)); ids are int32 [B, T]. Arrays are checked by the core
+    (dtype, shape, contiguity, overlaps) before any kernel touches them.
+    """
+
+    device = "cpu"
+
+    def __init__(self, cell: str, nonlinearity: str, vocab_size: int, embedding_dim: int,
+                 hidden_size: int, num_layers: int, dtype: np.dtype, dropout: float = 0.0,
+                 **regularizers: Any):
+        self.dtype = np.dtype(dtype)
+        cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
+        #: The compiled model (its methods take the flat buffers explicitly).
+        self.core = cls(CELL_CODES[(cell, nonlinearity)], vocab_size, embedding_dim,
+                        hidden_size, num_layers, dropout, **regularizers)
+        self.num_params = int(self.core.num_params)
+        self.state_slots = int(self.core.state_slots)
+        #: [(name, shape, offset)] of every parameter in the flat buffers.
+        self.layout: List[Tuple[str, Tuple[int, ...], int]] = [
+            (name, tuple(shape), int(off)) for name, shape, off in self.core.layout()]
+        self.params = self.zeros()
+        self.grads = self.zeros()
+
+    def zeros(self) -> np.ndarray:
+        """A buffer shaped like the parameters (optimizer state lives in these)."""
+        return np.zeros(self.num_params, self.dtype)
+
+    def sum_squares(self, a: np.ndarray) -> float:
+        """The sum of squares of a flat float array (accumulated in double)."""
+        return float(_core.sum_squares(a))
+
+    # ----------------------------------------------------------- the model
+    def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                logits: Optional[np.ndarray]) -> None:
+        """Evaluation-mode forward of x [B, T] from s0; s1 receives the final
+        state, logits [B, T, V] (unless None) the logits."""
+        self.core.forward(self.params, x, s0, s1, logits)
+
+    def loss(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+             stream_loss: Optional[np.ndarray] = None) -> float:
+        """Mean cross-entropy (nats) of y from x; stream_loss [B] (float64)
+        receives each row's sum."""
+        return float(self.core.loss(self.params, x, y, s0, s1, stream_loss=stream_loss))
+
+    def forward_backward(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                         ds: np.ndarray, train: bool, seed: int, first_row: int = 0,
+                         total_rows: int = 0) -> float:
+        """Loss and every gradient into :attr:`grads`; ds = d loss / d s0."""
+        return float(self.core.forward_backward(self.params, self.grads, x, y, s0, s1, ds,
+                                                train=train, seed=seed, first_row=first_row,
+                                                total_rows=total_rows))
+
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, state: np.ndarray,
+                    seeds: Optional[np.ndarray], lrs: np.ndarray, losses: np.ndarray,
+                    norms: np.ndarray, optimizer: Dict[str, Any]) -> Tuple[int, int]:
+        """K training steps (xs, ys [K, B, T]) in one call: (steps done, status)."""
+        done, status = self.core.train_steps(self.params, self.grads, xs, ys, state, seeds,
+                                             lrs, losses, norms, optimizer)
+        return int(done), int(status)
+
+    def optimizer_step(self, optimizer: Dict[str, Any], lr: float, grad_norm: float) -> None:
+        """One update of :attr:`params` from :attr:`grads` by ``optimizer``
+        (:meth:`pycharrnn.optim.Optimizer.spec`; its "step" counts the updates
+        made before this one). ``grad_norm``: the gradients' norm, for
+        clipping by norm."""
+        o = optimizer
+        bufs = o["buffers"]
+        p, g = self.params, self.grads
+        scale = 1.0
+        if o["clip_norm"] > 0:
+            coef = o["clip_norm"] / (grad_norm + 1e-6)
+            if coef < 1.0:
+                scale = coef
+        clip = dict(scale=scale, clip=o["clip_value"], weight_decay=o["weight_decay"])
+        step = o["step"] + 1
+        kind = o["kind"]
+        if kind == 0:
+            _core.sgd_update(p, g, bufs[0], lr=lr, momentum=o["momentum"],
+                             dampening=o["dampening"], nesterov=o["nesterov"], first=step == 1,
+                             **clip)
+        elif kind == 1:
+            clr = lr / (1 + (step - 1) * o["lr_decay"])
+            _core.adagrad_update(p, g, bufs[0], clr=clr, eps=o["eps"],
+                                 eps_inside=o["eps_inside"], **clip)
+        elif kind == 2:
+            _core.rmsprop_update(p, g, bufs[0], bufs[1], bufs[2], lr=lr, alpha=o["alpha"],
+                                 eps=o["eps"], momentum=o["momentum"], centered=o["centered"],
+                                 **clip)
+        else:
+            b1, b2 = o["beta1"], o["beta2"]
+            _core.adam_update(p, g, bufs[0], bufs[1], bufs[2], lr=lr, beta1=b1, beta2=b2,
+                              eps=o["eps"], bias_correction1=1 - b1 ** step,
+                              bias_correction2=1 - b2 ** step, decoupled=o["decoupled"],
+                              amsgrad=o["amsgrad"], **clip)
+
+    # ------------------------------------------------------------ loops
+    def sample(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,
+               **options: Any) -> int:
+        """The sampling loop: up to out.shape[1] ids per row of out [n, k];
+        state and logits carry on (see csrc/sampling.hpp). Returns the steps made."""
+        return int(self.core.sample(self.params, state, logits, out, **options))
+
+    def beam_search(self, logits: np.ndarray, state: np.ndarray, length: int,
+                    beam_width: int, length_penalty: float,
+                    stop: Optional[np.ndarray]) -> Tuple[np.ndarray, float, float]:
+        """(ids, score, log-probability) of the best continuation found."""
+        ids, score, logp = self.core.beam_search(self.params, logits, state, length,
+                                                 beam_width, length_penalty=length_penalty,
+                                                 stop=stop)
+        return ids, float(score), float(logp)
+
+    def trace(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray, hidden: np.ndarray,
+              cell: Optional[np.ndarray], gates: Optional[np.ndarray],
+              logits: np.ndarray) -> None:
+        """Evaluation-mode forward keeping every step's hidden state (and
+        LSTM cell state, GRU/LSTM gates) and logits."""
+        self.core.trace(self.params, x, s0, s1, hidden, cell, gates, logits)
+
+    def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
+                      norms: np.ndarray) -> float:
+        """|| dL_last / dh_t || of every layer and step into norms [L, T]
+        (float64); the model's gradients are left as they are."""
+        scratch = self.zeros()
+        return float(self.core.gradient_flow(self.params, scratch, x, y, s0, norms))
+
+    def views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
+        """Named views of a flat buffer, by :attr:`layout`."""
+        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
+                for name, shape, off in self.layout}

@@ -1,0 +1,189 @@
+"""What a training run shows while it runs: a progress bar (tqdm.auto: a
+widget in Jupyter, a bar on a terminal) or progress lines, a line at each
+validation, samples, and a summary at the end.
+
+:class:`Progress` is a Trainer callback; ``Trainer(progress=True)`` (the
+default) adds one, and ``pycharrnn train`` is that same callback with the
+options of its flags.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Dict, Optional
+
+from .backend import get_num_threads
+from .config import TrainConfig
+from .words import clock, plural
+
+__all__ = ["Progress"]
+
+_C = TrainConfig  # the defaults
+
+
+class Progress:
+    """Trainer callback: a bar when ``bar`` (and tqdm is installed; with a
+    time limit it measures time, elapsed of total and the time left, else
+    steps), else a line every ``log_every`` steps; a line at each
+    validation; a sample of ``sample_length`` characters at
+    ``sample_temperature`` every ``sample_every`` steps and at the end of a
+    run that was not stopped by a signal (0: none); at the start of the
+    first run the model, the data and ``trainer.notes``; at the end a
+    summary. ``quiet``: nothing at all."""
+
+    #: Step events may come after several steps ran (Trainer's steps_per_call) ...
+    batched_steps = True
+
+    def __init__(self, bar: bool = True, log_every: int = _C.log_every,
+                 sample_every: int = _C.sample_every, sample_length: int = _C.sample_length,
+                 sample_temperature: float = _C.sample_temperature, seed: int = _C.seed,
+                 quiet: bool = False):
+        self.use_bar, self.log_every, self.sample_every = bar, log_every, sample_every
+        self.sample_length, self.sample_temperature = sample_length, sample_temperature
+        self.seed, self.quiet = seed, quiet
+        self.bar = None
+        self.started = False
+        self.val: Optional[float] = None
+        self.t0, self.chars, self.start_step = time.perf_counter(), 0, 0
+        self.until: Optional[float] = None
+        self.seconds: Optional[float] = None
+
+    @classmethod
+    def make(cls, progress: Any) -> Optional["Progress"]:
+        """The Trainer's ``progress`` argument as a callback: True a Progress
+        with the defaults, False or None none, anything else as it is."""
+        if progress is True:
+            return cls()
+        return progress or None
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, bar: bool = True, quiet: bool = False
+                    ) -> "Progress":
+        return cls(bar=bar, log_every=config.log_every, sample_every=config.sample_every,
+                   sample_length=config.sample_length,
+                   sample_temperature=config.sample_temperature, seed=config.seed, quiet=quiet)
+
+    def due(self, step: int) -> bool:
+        """... except at a step that prints a sample of the model as it is then."""
+        every = self.sample_every
+        return bool(every and step % every == 0 and self.sample_length > 0 and not self.quiet)
+
+    def write(self, msg: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stdout)
+        else:
+            print(msg, flush=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def rate(self) -> float:
+        return self.chars / max(self.elapsed(), 1e-9)
+
+    def eta(self, step: int) -> Optional[float]:
+        """Seconds left: to the time limit or the last step, whichever is sooner."""
+        el, left = self.elapsed(), []
+        if self.seconds is not None:
+            left.append(self.seconds - el)
+        if self.until is not None and step > self.start_step:
+            left.append((self.until - step) * el / (step - self.start_step))
+        return max(0.0, min(left)) if left else None
+
+    # ------------------------------------------------------------- the run
+    def on_run_start(self, trainer: Any, until: Optional[float],
+                     seconds: Optional[float]) -> None:
+        self.t0, self.chars, self.start_step = time.perf_counter(), 0, trainer.step_count
+        self.until = None if until is None or math.isinf(until) else until
+        self.seconds = seconds
+        if not self.started and not self.quiet:
+            self.started = True
+            for note in trainer.notes:
+                print(note, flush=True)
+            print(self._header(trainer), flush=True)
+        self.bar = self._make_bar(trainer) if self.use_bar and not self.quiet else None
+
+    def _header(self, trainer: Any) -> str:
+        model, b = trainer.model, trainer.batches
+        workers = plural(get_num_threads(), "thread")
+        group = trainer.parallel.group
+        if group is not None:
+            workers = f"{group.size} ranks x {workers} ({b.rows} of the " \
+                      f"{b.batch_size} streams each)"
+        total = b.ids.size + trainer.val_ids.size
+        where = f" -> {trainer.run_dir}" if trainer.run_dir is not None else ""
+        return (f"{model}\n{plural(total, 'character')} ({b.ids.size:,} for training, "
+                f"{trainer.val_ids.size:,} for validation), "
+                f"{plural(model.vocab_size, 'symbol')}, {trainer.optimizer!r}, {workers}{where}")
+
+    def _make_bar(self, trainer: Any):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        if self.seconds is not None:
+            fmt = ("{desc}: {percentage:3.0f}%|{bar}| {elapsed} of "
+                   + tqdm.format_interval(self.seconds) + ", ETA {remaining}{postfix}")
+            return tqdm(total=self.seconds, desc="training", bar_format=fmt, dynamic_ncols=True)
+        total = None if self.until is None else max(0, int(self.until) - trainer.step_count)
+        return tqdm(total=total, unit="step", dynamic_ncols=True, desc="training", initial=0)
+
+    def __call__(self, trainer: Any, event: str, m: Dict[str, Any]) -> None:
+        if event == "eval":
+            self.val = m["val_loss"]
+            self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
+                       f"({m['val_bpc']:.3f} bits/char)")
+            return
+        if event != "step":
+            return
+        self.chars += trainer.batches.batch_size * trainer.batches.seq_length
+        s = m["step"]
+        if self.bar is not None:
+            post = {"loss": f"{m['loss']:.3f}", "ema": f"{m['ema_loss']:.3f}",
+                    "chars/s": f"{self.rate():,.0f}"}
+            if self.val is not None:
+                post["val"] = f"{self.val:.3f}"
+            if self.seconds is not None:
+                self.bar.set_postfix({"step": str(s), **post}, refresh=False)
+                self.bar.update(min(self.elapsed(), self.seconds) - self.bar.n)
+            else:
+                self.bar.set_postfix(post, refresh=False)
+                self.bar.update(1)
+        elif not self.quiet and (s % self.log_every == 0 or s == self.start_step + 1):
+            eta = self.eta(s)
+            self.write(f"step {s:6d}  loss {m['loss']:.4f} ({m['bpc']:.3f} bits/char)  "
+                       f"ema {m['ema_loss']:.4f}  lr {m['lr']:.3g}  epoch {m['epoch']:.3f}  "
+                       f"{self.rate():,.0f} chars/s  {clock(self.elapsed())}"
+                       + (f"  ETA {clock(eta)}" if eta is not None else ""))
+        if self.due(s):
+            text = trainer.model.sample(self.sample_length,
+                                        temperature=self.sample_temperature, seed=s)
+            self.write(f"--- sample at step {s} ---\n{text}\n---")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_run_end(self, trainer: Any, signum: Optional[int]) -> None:
+        """Close the bar; the summary (unless quiet); a sample unless a signal
+        stopped the run (``quiet`` silences progress, not the sample asked for)."""
+        self.close()
+        if not trainer.history or trainer.step_count <= self.start_step:
+            return
+        if not self.quiet:
+            recent = trainer.history[-min(50, len(trainer.history)):]
+            train_loss = sum(h["loss"] for h in recent) / len(recent)
+            msg = (f"done: step {trainer.step_count}, {self.rate():,.0f} chars/s, train loss "
+                   f"{train_loss:.4f} (mean of the last {plural(len(recent), 'step')})")
+            if trainer.val_history:
+                v = trainer.val_history[-1]["val_loss"]
+                msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bits/char)"
+            print(msg, flush=True)
+        if signum is None and self.sample_length > 0 and trainer.model.vocab is not None:
+            print("--- sample ---")
+            print(trainer.model.sample(self.sample_length,
+                                       temperature=self.sample_temperature, seed=self.seed))
