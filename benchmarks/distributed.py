@@ -137,7 +137,7 @@ def worker_steps(impl: str, model: str, threads: int, steps: int) -> None:
         pc.set_num_threads(threads)
         m = pc.CharRNN(V, cfg["H"], cfg["L"], "lstm", embedding_dim=cfg["E"], seed=0)
         tr = pc.Trainer(m, ids, batch_size=B, seq_length=T, optimizer=pc.optim.Adam(m, 2e-3),
-                        val_fraction=0, distributed=comm is not None)
+                        val_fraction=0, distributed=comm is not None, progress=False)
         for i in range(steps + 2):
             if comm is not None:
                 comm.Barrier()

@@ -71,8 +71,12 @@ def _pycharrnn_step(cfg, V, batches):
         opt = pc.optim.AdaGrad(m, lr=0.1, eps=1e-8, clip_value=5.0, eps_inside_sqrt=True)
     else:
         opt = pc.optim.Adam(m, lr=2e-3)
+    import inspect
+
+    quiet = {"progress": False} if "progress" in inspect.signature(pc.Trainer).parameters \
+        else {}  # versions with a progress bar: off, as the older had none
     tr = pc.Trainer(m, ids, batch_size=cfg.B, seq_length=cfg.T, optimizer=opt,
-                    val_fraction=0.0, checkpoint_each_epoch=False)
+                    val_fraction=0.0, checkpoint_each_epoch=False, **quiet)
     return (lambda: tr.run(steps=TRAIN_STEPS)), TRAIN_STEPS * cfg.B * cfg.T
 
 

@@ -64,7 +64,7 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
     info = json.loads((out / "run.json").read_text())
     curve = [(e["time"], e["val_loss"]) for e in evals]
     last = steps[-1]
-    chars = last["step"] * info["args"]["batch_size"] * info["args"]["seq_length"]
+    chars = last["step"] * info["train"]["batch_size"] * info["train"]["seq_length"]
     sample = proc.stdout.split("--- sample ---\n", 1)[-1]
     shown = ["pycharrnn", "train", data.name, "--out", "RUN"] + cmd[7:]  # no machine paths
     return {"name": name, "command": " ".join(shown),
@@ -72,8 +72,8 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
             "final_val": evals[-1]["val_loss"], "best_val": min(v for _, v in curve),
             "train_ema": last["ema_loss"], "steps": last["step"],
             "epochs": last["epoch"], "chars_per_sec": chars / steps[-1]["time"],
-            "process_seconds": wall, "batch_size": info["args"]["batch_size"],
-            "seq_length": info["args"]["seq_length"],
+            "process_seconds": wall, "batch_size": info["train"]["batch_size"],
+            "seq_length": info["train"]["seq_length"],
             "model": next(ln for ln in proc.stdout.splitlines() if ln.startswith("CharRNN(")),
             "sample": sample[:600]}
 
@@ -82,7 +82,7 @@ def kernel_rate(run_dir: Path, text: str, seconds: float = 6.0) -> float:
     """chars/s of the run's model on bare training steps (one fixed batch)."""
     model = pc.load(run_dir / "latest.npz")
     info = json.loads((run_dir / "run.json").read_text())
-    B, T = info["args"]["batch_size"], info["args"]["seq_length"]
+    B, T = info["train"]["batch_size"], info["train"]["seq_length"]
     ids = model.vocab.encode(text[:B * T + 1])
     x, y = ids[:-1].reshape(B, T), ids[1:].reshape(B, T)
     opt = pc.optim.AdamW(model, lr=1e-9)

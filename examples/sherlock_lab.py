@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pycharrnn as pc
-from pycharrnn.metrics import MetricsLog, read_metrics
+from pycharrnn.metrics import read_metrics
 from pycharrnn.files import read_text
 
 BATCH_SIZE = 32
@@ -54,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="sherlock_lab", help="output directory")
     p.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="initialization and sampling seed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the runs an earlier lab left in OUT (default: refuse)")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
@@ -84,17 +87,19 @@ def train_one(key, label, cell, text, vocab, args, out: Path) -> dict:
                   f"({m['val_bpc']:.3f} bits/char)", flush=True)
 
     print(f"\n== {label}: {model}", flush=True)
-    with MetricsLog(run_dir, overwrite=True) as log:
-        trainer = pc.Trainer(model, text, batch_size=BATCH_SIZE, seq_length=SEQ_LENGTH,
-                             optimizer=opt, val_fraction=VAL_FRACTION,
-                             eval_every=eval_every, callbacks=[log, progress],
-                             checkpoint_dir=run_dir)
-        if key == MODELS[0][0]:
-            print(f"{len(text):,} characters: {trainer.batches.ids.size:,} for training, "
-                  f"{trainer.val_ids.size:,} (the last {VAL_FRACTION:.0%}) for validation; "
-                  f"{len(vocab)} symbols; validation every {eval_every} steps", flush=True)
-        trainer.run(steps=args.steps)  # ends with a validation at its last step
-        val = trainer.val_history[-1]["val_loss"]
+    if args.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    # The run directory is the one `pycharrnn train` writes (run.json naming
+    # the text file, metrics.jsonl, latest.npz, best.npz, curves.png).
+    trainer = pc.Trainer(model, Path(args.text), batch_size=BATCH_SIZE, seq_length=SEQ_LENGTH,
+                         optimizer=opt, val_fraction=VAL_FRACTION, eval_every=eval_every,
+                         callbacks=[progress], run_dir=run_dir, progress=False)
+    if key == MODELS[0][0]:
+        print(f"{len(text):,} characters: {trainer.batches.ids.size:,} for training, "
+              f"{trainer.val_ids.size:,} (the last {VAL_FRACTION:.0%}) for validation; "
+              f"{len(vocab)} symbols; validation every {eval_every} steps", flush=True)
+    trainer.run(steps=args.steps)  # ends with a validation at its last step
+    val = trainer.val_history[-1]["val_loss"]
     seconds = time.perf_counter() - t0
     model.save(run_dir / "model.npz")
     recent = trainer.history[-TRAIN_LOSS_LAST:]

@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from .checks import check_int, check_optional_int
 from .files import atomic_write
 from .rundir import METRICS_FILE
 
@@ -92,10 +92,6 @@ def rolling_mean(values: Sequence[float], window: int = SMOOTHING) -> List[float
         lo, hi = i - k, min(n, i + k + 1)
         out.append((csum[hi] - csum[lo]) / (hi - lo))
     return out
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _number(v: Any) -> Optional[float]:
@@ -186,12 +182,8 @@ class MetricsLog:
     def __init__(self, run_dir: PathLike, resume_step: Optional[int] = None,
                  flush_every: int = 1, overwrite: bool = False):
         self._file = None
-        if not _is_int(flush_every) or flush_every < 1:
-            raise ValueError(f"flush_every must be an int >= 1, got {flush_every!r}")
-        if resume_step is not None and (not _is_int(resume_step) or resume_step < 0):
-            raise ValueError(f"resume_step must be an int >= 0, got {resume_step!r}")
-        flush_every = int(flush_every)
-        resume_step = None if resume_step is None else int(resume_step)
+        flush_every = check_int("flush_every", flush_every, 1)
+        resume_step = check_optional_int("resume_step", resume_step, 0)
         self.path = metrics_path(run_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.flush_every = flush_every

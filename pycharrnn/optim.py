@@ -27,6 +27,7 @@ __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZER
 
 def _number(name: str, value: Any, lo: float = 0.0, lo_open: bool = False,
             hi: Optional[float] = None, hi_open: bool = False) -> float:
+    """A hyper-parameter: a float, at least 0 unless said otherwise."""
     return float(check_number(name, value, lo, hi, lo_open=lo_open, hi_open=hi_open))
 
 

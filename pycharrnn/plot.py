@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .checks import check_int
 from .files import atomic_write
 from .metrics import SMOOTHING, read_metrics, rolling_mean
 from .rundir import CURVES_FILE
@@ -105,8 +106,7 @@ def plot_curves(runs: Any, out_png: PathLike, title: Optional[str] = None,
     Returns:
         ``out_png`` as a Path.
     """
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    window = check_int("window", window, 1)
     data = _normalize(runs)
     if not data:
         raise ValueError("no runs to plot")

@@ -51,14 +51,20 @@ class Recipe:
         del d["name"], d["seconds"]
         return d
 
-    def announce(self, config: Any, given: Mapping[str, Any] = (), auto: bool = True,
+    def announce(self, config: Any, given: Mapping[str, Any] = (),
+                 auto: Optional[bool] = None,
                  naming: Optional[Callable[[str], str]] = None) -> str:
         """The line a run made from this recipe starts with: its row, why
-        (``auto``: chosen for the time limit; else asked for by name), the
-        cosine's end, and the options of ``given`` that differ from the row
-        (named by ``naming``: a config field's name, or its flag)."""
+        (``auto``: chosen for the time limit, as when ``seconds`` is the
+        config's only limit; else asked for by name), the cosine's end, and
+        the options of ``given`` that differ from the row (named by
+        ``naming``: a config field's name, or its flag)."""
         name = naming or (lambda k: k)
-        how = f"for {name('seconds')} {config.seconds:g}" if auto else name("recipe")
+        if auto is None:
+            auto = config.seconds is not None and config.steps is None and \
+                config.epochs is None
+        how = f"for {name('seconds')} {config.seconds:g}" if auto else \
+            (name("recipe") if naming else "by name")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
         yours = [name(k) for k in opts if k in given and given[k] is not None

@@ -120,8 +120,10 @@ def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(),
     tr.source = source or tr.source
     tr.limits = {"until_step": config.steps, "until_epoch": config.epochs,
                  "seconds": config.seconds}
-    if notes is None:
-        notes = [recipe.announce(config)] if recipe is not None else []
+    if notes is None:  # the options that differ from the recipe's were the user's
+        mine = {**asdict(config), **vars(model.model_config())}
+        mine.pop("warmup")  # (resolve shortens the recipe's warm-up in short runs)
+        notes = [recipe.announce(config, mine)] if recipe is not None else []
     tr.notes.extend(notes)
     if run_dir is not None:
         attach(tr, run_dir, new=True, info=run_info(tr, config, recipe))
@@ -282,9 +284,11 @@ class _Run:
 
     def __init__(self, trainer: Any, signals: Any):
         self.trainer, self.signals = trainer, signals
+        self.ended = False
 
     def end(self) -> None:
         tr = self.trainer
+        self.ended = True
         signum = None if self.signals is None else self.signals.signum
         for cb in tr.run_callbacks or ():
             if hasattr(cb, "on_run_end"):
@@ -299,17 +303,20 @@ class _Run:
 def session(trainer: Any, target: float, seconds: Optional[float]) -> Iterator[_Run]:
     """What brackets every :meth:`Trainer.run`: the run directory's
     callbacks (metrics.jsonl, curves.png) and the progress, opened and
-    closed; the signal handlers (:class:`pycharrnn.signals.StopOnSignals`)."""
+    closed (the progress by its ``on_run_end``, or when an exception ends
+    the run); the signal handlers (:class:`pycharrnn.signals.StopOnSignals`)."""
     from .metrics import MetricsLog
     from .plot import CurvesPlot
     from .signals import StopOnSignals
 
     own: List[Any] = []
+    log = None
     if trainer.run_dir is not None and trainer.is_main:
         path = trainer.run_dir / METRICS_FILE
         if not any(isinstance(cb, MetricsLog) and cb.path == path for cb in trainer.callbacks):
-            own.append(MetricsLog(trainer.run_dir, resume_step=trainer.metrics_resume))
+            log = MetricsLog(trainer.run_dir, resume_step=trainer.metrics_resume)
             trainer.metrics_resume = None
+            own.append(log)
         quiet = trainer.progress is None or getattr(trainer.progress, "quiet", False)
         own.append(CurvesPlot(trainer.run_dir, log=_silent if quiet else print))
     if trainer.progress is not None:
@@ -317,16 +324,18 @@ def session(trainer: Any, target: float, seconds: Optional[float]) -> Iterator[_
     trainer.run_callbacks = trainer.callbacks + own
     signals = StopOnSignals(trainer, announce=trainer.is_main) \
         if trainer.stop_on_signals else None
+    run = _Run(trainer, signals)
     try:
         with signals if signals is not None else contextlib.nullcontext():
             for cb in trainer.run_callbacks:
                 if hasattr(cb, "on_run_start"):
                     cb.on_run_start(trainer, target, seconds)
-            yield _Run(trainer, signals)
+            yield run
     finally:
-        for cb in own:
-            if hasattr(cb, "close"):
-                cb.close()
+        if log is not None:
+            log.close()
+        if not run.ended and trainer.progress is not None:
+            trainer.progress.close()
         trainer.run_callbacks = None
 
 
