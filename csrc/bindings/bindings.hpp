@@ -3,7 +3,7 @@
 //
 //   model.cpp     ModelF32 / ModelF64: construction, layout, forward, loss,
 //                 forward_backward, trace, gradient_flow
-//   training.cpp  their train_steps
+//   training.cpp  their train_steps and optimizer_step
 //   sampling.cpp  their sample and beam_search
 //   optim.cpp     the optimizer updates of a flat buffer, sum_squares
 //   kernels.cpp   gemm, threads, floating-point modes, instruction sets,

@@ -12,6 +12,10 @@
 namespace pcr {
 namespace bind {
 
+// The largest step a dict may give: far beyond any run, and the counts of
+// the steps that follow it cannot overflow.
+constexpr long long kMaxOptimizerStep = 1LL << 62;
+
 // kind (0 SGD, 1 AdaGrad, 2 RMSProp, 3 Adam), step (updates made so far),
 // hyper-parameters (missing ones: 0 / false) and "buffers", a list of three
 // flat [n] arrays of dtype T or None: SGD momentum_buffer; AdaGrad sum;
@@ -28,6 +32,8 @@ pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
   if (kind < 0 || kind > 3) throw py::value_error("optimizer kind must be 0..3");
   o.kind = static_cast<pcr::OptKind>(kind);
   o.step = d["step"].cast<long long>();
+  if (o.step < 0 || o.step > kMaxOptimizerStep)
+    throw py::value_error("optimizer step must be in [0, 2**62]");
   using S = pcr::OptSpec<T>;
   const std::pair<const char*, double S::*> reals[] = {
       {"clip_norm", &S::clip_norm}, {"clip_value", &S::clip_value},

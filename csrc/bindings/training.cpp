@@ -1,6 +1,7 @@
-// The training entry point of ModelF32 / ModelF64 that runs the optimizer
-// in C++ (train_loop.hpp): train_steps (K whole steps in one call), taking
-// the optimizer as the dict of optimizer_spec.hpp.
+// The training entry points of ModelF32 / ModelF64 that run the optimizer
+// in C++ (train_loop.hpp): train_steps (K whole steps in one call) and
+// optimizer_step (one update), both taking the optimizer as the dict of
+// optimizer_spec.hpp.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -64,6 +65,24 @@ auto train_steps(pcr::Model<T>& self, py::array params, py::array grads, py::arr
   return py::make_tuple(done, static_cast<int>(status));
 }
 
+template <typename T>
+void optimizer_step(pcr::Model<T>& self, py::array params, py::array grads, py::dict optimizer,
+                    double lr, double grad_norm) {
+  const idx n = self.num_params();
+  T* P = out_ptr<T>(params, "params", {n});
+  const T* G = in_ptr<T>(grads, "grads", {n});
+  if (!(lr >= 0) || !std::isfinite(lr)) throw py::value_error("lr must be finite and >= 0");
+  if (!(grad_norm >= 0) || !std::isfinite(grad_norm))
+    throw py::value_error("grad_norm must be finite and >= 0");
+  pcr::OptSpec<T> opt = opt_spec<T>(optimizer, n);
+  check_disjoint({mem(params, "params"), flat("buffer 0", opt.buf0, n),
+                  flat("buffer 1", opt.buf1, n), flat("buffer 2", opt.buf2, n)},
+                 {mem(grads, "grads")});
+  py::gil_scoped_release nogil;
+  pcr::DenormalsGuard flush;
+  pcr::optimizer_update(opt, P, G, n, lr, grad_norm);
+}
+
 }  // namespace
 
 template <typename T>
@@ -77,6 +96,13 @@ void def_training(ModelClass<T>& c) {
         "(float64 [K]) receive each step's loss and pre-clip gradient norm. optimizer: "
         "a dict from Optimizer._fused_spec(). Returns (steps completed, status: 0 all "
         "done, 1 loss, 2 gradient norm, 3 parameters not finite).");
+  c.def("optimizer_step", &optimizer_step<T>, py::arg("params"), py::arg("grads"),
+        py::arg("optimizer"), py::arg("lr"), py::arg("grad_norm"),
+        "One optimizer update of the flat params [num_params] in place from grads, as "
+        "Optimizer.step(grad_norm) makes it: optimizer is the dict train_steps takes "
+        "(Optimizer._fused_spec(); its step counts the updates made before this one and "
+        "is not changed), its buffers are updated in place; lr this update's learning "
+        "rate; grad_norm the gradients' global 2-norm, which clip_norm scales by.");
 }
 
 template void def_training<float>(ModelClass<float>& c);
