@@ -6,7 +6,9 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "bindings/bindings.hpp"
 #include "bindings/checks.hpp"
@@ -83,23 +85,45 @@ void def_layout(ModelClass<T>& c) {
         "[(name, shape, offset)] of every parameter in the flat buffer");
 }
 
+// What forward, loss, trace, gradient_flow and forward_backward all take,
+// checked in this order: the ids x [B, T] (and y [B, T] where the call has
+// targets), params [num_params], state_in [S, L, B, H].
+template <typename T>
+struct Call {
+  idx B = 0, Tn = 0;
+  std::vector<idx> state_shape;  // [S, L, B, H]
+  const T* params = nullptr;
+  const std::int32_t* x = nullptr;
+  const std::int32_t* y = nullptr;  // null without targets
+  const T* state_in = nullptr;
+};
+
+template <typename T>
+Call<T> model_call(const pcr::Model<T>& m, const py::array& params, const py::array& x,
+                   const py::array* y, const py::array& state_in) {
+  Call<T> c;
+  std::tie(c.B, c.Tn) = y ? check_xy(x, *y, m.V) : check_ids(x, "x", m.V);
+  c.state_shape = {m.state_slots(), m.L, c.B, m.H};
+  c.params = in_ptr<T>(params, "params", {m.num_params()});
+  c.state_in = in_ptr<T>(state_in, "state_in", c.state_shape);
+  c.x = static_cast<const std::int32_t*>(x.data());
+  if (y) c.y = static_cast<const std::int32_t*>(y->data());
+  return c;
+}
+
 template <typename T>
 void def_forward(ModelClass<T>& c) {
   c.def("forward",
         [](pcr::Model<T>& self, py::array params, py::array x, py::array state_in,
            py::array state_out, py::object logits, bool train, std::uint64_t seed) {
-          const auto [B, Tn] = check_ids(x, "x", self.V);
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
-          const T* P = in_ptr<T>(params, "params", {self.num_params()});
-          const T* s0 = in_ptr<T>(state_in, "state_in", ss);
-          T* s1 = out_ptr<T>(state_out, "state_out", ss);
-          const auto [lo, lm] = optional_out<T>(logits, "logits", {B, Tn, self.V});
+          const Call<T> a = model_call<T>(self, params, x, nullptr, state_in);
+          T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
+          const auto [lo, lm] = optional_out<T>(logits, "logits", {a.B, a.Tn, self.V});
           check_disjoint({mem(state_out, "state_out"), lm},
                          {mem(params, "params"), mem(x, "x"), state_in_mem(state_in, state_out)});
-          const auto* xp = static_cast<const std::int32_t*>(x.data());
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          self.forward(P, xp, B, Tn, s0, s1, lo, train, seed);
+          self.forward(a.params, a.x, a.B, a.Tn, a.state_in, s1, lo, train, seed);
         },
         py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
         py::arg("logits"), py::kw_only(), py::arg("train").noconvert() = false,
@@ -113,20 +137,15 @@ void def_loss(ModelClass<T>& c) {
   c.def("loss",
         [](pcr::Model<T>& self, py::array params, py::array x, py::array y, py::array state_in,
            py::array state_out, bool train, std::uint64_t seed, py::object stream_loss) {
-          const auto [B, Tn] = check_xy(x, y, self.V);
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
-          const T* P = in_ptr<T>(params, "params", {self.num_params()});
-          const T* s0 = in_ptr<T>(state_in, "state_in", ss);
-          T* s1 = out_ptr<T>(state_out, "state_out", ss);
-          const auto [sl, sm] = optional_out<double>(stream_loss, "stream_loss", {B});
+          const Call<T> a = model_call<T>(self, params, x, &y, state_in);
+          T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
+          const auto [sl, sm] = optional_out<double>(stream_loss, "stream_loss", {a.B});
           check_disjoint({mem(state_out, "state_out"), sm},
                          {mem(params, "params"), mem(x, "x"), mem(y, "y"),
                           state_in_mem(state_in, state_out)});
-          const auto* xp = static_cast<const std::int32_t*>(x.data());
-          const auto* yp = static_cast<const std::int32_t*>(y.data());
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          return self.loss(P, xp, yp, B, Tn, s0, s1, train, seed, sl);
+          return self.loss(a.params, a.x, a.y, a.B, a.Tn, a.state_in, s1, train, seed, sl);
         },
         py::arg("params"), py::arg("x"), py::arg("y"), py::arg("state_in"),
         py::arg("state_out"), py::kw_only(), py::arg("train").noconvert() = false,
@@ -152,11 +171,9 @@ void def_trace(ModelClass<T>& c) {
         [](pcr::Model<T>& self, py::array params, py::array x, py::array state_in,
            py::array state_out, py::array hidden, py::object cell, py::object gates,
            py::array logits) {
-          const auto [B, Tn] = check_ids(x, "x", self.V);
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
-          const T* P = in_ptr<T>(params, "params", {self.num_params()});
-          const T* s0 = in_ptr<T>(state_in, "state_in", ss);
-          T* s1 = out_ptr<T>(state_out, "state_out", ss);
+          const Call<T> a = model_call<T>(self, params, x, nullptr, state_in);
+          const idx B = a.B, Tn = a.Tn;
+          T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
           T* hi = out_ptr<T>(hidden, "hidden", {self.L, B, Tn, self.H});
           T* lo = out_ptr<T>(logits, "logits", {B, Tn, self.V});
           auto [ce, cm] = trace_out<T>(cell, "cell", self.state_slots() == 2,
@@ -166,10 +183,9 @@ void def_trace(ModelClass<T>& c) {
           check_disjoint({mem(state_out, "state_out"), mem(hidden, "hidden"),
                           mem(logits, "logits"), cm, gm},
                          {mem(params, "params"), mem(x, "x"), state_in_mem(state_in, state_out)});
-          const auto* xp = static_cast<const std::int32_t*>(x.data());
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          self.trace(P, xp, B, Tn, s0, s1, hi, ce, ga, lo);
+          self.trace(a.params, a.x, B, Tn, a.state_in, s1, hi, ce, ga, lo);
         },
         py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
         py::arg("hidden"), py::arg("cell"), py::arg("gates"), py::arg("logits"),
@@ -183,20 +199,15 @@ void def_gradient_flow(ModelClass<T>& c) {
   c.def("gradient_flow",
         [](pcr::Model<T>& self, py::array params, py::array grads, py::array x, py::array y,
            py::array state_in, py::array norms) {
-          const auto [B, Tn] = check_xy(x, y, self.V);
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
-          const T* P = in_ptr<T>(params, "params", {self.num_params()});
+          const Call<T> a = model_call<T>(self, params, x, &y, state_in);
           T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});
-          const T* s0 = in_ptr<T>(state_in, "state_in", ss);
-          double* no = out_ptr<double>(norms, "norms", {self.L, Tn});
+          double* no = out_ptr<double>(norms, "norms", {self.L, a.Tn});
           check_disjoint({mem(grads, "grads"), mem(norms, "norms")},
                          {mem(params, "params"), mem(x, "x"), mem(y, "y"),
                           mem(state_in, "state_in")});
-          const auto* xp = static_cast<const std::int32_t*>(x.data());
-          const auto* yp = static_cast<const std::int32_t*>(y.data());
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          return self.gradient_flow(P, Gr, xp, yp, B, Tn, s0, no);
+          return self.gradient_flow(a.params, Gr, a.x, a.y, a.B, a.Tn, a.state_in, no);
         },
         py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"), py::arg("state_in"),
         py::arg("norms"),
@@ -221,23 +232,18 @@ void def_forward_backward(ModelClass<T>& c) {
         [](pcr::Model<T>& self, py::array params, py::array grads, py::array x, py::array y,
            py::array state_in, py::array state_out, py::array dstate, bool train,
            std::uint64_t seed, idx first_row, idx total_rows) {
-          const auto [B, Tn] = check_xy(x, y, self.V);
-          check_rows(first_row, total_rows, B);
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
-          const T* P = in_ptr<T>(params, "params", {self.num_params()});
+          const Call<T> a = model_call<T>(self, params, x, &y, state_in);
+          check_rows(first_row, total_rows, a.B);
           T* Gr = out_ptr<T>(grads, "grads", {self.num_params()});
-          const T* s0 = in_ptr<T>(state_in, "state_in", ss);
-          T* s1 = out_ptr<T>(state_out, "state_out", ss);
-          T* ds = out_ptr<T>(dstate, "dstate", ss);
+          T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
+          T* ds = out_ptr<T>(dstate, "dstate", a.state_shape);
           check_disjoint({mem(grads, "grads"), mem(state_out, "state_out"), mem(dstate, "dstate")},
                          {mem(params, "params"), mem(x, "x"), mem(y, "y"),
                           state_in_mem(state_in, state_out)});
-          const auto* xp = static_cast<const std::int32_t*>(x.data());
-          const auto* yp = static_cast<const std::int32_t*>(y.data());
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          return self.forward_backward(P, Gr, xp, yp, B, Tn, s0, s1, ds, train, seed,
-                                       {first_row, total_rows});
+          return self.forward_backward(a.params, Gr, a.x, a.y, a.B, a.Tn, a.state_in, s1, ds,
+                                       train, seed, {first_row, total_rows});
         },
         py::arg("params"), py::arg("grads"), py::arg("x"), py::arg("y"), py::arg("state_in"),
         py::arg("state_out"), py::arg("dstate"), py::kw_only(),

@@ -99,7 +99,11 @@ struct Opt {
   }
 };
 
-void def_sgd(py::module_& m) {
+}  // namespace
+
+// Each dispatches on the dtype of the first array (float64 or else float32;
+// the float32 path then checks every array's dtype exactly).
+void bind_optim(py::module_& m) {
   m.def("sgd_update",
         [](py::array params, py::array grads, py::object buf, double lr, double momentum,
            double dampening, bool nesterov, bool first, double weight_decay, double scale,
@@ -115,9 +119,6 @@ void def_sgd(py::module_& m) {
         "torch.optim.SGD's update of the flat params in place (momentum_buffer: None "
         "without momentum; first: the first step, which fills it). The gradient is "
         "multiplied by scale, clipped to [-clip, clip] when clip > 0, weight decay added.");
-}
-
-void def_adagrad(py::module_& m) {
   m.def("adagrad_update",
         [](py::array params, py::array grads, py::array sum, double clr, double eps,
            bool eps_inside, double weight_decay, double scale, double clip) {
@@ -130,9 +131,6 @@ void def_adagrad(py::module_& m) {
         "torch.optim.Adagrad's update in place, with the learning rate clr already decayed; "
         "eps_inside: eps under the square root (min-char-rnn's form). scale, clip and "
         "weight_decay as sgd_update.");
-}
-
-void def_rmsprop(py::module_& m) {
   m.def("rmsprop_update",
         [](py::array params, py::array grads, py::array sq, py::object gavg, py::object buf,
            double lr, double alpha, double eps, double momentum, bool centered,
@@ -148,9 +146,6 @@ void def_rmsprop(py::module_& m) {
         "torch.optim.RMSprop's update in place (grad_avg: None unless centered; "
         "momentum_buffer: None without momentum). scale, clip and weight_decay as "
         "sgd_update.");
-}
-
-void def_adam(py::module_& m) {
   m.def("adam_update",
         [](py::array params, py::array grads, py::array m_, py::array v, py::object vmax,
            double lr, double beta1, double beta2, double eps, double bc1, double bc2,
@@ -168,15 +163,6 @@ void def_adam(py::module_& m) {
         "torch.optim.Adam's update in place (decoupled: AdamW's weight decay; "
         "max_exp_avg_sq: None unless amsgrad; bias_correction1/2: 1 - beta**step). "
         "scale, clip and weight_decay as sgd_update.");
-}
-
-}  // namespace
-
-void bind_optim(py::module_& m) {
-  def_sgd(m);
-  def_adagrad(m);
-  def_rmsprop(m);
-  def_adam(m);
   m.def("sum_squares",
         [](py::array grads) {
           return is_f64(grads) ? Opt<double>::sum_squares(grads)
