@@ -370,7 +370,10 @@ inline void dot_rows(idx K, const T* a, const T* b, idx ldb, T* out, idx pf) {
   }
 }
 
-// M <= 4 (the recurrent step at small batch): no packing of B (it would
+// The largest M that gemm_small_m takes.
+constexpr idx kSmallM = 4;
+
+// M <= kSmallM (the recurrent step at small batch): no packing of B (it would
 // double the memory traffic of the weights); dot products or row updates.
 template <typename T>
 void gemm_small_m(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B,
@@ -438,7 +441,7 @@ void gemm(bool ta, bool tb, idx M, idx N, idx K, const T* A, idx lda, const T* B
   constexpr int NR = Bk::NR;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
-  if (M <= 4) return gemm_small_m(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  if (M <= kSmallM) return gemm_small_m(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
   const int nt = threads_for_gemm(M * N * K);
   for (idx jc = 0; jc < N; jc += Bk::NC) {
     const idx nc = mn(Bk::NC, N - jc);

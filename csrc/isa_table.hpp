@@ -28,7 +28,7 @@ Kernels<T> make_table() {
   k.recur_packed_size = recur_packed_size<T>;
   k.recur_forward = recur_forward<T>;
   k.recur_backward = recur_backward<T>;
-  k.step_max_batch = 4;
+  k.step_max_batch = kStepMaxBatch;
   k.step_scratch_size = step_scratch_size<T>;
   k.step_forward = step_forward<T>;
   k.cell_forward = cell_forward<T>;

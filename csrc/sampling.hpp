@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "rng.hpp"
 
 namespace pcr {
 

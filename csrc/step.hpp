@@ -1,6 +1,6 @@
-// One time step of the whole model at small batch (B <= 4 rows), for the
-// loops that feed back their own output (sampling, beam search): every
-// layer and the decoder in one parallel region, one barrier per layer.
+// One time step of the whole model at small batch (B <= kStepMaxBatch rows),
+// for the loops that feed back their own output (sampling, beam search):
+// every layer and the decoder in one parallel region, one barrier per layer.
 //
 // At batch 1 a step reads every weight once and does almost nothing else,
 // so what counts is streaming the weights at the memory's rate and not
@@ -33,6 +33,10 @@ inline void rows_times(const T* W, idx K, const T* a, const T* init, idx r0, idx
   }
 }
 
+// The largest batch whose step runs here (Kernels::step_max_batch); larger
+// ones take the model's general forward pass.
+constexpr idx kStepMaxBatch = 4;
+
 // Units a thread owns: chunks of 16 (a cache line of floats).
 constexpr idx kStepChunk = 16;
 
@@ -45,7 +49,7 @@ idx step_scratch_size(int G, idx B, idx H, idx L) {
   return B * G * H * 2 + B * H + 2 * L * B * H;
 }
 
-// One step of B <= 4 rows through L layers and the decoder.
+// One step of B <= kStepMaxBatch rows through L layers and the decoder.
 //   ids [B]; emb [V, E] (E > 0) or null (one-hot: W_ih_l0's column ids[b])
 //   Wih[l] [G*H, in_l], Whh[l] [G*H, H], bih[l], bhh[l] [G*H]
 //   h [L, B, H] (and c for the LSTM): the state, read and overwritten

@@ -496,12 +496,35 @@ def target_api(fz: Fuzz, data):
     fz.call("api", desc, go)
 
 
+def opt_dict(r: R, dt, n: int) -> dict:
+    """An optimizer dict for train_steps and optimizer_step: mostly valid,
+    with buffers sometimes broken or missing and options out of range."""
+    kind = r.pick([0, 1, 2, 3] * 4 + [-1, 4])
+    bufs = [arg(r, dt, (n,))[0] if r.coin(0.9) else None for _ in range(3)]
+    opt = {"kind": kind, "step": r.pick([0, 1, 5]),
+           "clip_norm": r.pick([0.0, 1.0] * 4 + [-1.0]),
+           "clip_value": r.pick([0.0, 5.0]), "momentum": r.pick([0.0, 0.9]),
+           "centered": r.coin(0.3), "amsgrad": r.coin(0.3), "beta1": r.pick([0.9] * 8 + [1.0]),
+           "beta2": 0.999, "eps": 1e-8, "alpha": 0.99, "buffers": bufs}
+    if r.coin(0.05):
+        opt = r.pick([{}, {"kind": 3}, {"kind": 0, "step": 0, "buffers": [None]}])
+    return opt
+
+
+def opt_desc(opt: dict) -> str:
+    bufs = opt.get("buffers") or []
+    return (f"opt={ {k: v for k, v in opt.items() if k != 'buffers'} } "
+            f"buffers={[None if b is None else getattr(b, 'shape', b) for b in bufs]}")
+
+
 def target_loops(fz: Fuzz, data):
-    """The whole loops in C++: the sampling loop, beam search and K training
-    steps, with broken arrays, bad options and non-finite weights."""
+    """The whole loops in C++: the sampling loop, beam search, K training
+    steps and one optimizer update, with broken arrays, bad options and
+    non-finite weights."""
     r = R(data)
     rng = r.rng
-    method = data.draw(st.sampled_from(["sample", "beam", "train"]), label="method")
+    method = data.draw(st.sampled_from(["sample", "beam", "train", "optimizer_step"]),
+                       label="method")
     cell, V, E, H, L = r.int(0, 3), r.int(1, 12), r.pick([0, 3]), r.int(1, 7), r.int(1, 3)
     f64 = r.coin(0.5)
     dt = np.float64 if f64 else np.float32
@@ -541,7 +564,7 @@ def target_loops(fz: Fuzz, data):
                 f"penalty={penalty} stop={stop!r}")
         fz.call("loops", desc, lambda: m.beam_search(params, logits, state, length, width,
                                                      length_penalty=penalty, stop=stop))
-    else:
+    elif method == "train":
         K, T = r.int(1, 3), r.int(1, 4)
         grads, g_how = arg(r, dt, (n,))
         xs, x_how = arg(r, np.int32, (K, B, T), ids_values(r, K * B, T, V).reshape(K, B, T))
@@ -553,21 +576,24 @@ def target_loops(fz: Fuzz, data):
                           np.full(K, r.pick([1e-3, 0.5, 1e30] * 4 + [np.nan, -1.0])))
         losses, lo_how = arg(r, np.float64, (K,))
         norms, no_how = arg(r, np.float64, (K,))
-        kind = r.pick([0, 1, 2, 3] * 4 + [-1, 4])
-        bufs = [arg(r, dt, (n,))[0] if r.coin(0.9) else None for _ in range(3)]
-        opt = {"kind": kind, "step": r.pick([0, 1, 5]),
-               "clip_norm": r.pick([0.0, 1.0] * 4 + [-1.0]),
-               "clip_value": r.pick([0.0, 5.0]), "momentum": r.pick([0.0, 0.9]),
-               "centered": r.coin(0.3), "amsgrad": r.coin(0.3), "beta1": r.pick([0.9] * 8 + [1.0]),
-               "beta2": 0.999, "eps": 1e-8, "alpha": 0.99, "buffers": bufs}
-        if r.coin(0.05):
-            opt = r.pick([{}, {"kind": 3}, {"kind": 0, "step": 0, "buffers": [None]}])
+        opt = opt_dict(r, dt, n)
         desc = (f"{head} K={K} T={T} grads={g_how} xs={x_how} ys={y_how} state={s_how} "
-                f"seeds={seeds!r} lrs={lr_how} losses={lo_how} norms={no_how} "
-                f"opt={ {k: v for k, v in opt.items() if k != 'buffers'} } "
-                f"buffers={[None if b is None else getattr(b, 'shape', b) for b in bufs]}")
+                f"seeds={seeds!r} lrs={lr_how} losses={lo_how} norms={no_how} {opt_desc(opt)}")
         fz.call("loops", desc, lambda: m.train_steps(params, grads, xs, ys, state, seeds, lrs,
                                                      losses, norms, opt))
+    else:
+        grads, g_how = arg(r, dt, (n,))
+        opt = opt_dict(r, dt, n)
+        alias = r.pick(["none"] * 6 + ["g=params", "b0=params", "b0=grads"])
+        if alias == "g=params":
+            grads = params
+        elif alias.startswith("b0=") and isinstance(opt.get("buffers"), list):
+            opt["buffers"][0] = params if alias == "b0=params" else grads
+        lr = r.pick([1e-3, 0.5, 1e30] * 4 + [np.nan, -1.0, np.inf])
+        grad_norm = r.pick([1.0, 0.0, 1e-3, 1e30] * 4 + [np.nan, -1.0, np.inf])
+        desc = (f"{head} grads={g_how} alias={alias} lr={lr} grad_norm={grad_norm} "
+                f"{opt_desc(opt)}")
+        fz.call("loops", desc, lambda: m.optimizer_step(params, grads, opt, lr, grad_norm))
 
 
 # ------------------------------------------------------------------ driver

@@ -6,6 +6,8 @@ keyword-only, a bool slot refuses a number, and every function says what it
 does. A rejected call writes nothing into the arrays it was given."""
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -280,10 +282,13 @@ def test_core_read_only_output(dtype, method, arg):
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
 @pytest.mark.parametrize("method", ["forward", "loss", "forward_backward"])
 def test_core_read_only_inputs_are_fine(dtype, method):
-    c = Core(dtype)
+    # The same results, bit for bit, as from writeable copies of the inputs.
+    c, ref = Core(dtype), Core(dtype)
     for k in ("params", "x", "y", "s0"):
         getattr(c, k).setflags(write=False)
-    c.call(method)
+    assert c.call(method) == ref.call(method)
+    for k in c.outputs(method):
+        assert getattr(c, k).tobytes() == getattr(ref, k).tobytes(), k
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
@@ -479,9 +484,16 @@ def test_update_read_only(name, arg, dtype):
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
 @pytest.mark.parametrize("name", OPT_NAMES)
 def test_update_read_only_grads_fine(name, dtype):
+    # The same update, bit for bit, as from a writeable copy of the gradients.
     a = _opt_arrays(name, dtype)
+    a["params"][...] = 1.0  # float32 steps of 1e-3 vanish at SENTINEL's magnitude
+    ref = {k: v.copy() for k, v in a.items()}
     a["grads"].setflags(write=False)
     _update(name, a)
+    _update(name, ref)
+    for k in ["params"] + OPTIMIZERS[name][0]:
+        assert a[k].tobytes() == ref[k].tobytes(), k
+    assert not np.any(a["params"] == 1.0)
 
 
 @pytest.mark.parametrize("dtype", CORE_DTYPES)
@@ -511,6 +523,261 @@ def test_update_needs_the_buffer_its_options_use(name, buf):
     with pytest.raises(ValueError, match=rf"^{buf} is required"):
         _update(name, a)
     assert np.array_equal(a["params"], keep)
+
+
+# --------------------------------- a model's optimizer_step, against the updates above
+
+# Each kind's hyper-parameters as Optimizer._fused_spec() gives them (its
+# defaults), and the buffers it holds: (kind, defaults, buffers).
+STEP_KINDS = {
+    "sgd": (0, dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0),
+            ["momentum_buffer"]),
+    "adagrad": (1, dict(lr_decay=0.0, eps=1e-10, eps_inside=False, weight_decay=0.0), ["sum"]),
+    "rmsprop": (2, dict(alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0),
+                ["square_avg", "grad_avg", "momentum_buffer"]),
+    "adam": (3, dict(beta1=0.9, beta2=0.999, eps=1e-8, decoupled=False, amsgrad=False,
+                     weight_decay=0.0), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+}
+STEP_CONFIGS = {
+    "sgd": ("sgd", {}),
+    "sgd-momentum": ("sgd", dict(momentum=0.9, dampening=0.1, weight_decay=1e-2)),
+    "sgd-nesterov": ("sgd", dict(momentum=0.9, nesterov=True)),
+    "adagrad": ("adagrad", dict(lr_decay=0.05, weight_decay=1e-2)),
+    "adagrad-eps-inside": ("adagrad", dict(eps=1e-8, eps_inside=True)),
+    "rmsprop": ("rmsprop", dict(alpha=0.95, weight_decay=1e-2)),
+    "rmsprop-centered-momentum": ("rmsprop", dict(momentum=0.9, centered=True)),
+    "adam": ("adam", dict(weight_decay=1e-2)),
+    "adam-amsgrad": ("adam", dict(amsgrad=True, beta1=0.8)),
+    "adamw": ("adam", dict(decoupled=True, weight_decay=1e-2)),
+    "adamw-amsgrad": ("adam", dict(decoupled=True, amsgrad=True, weight_decay=0.1)),
+}
+STEP_CLIPS = {"none": {}, "clip_norm": dict(clip_norm=0.5), "clip_value": dict(clip_value=0.05),
+              "both": dict(clip_norm=2.0, clip_value=0.1)}
+
+
+def _step_spec(config, clip, dtype, n, step=0):
+    """The optimizer dict of a fresh optimizer of this configuration, as
+    Optimizer._fused_spec() makes it (the buffers its options use; an
+    AdaGrad sum starts at 0.1, an initial_accumulator_value)."""
+    kind_name, hp = STEP_CONFIGS[config]
+    kind, defaults, names = STEP_KINDS[kind_name]
+    spec = {"kind": kind, "step": step, "clip_norm": 0.0, "clip_value": 0.0, **defaults, **hp,
+            **STEP_CLIPS[clip]}
+    used = {"momentum_buffer": spec.get("momentum", 0) > 0, "grad_avg": spec.get("centered"),
+            "max_exp_avg_sq": spec.get("amsgrad")}
+    spec["buffers"] = [np.full(n, 0.1 if b == "sum" else 0.0, dtype) if used.get(b, True)
+                       else None for b in names] + [None] * (3 - len(names))
+    return spec
+
+
+def _step_by_kind(spec, p, g, lr, grad_norm):
+    """One update through the module's per-kind function, exactly as
+    pycharrnn.optim's Optimizer.step(grad_norm) calls it."""
+    t = spec["step"] + 1  # the optimizer's step_count, counting this update
+    scale = 1.0
+    if spec["clip_norm"]:
+        coef = spec["clip_norm"] / (grad_norm + 1e-6)
+        if coef < 1.0:
+            scale = coef
+    common = dict(weight_decay=spec["weight_decay"], scale=scale, clip=spec["clip_value"])
+    b0, b1, b2 = spec["buffers"]
+    if spec["kind"] == 0:
+        _core.sgd_update(p, g, b0, lr=lr, momentum=spec["momentum"],
+                         dampening=spec["dampening"], nesterov=spec["nesterov"], first=t == 1,
+                         **common)
+    elif spec["kind"] == 1:
+        _core.adagrad_update(p, g, b0, clr=lr / (1 + (t - 1) * spec["lr_decay"]),
+                             eps=spec["eps"], eps_inside=spec["eps_inside"], **common)
+    elif spec["kind"] == 2:
+        _core.rmsprop_update(p, g, b0, b1, b2, lr=lr, alpha=spec["alpha"], eps=spec["eps"],
+                             momentum=spec["momentum"], centered=spec["centered"], **common)
+    else:
+        beta1, beta2 = spec["beta1"], spec["beta2"]
+        _core.adam_update(p, g, b0, b1, b2, lr=lr, beta1=beta1, beta2=beta2, eps=spec["eps"],
+                          bias_correction1=1 - beta1 ** t, bias_correction2=1 - beta2 ** t,
+                          decoupled=spec["decoupled"], amsgrad=spec["amsgrad"], **common)
+
+
+def _step_model(dtype):
+    m = CORE[dtype](2, V, 3, H, 1, 0.0)
+    p = (np.random.default_rng(1).standard_normal(m.num_params) * 0.3).astype(dtype)
+    return m, p
+
+
+@pytest.mark.parametrize("dtype", CORE_DTYPES)
+@pytest.mark.parametrize("clip", sorted(STEP_CLIPS))
+@pytest.mark.parametrize("config", sorted(STEP_CONFIGS))
+def test_optimizer_step_gives_the_bits_of_the_per_kind_update(config, clip, dtype):
+    m, p = _step_model(dtype)
+    n, q = m.num_params, p.copy()
+    spec, ref = _step_spec(config, clip, dtype, n), _step_spec(config, clip, dtype, n)
+    rng = np.random.default_rng(2)
+    # Five consecutive updates; the gradients' sizes put the norm on both
+    # sides of clip_norm, and the learning rate changes as a schedule would.
+    for step, (size, lr) in enumerate([(0.01, 0.1), (1.0, 0.05), (0.3, 0.05), (3.0, 0.02),
+                                       (0.05, 0.01)]):
+        g = (rng.standard_normal(n) * size).astype(dtype)
+        norm = math.sqrt(_core.sum_squares(g))
+        spec["step"] = ref["step"] = step
+        m.optimizer_step(p, g, spec, lr, norm)
+        _step_by_kind(ref, q, g, lr, norm)
+        assert spec["step"] == step
+        assert p.tobytes() == q.tobytes(), f"params after update {step + 1}"
+        for i, (a, b) in enumerate(zip(spec["buffers"], ref["buffers"])):
+            assert (a is None and b is None) or a.tobytes() == b.tobytes(), f"buffer {i}"
+    assert not np.array_equal(p, _step_model(dtype)[1])
+
+
+@pytest.mark.parametrize("cls,kw", [
+    ("SGD", dict(lr=0.3, momentum=0.9, nesterov=True, weight_decay=1e-3, clip_norm=1.0)),
+    ("AdaGrad", dict(lr=0.1, lr_decay=0.01, eps_inside_sqrt=True, clip_value=0.05)),
+    ("RMSProp", dict(lr=2e-3, momentum=0.5, centered=True, clip_norm=0.5)),
+    ("Adam", dict(lr=3e-3, amsgrad=True, weight_decay=1e-4, clip_norm=2.0, clip_value=0.5)),
+    ("AdamW", dict(lr=3e-3, weight_decay=0.1)),
+])
+def test_optimizer_step_takes_the_optimizers_spec(cls, kw):
+    # pycharrnn.optim's own step, against optimizer_step on a twin's spec.
+    runs = []
+    for _ in range(2):
+        m = pc.CharRNN(V, hidden_size=H, cell="gru", embedding_dim=3, seed=4)
+        runs.append((m, getattr(pc.optim, cls)(m, **kw)))
+    (m1, o1), (m2, o2) = runs
+    x = good_ids((B, T), seed=3)
+    for _ in range(3):
+        for m in (m1, m2):
+            m.forward_backward(x, np.roll(x, 1, axis=1))
+        norm = o1.grad_norm()
+        o1.step(grad_norm=norm)
+        m2._core.optimizer_step(m2.flat_params, m2.flat_grads, o2._fused_spec(), o2.lr, norm)
+        o2._fused_done(1, norm)
+        assert m1.flat_params.tobytes() == m2.flat_params.tobytes()
+    for k, buf in o1.buffers.items():
+        assert buf.tobytes() == o2.buffers[k].tobytes(), k
+
+
+def _step_call(dtype=np.float64, config="adamw-amsgrad", clip="both", **over):
+    """A valid optimizer_step call's arguments, with some replaced; returns
+    (model, args, the arrays it may write, copies of them)."""
+    m, p = _step_model(dtype)
+    n = m.num_params
+    args = dict(params=p, grads=np.full(n, 0.5, dtype),
+                optimizer=_step_spec(config, clip, dtype, n, step=3), lr=1e-2, grad_norm=1.0)
+    args.update(over)
+    writes = [a for a in [args["params"], *args["optimizer"]["buffers"]]
+              if isinstance(a, np.ndarray)]
+    return m, args, writes, [a.copy() for a in writes]
+
+
+def _step_refused(exc, match, change=(), **over):
+    """optimizer_step refuses the call (the dict's entries in `change` set,
+    or removed where "missing") and writes nothing."""
+    m, args, writes, before = _step_call(**over)
+    for k, v in dict(change).items():
+        if v == "missing":
+            del args["optimizer"][k]
+        else:
+            args["optimizer"][k] = v
+    with pytest.raises(exc, match=match):
+        m.optimizer_step(**args)
+    for a, b in zip(writes, before):
+        assert a.tobytes() == b.tobytes(), "a refused call wrote"
+
+
+@pytest.mark.parametrize("dtype", CORE_DTYPES)
+def test_optimizer_step_checks_its_arrays(dtype):
+    m, p = _step_model(dtype)
+    n, other = m.num_params, OTHER[dtype]
+    spec = _step_spec("adamw-amsgrad", "both", dtype, n)
+
+    def with_buf(i, buf):
+        return {**spec, "buffers": [buf if j == i else b for j, b in enumerate(spec["buffers"])]}
+
+    ro = np.zeros(n, dtype)
+    ro.setflags(write=False)
+    for exc, match, over in [
+        (TypeError, "^params must have dtype", dict(params=p.astype(other))),
+        (TypeError, "^grads must have dtype", dict(grads=np.ones(n, other))),
+        (TypeError, "^buffer 1 must have dtype",
+         dict(optimizer=with_buf(1, np.zeros(n, other)))),
+        (ValueError, "^params must have shape", dict(params=np.zeros(n + 1, dtype))),
+        (ValueError, "^grads must have shape", dict(grads=np.zeros((1, n), dtype))),
+        (ValueError, "^buffer 2 must have shape",
+         dict(optimizer=with_buf(2, np.zeros(n - 1, dtype)))),
+        (ValueError, "^params must be C-contiguous", dict(params=np.zeros(2 * n, dtype)[::2])),
+        (ValueError, "^buffer 0 must be writeable", dict(optimizer=with_buf(0, ro))),
+        (ValueError, "^buffer 1 is required", dict(optimizer=with_buf(1, None))),
+        (TypeError, "^buffer 0 must be a numpy array or None",
+         dict(optimizer=with_buf(0, [0.0] * n))),
+    ]:
+        _step_refused(exc, match, dtype=dtype, **over)
+
+
+def test_optimizer_step_refuses_shared_memory():
+    n = _step_model(np.float64)[0].num_params
+    spec = _step_spec("rmsprop-centered-momentum", "none", np.float64, n)
+    p = np.zeros(n)
+    buf = np.zeros(2 * n - 1)
+    for match, over in [
+        ("params and grads must not share memory", dict(params=p, grads=p)),
+        ("params and buffer 0 must not share memory",
+         dict(params=p, optimizer={**spec, "buffers": [p, *spec["buffers"][1:]]})),
+        ("buffer 1 and buffer 2 must not share memory",
+         dict(optimizer={**spec, "buffers": [spec["buffers"][0], buf[:n], buf[n - 1:]]})),
+        ("buffer 0 and grads must not share memory",
+         dict(grads=buf[:n], optimizer={**spec, "buffers": [buf[n - 1:], *spec["buffers"][1:]]})),
+    ]:
+        _step_refused(ValueError, match, **over)
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(lr=math.nan), "lr must be finite"), (dict(lr=-1e-3), "lr must be finite"),
+    (dict(lr=math.inf), "lr must be finite"), (dict(grad_norm=math.nan), "grad_norm"),
+    (dict(grad_norm=-1.0), "grad_norm"), (dict(grad_norm=math.inf), "grad_norm"),
+])
+def test_optimizer_step_checks_lr_and_grad_norm(over, match):
+    _step_refused(ValueError, match, **over)
+
+
+@pytest.mark.parametrize("change,exc,match", [
+    ({"kind": 4}, ValueError, "kind must be 0..3"), ({"kind": -1}, ValueError, "kind must be"),
+    ({"step": -1}, ValueError, "optimizer step must be in"),
+    ({"step": 2**62 + 1}, ValueError, "optimizer step must be in"),
+    ({"clip_norm": -1.0}, ValueError, "must be >= 0"),
+    ({"weight_decay": math.nan}, ValueError, "must be >= 0"),
+    ({"beta1": 1.0}, ValueError, "betas must be < 1"),
+    ({"buffers": [None, None]}, ValueError, "a list of three"),
+    ({"buffers": None}, TypeError, "not iterable"),
+    ({"step": "missing"}, ValueError, "optimizer: no 'step'"),
+    ({"buffers": "missing"}, ValueError, "optimizer: no 'buffers'"),
+])
+def test_optimizer_step_checks_the_dict(change, exc, match):
+    _step_refused(exc, match, change)
+
+
+def test_optimizer_step_releases_the_gil():
+    m = _core.ModelF32(3, 50, 0, 600, 2, 0.0)  # 4.5M parameters: milliseconds an update
+    n = m.num_params
+    p, g = np.zeros(n, np.float32), np.full(n, 0.5, np.float32)
+    spec = _step_spec("adamw-amsgrad", "none", np.float32, n)
+    m.optimizer_step(p, g, spec, 1e-3, 1.0)  # the buffers' first touch
+    t0 = time.perf_counter()
+    m.optimizer_step(p, g, spec, 1e-3, 1.0)
+    calls = max(2, int(0.3 / max(time.perf_counter() - t0, 1e-4)))
+    done = threading.Event()
+
+    def work():
+        for _ in range(calls):
+            m.optimizer_step(p, g, spec, 1e-3, 1.0)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    ticks = 0
+    worker.start()
+    while not done.is_set():
+        ticks += 1  # runs only while the update does not hold the GIL
+        time.sleep(0)
+    worker.join()
+    assert ticks > 3 * calls, (ticks, calls)  # held: under one a call
 
 
 # ------------------------------------------------------------------- gemm

@@ -1,0 +1,211 @@
+// Every check the bindings make on what Python passes, in one place.
+//
+// Arrays are checked for dtype, shape, C order, alignment and (for what the
+// C++ writes) writeability, and never converted: an array the C++ writes must
+// be exactly right, so no write can land in a silent copy. A failed check
+// raises TypeError (wrong dtype or type) or ValueError (anything else) naming
+// the argument, before any kernel touches memory.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "common.hpp"
+
+namespace pcr {
+namespace bind {
+
+namespace py = pybind11;
+
+constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+
+inline std::string shape_str(const std::vector<idx>& s) {
+  std::ostringstream o;
+  o << "(";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << (s.size() == 1 ? ",)" : ")");
+  return o.str();
+}
+
+inline std::vector<idx> shape_of(const py::array& a) {
+  std::vector<idx> s;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s.push_back(a.shape(i));
+  return s;
+}
+
+template <typename T>
+const char* type_name() {
+  return std::is_same<T, float>::value          ? "float32"
+         : std::is_same<T, double>::value       ? "float64"
+         : std::is_same<T, std::int32_t>::value ? "int32"
+         : std::is_same<T, std::uint8_t>::value ? "uint8"
+                                                : "?";
+}
+
+// a: dtype T, exactly `shape`, C-contiguous, aligned, and writeable if `writes`.
+template <typename T>
+void check_array(const py::array& a, const char* name, const std::vector<idx>& shape,
+                 bool writes) {
+  if (!py::isinstance<py::array_t<T>>(a))
+    throw py::type_error(std::string(name) + " must have dtype " + type_name<T>() +
+                         ", got " + std::string(py::str(a.dtype())));
+  if (shape_of(a) != shape)
+    throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) +
+                          ", got " + shape_str(shape_of(a)));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & kAligned)) throw py::value_error(std::string(name) + " must be aligned");
+  if (writes && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+}
+
+// The data of an array the call reads / writes, checked.
+template <typename T>
+const T* in_ptr(const py::array& a, const char* name, const std::vector<idx>& shape) {
+  check_array<T>(a, name, shape, false);
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+T* out_ptr(py::array& a, const char* name, const std::vector<idx>& shape) {
+  check_array<T>(a, name, shape, true);
+  return static_cast<T*>(a.mutable_data());
+}
+
+// Whether the first array is float64 (the module functions that take either
+// dtype dispatch on it; the float32 path then checks every dtype exactly).
+inline bool is_f64(const py::array& a) { return py::isinstance<py::array_t<double>>(a); }
+
+// Memory an array covers, for the overlap checks below.
+struct Mem {
+  const char* name;
+  const void* p;
+  idx bytes;
+};
+inline Mem mem(const py::array& a, const char* name) { return {name, a.data(), a.nbytes()}; }
+
+// A flat buffer p [n] (null: none).
+template <typename T>
+Mem flat(const char* name, const T* p, idx n) {
+  return {name, p, n * static_cast<idx>(sizeof(T))};
+}
+
+// An output array that may be None: its data (null for None) and the memory
+// it covers (for check_disjoint).
+template <typename T>
+std::pair<T*, Mem> optional_out(const py::object& o, const char* name,
+                                const std::vector<idx>& shape) {
+  if (o.is_none()) return {nullptr, Mem{name, nullptr, 0}};
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string(name) + " must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(o);
+  return {out_ptr<T>(a, name, shape), mem(a, name)};
+}
+
+// A flat buffer [n] that is None when the configuration does not use it
+// (the optimizers' state); `needed`: None is refused.
+template <typename T>
+T* opt_buf(py::object a, const char* name, idx n, bool needed) {
+  if (a.is_none()) {
+    if (needed) throw py::value_error(std::string(name) + " is required");
+    return nullptr;
+  }
+  if (!py::isinstance<py::array>(a))
+    throw py::type_error(std::string(name) + " must be a numpy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(a);
+  return out_ptr<T>(arr, name, {n});
+}
+
+inline bool overlap(const Mem& a, const Mem& b) {
+  if (a.bytes <= 0 || b.bytes <= 0) return false;
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.p), pb = reinterpret_cast<std::uintptr_t>(b.p);
+  return pa < pb + static_cast<std::uintptr_t>(b.bytes) &&
+         pb < pa + static_cast<std::uintptr_t>(a.bytes);
+}
+
+// What a call writes must share no memory with anything else it is given:
+// kernels read inputs after writing outputs, so an overlap would give a
+// silently wrong result. Null entries (optional buffers) are skipped.
+inline void check_disjoint(std::initializer_list<Mem> writes, std::initializer_list<Mem> reads) {
+  for (auto i = writes.begin(); i != writes.end(); ++i) {
+    if (!i->p) continue;
+    for (auto j = i + 1; j != writes.end(); ++j)
+      if (j->p && overlap(*i, *j))
+        throw py::value_error(std::string(i->name) + " and " + j->name +
+                              " must not share memory");
+    for (const Mem& r : reads)
+      if (r.p && overlap(*i, r))
+        throw py::value_error(std::string(i->name) + " and " + r.name +
+                              " must not share memory");
+  }
+}
+
+// state_in and state_out may be one array (the state is updated in place);
+// any other overlap is refused.
+inline Mem state_in_mem(const py::array& s0, const py::array& s1) {
+  if (s0.data() == s1.data()) return {"state_in", nullptr, 0};
+  return mem(s0, "state_in");
+}
+
+// Every id of p (C order, extents `shape`) in [0, V), or ValueError naming
+// the first that is not: name[i, j, ...] = value.
+inline void check_id_values(const std::int32_t* p, const std::vector<idx>& shape,
+                            const char* name, idx V) {
+  idx n = 1;
+  for (idx s : shape) n *= s;
+  for (idx i = 0; i < n; ++i)
+    if (p[i] < 0 || p[i] >= V) {
+      std::vector<idx> at(shape.size());
+      for (size_t d = shape.size(), r = static_cast<size_t>(i); d-- > 0;) {
+        at[d] = static_cast<idx>(r % static_cast<size_t>(shape[d]));
+        r /= static_cast<size_t>(shape[d]);
+      }
+      std::ostringstream o;
+      o << name << "[";
+      for (size_t d = 0; d < at.size(); ++d) o << (d ? ", " : "") << at[d];
+      o << "] = " << p[i] << " is not a token id: ids must be in [0, " << V << ")";
+      throw py::value_error(o.str());
+    }
+}
+
+// Token ids: int32 [B, T] with 0 <= id < V. Returns (B, T).
+inline std::pair<idx, idx> check_ids(const py::array& a, const char* name, idx V) {
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D [batch, time]");
+  const idx B = a.shape(0), Tn = a.shape(1);
+  if (B < 1 || Tn < 1) throw py::value_error(std::string(name) + " must not be empty");
+  check_id_values(in_ptr<std::int32_t>(a, name, {B, Tn}), {B, Tn}, name, V);
+  return {B, Tn};
+}
+
+// x and y: token ids of the same shape [B, T]. Returns (B, T).
+inline std::pair<idx, idx> check_xy(const py::array& x, const py::array& y, idx V) {
+  const auto xs = check_ids(x, "x", V);
+  const auto ys = check_ids(y, "y", V);
+  if (xs != ys) throw py::value_error("y must have the same shape as x");
+  return xs;
+}
+
+// Optional stop ids: None, or int32 [m] (m >= 1) of token ids.
+inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
+  std::vector<std::int32_t> out;
+  if (stop.is_none()) return out;
+  if (!py::isinstance<py::array>(stop)) throw py::type_error("stop must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(stop);
+  if (a.ndim() != 1 || a.shape(0) < 1) throw py::value_error("stop must be 1-D and not empty");
+  const std::int32_t* p = in_ptr<std::int32_t>(a, "stop", {a.shape(0)});
+  for (idx i = 0; i < a.shape(0); ++i) {
+    if (p[i] < 0 || p[i] >= V) throw py::value_error("stop holds ids outside [0, vocab_size)");
+    out.push_back(p[i]);
+  }
+  return out;
+}
+
+}  // namespace bind
+}  // namespace pcr
