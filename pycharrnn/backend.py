@@ -129,37 +129,9 @@ class CPUBackend:
     def optimizer_step(self, optimizer: Dict[str, Any], lr: float, grad_norm: float) -> None:
         """One update of :attr:`params` from :attr:`grads` by ``optimizer``
         (:meth:`pycharrnn.optim.Optimizer.spec`; its "step" counts the updates
-        made before this one). ``grad_norm``: the gradients' norm, for
-        clipping by norm."""
-        o = optimizer
-        bufs = o["buffers"]
-        p, g = self.params, self.grads
-        scale = 1.0
-        if o["clip_norm"] > 0:
-            coef = o["clip_norm"] / (grad_norm + 1e-6)
-            if coef < 1.0:
-                scale = coef
-        clip = dict(scale=scale, clip=o["clip_value"], weight_decay=o["weight_decay"])
-        step = o["step"] + 1
-        kind = o["kind"]
-        if kind == 0:
-            _core.sgd_update(p, g, bufs[0], lr=lr, momentum=o["momentum"],
-                             dampening=o["dampening"], nesterov=o["nesterov"], first=step == 1,
-                             **clip)
-        elif kind == 1:
-            clr = lr / (1 + (step - 1) * o["lr_decay"])
-            _core.adagrad_update(p, g, bufs[0], clr=clr, eps=o["eps"],
-                                 eps_inside=o["eps_inside"], **clip)
-        elif kind == 2:
-            _core.rmsprop_update(p, g, bufs[0], bufs[1], bufs[2], lr=lr, alpha=o["alpha"],
-                                 eps=o["eps"], momentum=o["momentum"], centered=o["centered"],
-                                 **clip)
-        else:
-            b1, b2 = o["beta1"], o["beta2"]
-            _core.adam_update(p, g, bufs[0], bufs[1], bufs[2], lr=lr, beta1=b1, beta2=b2,
-                              eps=o["eps"], bias_correction1=1 - b1 ** step,
-                              bias_correction2=1 - b2 ** step, decoupled=o["decoupled"],
-                              amsgrad=o["amsgrad"], **clip)
+        made before this one), in one fused loop of the core. ``grad_norm``:
+        the gradients' norm, for clipping by norm."""
+        self.core.optimizer_step(self.params, self.grads, optimizer, lr, grad_norm)
 
     # ------------------------------------------------------------ loops
     def sample(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,

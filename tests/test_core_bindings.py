@@ -527,7 +527,7 @@ def test_update_needs_the_buffer_its_options_use(name, buf):
 
 # --------------------------------- a model's optimizer_step, against the updates above
 
-# Each kind's hyper-parameters as Optimizer._fused_spec() gives them (its
+# Each kind's hyper-parameters as Optimizer.spec() gives them (its
 # defaults), and the buffers it holds: (kind, defaults, buffers).
 STEP_KINDS = {
     "sgd": (0, dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0),
@@ -557,7 +557,7 @@ STEP_CLIPS = {"none": {}, "clip_norm": dict(clip_norm=0.5), "clip_value": dict(c
 
 def _step_spec(config, clip, dtype, n, step=0):
     """The optimizer dict of a fresh optimizer of this configuration, as
-    Optimizer._fused_spec() makes it (the buffers its options use; an
+    Optimizer.spec() makes it (the buffers its options use; an
     AdaGrad sum starts at 0.1, an initial_accumulator_value)."""
     kind_name, hp = STEP_CONFIGS[config]
     kind, defaults, names = STEP_KINDS[kind_name]
@@ -648,8 +648,8 @@ def test_optimizer_step_takes_the_optimizers_spec(cls, kw):
             m.forward_backward(x, np.roll(x, 1, axis=1))
         norm = o1.grad_norm()
         o1.step(grad_norm=norm)
-        m2._core.optimizer_step(m2.flat_params, m2.flat_grads, o2._fused_spec(), o2.lr, norm)
-        o2._fused_done(1, norm)
+        m2.backend.core.optimizer_step(m2.flat_params, m2.flat_grads, o2.spec(), o2.lr, norm)
+        o2.count_updates(1, norm)
         assert m1.flat_params.tobytes() == m2.flat_params.tobytes()
     for k, buf in o1.buffers.items():
         assert buf.tobytes() == o2.buffers[k].tobytes(), k
