@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -27,12 +26,18 @@ namespace py = pybind11;
 
 constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
 
+// "(2, 3)", "(4,)": numbers joined with std::to_string, not an ostringstream. An
+// iostream's locale machinery crashed (SIGSEGV in num_put) in a build on a GPU
+// machine's image whose link gave the module its own copy of libstdc++'s
+// iostreams; plain strings cannot.
+inline std::string joined(const std::vector<idx>& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out;
+}
+
 inline std::string shape_str(const std::vector<idx>& s) {
-  std::ostringstream o;
-  o << "(";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << (s.size() == 1 ? ",)" : ")");
-  return o.str();
+  return "(" + joined(s) + (s.size() == 1 ? ",)" : ")");
 }
 
 inline std::vector<idx> shape_of(const py::array& a) {
@@ -167,11 +172,9 @@ inline void check_id_values(const std::int32_t* p, const std::vector<idx>& shape
         at[d] = static_cast<idx>(r % static_cast<size_t>(shape[d]));
         r /= static_cast<size_t>(shape[d]);
       }
-      std::ostringstream o;
-      o << name << "[";
-      for (size_t d = 0; d < at.size(); ++d) o << (d ? ", " : "") << at[d];
-      o << "] = " << p[i] << " is not a token id: ids must be in [0, " << V << ")";
-      throw py::value_error(o.str());
+      throw py::value_error(std::string(name) + "[" + joined(at) + "] = " +
+                            std::to_string(p[i]) + " is not a token id: ids must be in [0, " +
+                            std::to_string(V) + ")");
     }
 }
 
