@@ -1,6 +1,6 @@
 """The dropout masks a training call draws, derived independently in NumPy
-from the description in csrc/model.hpp (hash_uniform, one stream per kind of
-mask), for tests that rebuild a regularised call elsewhere (torch, NumPy)."""
+from the description in csrc/rng.hpp and csrc/dropout.hpp (hash_uniform, one
+stream per kind of mask), for tests that rebuild a regularised call elsewhere (torch, NumPy)."""
 
 from __future__ import annotations
 
