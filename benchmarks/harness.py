@@ -194,7 +194,10 @@ def check(tol: float = 1e-6, verbose: bool = False) -> Dict[str, float]:
 # ------------------------------------------------------------------- implementations
 def make_batches(cfg: Config, data: Optional[str], count: int = 32):
     """(V, [(x, y) int32 [B, T]]): random ids, or the text at ``data``."""
-    from pycharrnn.data import Batches
+    try:
+        from pycharrnn.data import Batches
+    except ImportError:  # an earlier pycharrnn (loops.py --before)
+        from pycharrnn.train import Batches
 
     if data:
         from pycharrnn import Vocab
