@@ -1,6 +1,13 @@
 """The validation loss: a model's mean cross-entropy on a text read as one
 stream with the state carried, computed as several streams side by side.
 
+"Evaluate" means this one number throughout pycharrnn: :func:`evaluate`
+here, :meth:`pycharrnn.Trainer.evaluate` (on the validation text, or any),
+``pycharrnn eval`` (the same, from the command line) and the "eval" events
+of callbacks and metrics.jsonl (a validation, which is this on the held-out
+text). ``model.eval()`` is PyTorch's name for evaluation mode (no dropout);
+it computes nothing.
+
 Float rounding: where a model's state dynamics are chaotic (an untrained or
 barely trained model on a repetitive text can be), a difference in the last
 bit grows along the text, and any two ways of ordering the float

@@ -9,25 +9,23 @@ import dataclasses
 import inspect
 import json
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn import cli, config, recipes
+from pycharrnn import cli as cli_pkg, config, recipes
 from pycharrnn.cli.args import DEFAULTS
 from pycharrnn.cli.train import PYTHON_ONLY
 from pycharrnn.config import ModelConfig, TrainConfig
 from pycharrnn.progress import Progress
+from test_cli import cli  # run the command in a subprocess
 
 TEXT = "to be or not to be, that is the question: whether 'tis nobler in the mind\n" * 40
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:
-    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    sub = next(a for a in cli_pkg.parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices[name]
 
 
@@ -50,7 +48,7 @@ def test_every_config_field_is_a_flag_that_shows_the_library_default():
             assert f"(default: {default})" in " ".join(a.help.split()), (name, a.help)
     assert f"(default: {ModelConfig.hidden_size})" in text
     # a command line that sets nothing gives the configs' defaults
-    args = cli.parser().parse_args(["train", "x.txt", "--out", "r", "--steps", "5"])
+    args = cli_pkg.parser().parse_args(["train", "x.txt", "--out", "r", "--steps", "5"])
     given = {k: v for k, v in vars(args).items() if k in fields}
     assert given == {"steps": 5}
     model, train_cfg, recipe = config.resolve(given)
@@ -96,14 +94,6 @@ def test_resolve_fills_a_run_as_the_command_line_does():
         config.resolve({"steps": 1}, recipe="fast")
 
 
-def _cli(cwd, *args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "pycharrnn", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, timeout=300)
-    if ok:
-        assert r.returncode == 0, r.stderr + r.stdout
-    return r
-
-
 def test_a_run_made_from_python_is_a_run_for_every_command(tmp_path, capsys):
     data = tmp_path / "input.txt"
     data.write_text(TEXT, encoding="utf-8")
@@ -119,14 +109,14 @@ def test_a_run_made_from_python_is_a_run_for_every_command(tmp_path, capsys):
     assert info["data"] == str(data.resolve()) and info["model"]["cell"] == "gru"
     assert info["train"]["batch_size"] == 4
     # every command works on it
-    assert _cli(tmp_path, "plot", run).stdout.strip().endswith("curves.png")
-    assert json.loads(_cli(tmp_path, "info", run).stdout)["step"] == 12
-    got = json.loads(_cli(tmp_path, "eval", run, "--json").stdout)
+    assert cli(tmp_path, "plot", run).stdout.strip().endswith("curves.png")
+    assert json.loads(cli(tmp_path, "info", run).stdout)["step"] == 12
+    got = json.loads(cli(tmp_path, "eval", run, "--json").stdout)
     assert got["loss"] == tr.val_history[-1]["val_loss"]
-    assert len(_cli(tmp_path, "sample", run, "--length", 20, "--seed", 1).stdout) == 21
-    _cli(tmp_path, "report", run, "--out", tmp_path / "r.html")
-    r = _cli(tmp_path, "train", "--out", run, "--resume", "--steps", 20, "--quiet",
-             "--sample-length", 0)
+    assert len(cli(tmp_path, "sample", run, "--length", 20, "--seed", 1).stdout) == 21
+    cli(tmp_path, "report", run, "--out", tmp_path / "r.html")
+    cli(tmp_path, "train", "--out", run, "--resume", "--steps", 20, "--quiet",
+         "--sample-length", 0)
     assert pc.load(run).vocab == m.vocab
     back = pc.Trainer.resume(run, progress=False)  # the text run.json names
     assert back.step_count == 20
@@ -139,7 +129,7 @@ def test_a_run_made_by_the_command_line_continues_from_python(tmp_path, capsys):
     data = tmp_path / "input.txt"
     data.write_text(TEXT, encoding="utf-8")
     run = tmp_path / "run"
-    _cli(tmp_path, "train", data, "--out", run, "--steps", 6, "--hidden-size", 8,
+    cli(tmp_path, "train", data, "--out", run, "--steps", 6, "--hidden-size", 8,
          "--batch-size", 2, "--seq-length", 8, "--quiet", "--sample-length", 0, "--seed", 3)
     tr = pc.Trainer.resume(run)
     tr.run(until_step=9)
