@@ -5,6 +5,7 @@ data, and the batches of parallel streams training reads."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -16,7 +17,7 @@ from .vocab import compact_dtype
 from .words import plural
 
 __all__ = ["Batches", "split_validation", "fingerprint", "text_to_ids", "training_ids",
-           "load_text", "source_of"]
+           "load_text", "source_of", "read_if_path"]
 
 _COMPACT = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int32))
 
@@ -33,6 +34,14 @@ def load_text(path: Any = None, corpus: Optional[str] = None) -> str:
     from .files import read_text
 
     return read_text(path)
+
+
+def read_if_path(data: Any) -> Tuple[Any, Optional[Dict[str, Optional[str]]]]:
+    """(the text, its source) for ``data`` given as a path (``os.PathLike``);
+    (``data``, None) for a text or ids given as they are."""
+    if isinstance(data, os.PathLike):
+        return load_text(data), source_of(data)
+    return data, None
 
 
 def source_of(path: Any = None, corpus: Optional[str] = None) -> Dict[str, Optional[str]]:

@@ -22,25 +22,13 @@ from typing import Any
 import numpy as np
 
 from .checks import check_int
+from .distributed import Alone
 
 __all__ = ["evaluate", "EVAL_WARMUP"]
 
 #: Characters each validation stream but the first reads before its own
 #: part of the text, its loss not counted (see :func:`evaluate`).
 EVAL_WARMUP = 256
-
-
-class _Alone:
-    """One process reads every part (the strategy :func:`evaluate` needs:
-    which parts are this process's, and how parts' sums join)."""
-
-    @staticmethod
-    def parts(n: int):
-        return 0, n
-
-    @staticmethod
-    def sum(a: np.ndarray) -> np.ndarray:
-        return a
 
 
 def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 64,
@@ -68,7 +56,9 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
     ``warmup``. (On float rounding, see the module's description.)
 
     ``group`` (the ranks of a data-parallel run,
-    :class:`pycharrnn.distributed.Group`): the ranks share the parts,
+    :class:`pycharrnn.distributed.Group`, or a Trainer's strategy, whose
+    ``parts`` and ``sum`` say which parts are read here and how their sums
+    join; None: this process alone): the ranks share the parts,
     exchange the states where parts meet, and all return the same result as
     one process reading every part (every rank must call).
     """
@@ -78,7 +68,7 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
     N = ids.size - 1  # predictions
     if N < 1:
         raise ValueError(f"evaluation needs at least 2 characters, got {ids.size}")
-    group = _Alone if group is None else group
+    group = Alone() if group is None else group
     B = max(1, min(streams, N // max(W, T)))
     n = N // B  # the last part also takes the N - B*n left over, read on alone
     tol = 1e-4 if model.dtype == np.float32 else 1e-10

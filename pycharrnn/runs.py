@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -16,7 +15,7 @@ import numpy as np
 
 from .checks import check_int, check_number
 from .config import ModelConfig, TrainConfig
-from .data import fingerprint, load_text, source_of, training_ids
+from .data import fingerprint, load_text, read_if_path, training_ids
 from .distributed import strategy
 from .errors import CheckpointError
 from .model import CharRNN
@@ -99,8 +98,8 @@ def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(),
 
     parallel = strategy(distributed)
     use_threads(config.threads, parallel)
-    if isinstance(data, os.PathLike):
-        source, data = source_of(data), load_text(data)
+    data, read_from = read_if_path(data)
+    source = read_from or source
     if isinstance(model, ModelConfig):
         if not isinstance(data, str):
             raise TypeError("a ModelConfig needs the text (a str) for its vocabulary")
@@ -117,7 +116,7 @@ def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(),
              eval_every_seconds=config.eval_every_seconds, steps_per_call=config.steps_per_call,
              distributed=parallel.group or False, grad_norms_every=config.grad_norms_every,
              progress=progress, **options)
-    tr.source = source or tr.source
+    tr.source = source
     tr.limits = {"until_step": config.steps, "until_epoch": config.epochs,
                  "seconds": config.seconds}
     if notes is None:  # the options that differ from the recipe's were the user's
@@ -152,8 +151,9 @@ def attach(trainer: Any, run_dir: Any, new: bool, info: Optional[Dict[str, Any]]
 
 
 def use_threads(threads: Optional[int], parallel: Any) -> None:
-    """Kernel threads for a run: ``threads``, or by default all cores, shared
-    among the ranks of a machine in a distributed run."""
+    """Kernel threads for a run: ``threads``; None leaves the process's
+    setting (all cores unless set), shared among the ranks of a machine in
+    a distributed run."""
     from .backend import set_num_threads
 
     if threads is not None:
@@ -182,14 +182,12 @@ def resume(cls, path: Any, data: Any = None,
     ``distributed``: as for the Trainer; rank 0 reads the checkpoint and
     sends it to the others, so only rank 0 needs to see the run directory. A
     run may resume on any number of ranks (each takes its streams' part of
-    the saved state). ``threads``: as :func:`use_threads`, when given or
-    distributed."""
+    the saved state). ``threads``: as :func:`use_threads`."""
     bad = [k for k in overrides if k not in FIXED | FREE]
     if bad:
         raise TypeError(f"unknown resume options: {bad}")
     parallel = strategy(distributed)
-    if threads is not None or parallel.group is not None:
-        use_threads(threads, parallel)
+    use_threads(threads, parallel)
     src = Path(parallel.on_main(lambda: str(resolve(path))))
     model, ts = load_training(src, blob=parallel.file_bytes(src))
     t = ts.trainer
@@ -197,12 +195,11 @@ def resume(cls, path: Any, data: Any = None,
              if overrides[k] != t[k]]
     if clash:
         raise ValueError("cannot resume with a different " + ", ".join(clash))
-    source = None
     if data is None:  # every rank reads the text the run's run.json names
         source = parallel.on_main(lambda: run_source(src.parent))
         data = load_text(source["data"], source["corpus"])
-    elif isinstance(data, os.PathLike):
-        source, data = source_of(data), load_text(data)
+    else:
+        data, source = read_if_path(data)
     ids = training_ids(model, data)
     fp = fingerprint(ids)
     if fp != t["data"]:

@@ -4,7 +4,6 @@ of T, validation, checkpoints, the run directory and exact resume."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -13,7 +12,7 @@ import numpy as np
 
 from .checks import check_int, check_number, check_optional_int
 from .config import TrainConfig
-from .data import (Batches, fingerprint, load_text, source_of, split_validation, text_to_ids,
+from .data import (Batches, fingerprint, read_if_path, split_validation, text_to_ids,
                    training_ids)
 from .distributed import strategy
 from .errors import TrainingDiverged
@@ -120,9 +119,7 @@ class Trainer:
                  checkpoint_dir: Optional[Any] = None):
         #: How the work is spread: this process alone, or the ranks of an MPI job.
         self.parallel = strategy(distributed)
-        self.source = None  # what run.json records of the text
-        if isinstance(data, os.PathLike):
-            self.source, data = source_of(data), load_text(data)
+        data, self.source = read_if_path(data)  # the source: what run.json records
         ids = training_ids(model, data)
         train_ids, self.val_ids = split_validation(ids, val_fraction)
         self.model = model
