@@ -1,0 +1,336 @@
+"""Speed on a busy machine: pycharrnn's default thread policy against one
+thread and all threads, with PyTorch beside it, under other load.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/contention.py \
+        [--quick] [--repeats 3] [--seconds 2] [--json benchmarks/contention.json] \
+        [--markdown FILE]
+
+Rows are kinds of load: an idle machine; 1-3 other processes running a pure
+Python loop; 1-2 running a NumPy matrix product (OpenBLAS's own threads);
+this process confined to one core (a ``taskset`` mask); a CPU quota of one
+core (a cgroup of its own, when this user may make one); and another thread
+pool in the same process (NumPy's OpenBLAS, and for pycharrnn also PyTorch's,
+called between the measured calls, as in a notebook that uses both).
+
+Columns are implementations, each measured in a process of its own: pycharrnn
+by default (no thread setting), at 1 thread and at all threads
+(``os.cpu_count()``), PyTorch by default and at 1 thread. Tasks: training
+(GRU 1x384, embedding 64, B=32, T=64, AdamW; steps/s through
+``Trainer.run``), validation (``pycharrnn.evaluate`` against PyTorch's
+forward pass without gradients; characters/s) and sampling (B=1, one
+character at a time; characters/s).
+
+For each repeat the rows run in turn, and within a row the implementations
+run in a shuffled order; medians over the repeats are reported. "default /
+best" is pycharrnn's default against the better of its 1-thread and
+all-thread speeds under the same load: the issue's target is >= 0.9 in every
+row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+V, E, H, B, T = 65, 64, 384, 32, 64
+TASKS = ("train", "validate", "sample")
+IMPLS = ("pc-default", "pc-1", "pc-all", "torch-default", "torch-1")
+LOADS = {
+    "python": "while True: pass",
+    "numpy": "import numpy as np\na = np.random.rand(384, 384)\nwhile True: a @ a",
+}
+ROWS = ["idle", "python x1", "python x2", "python x3", "numpy x1", "numpy x2",
+        "taskset 1 core", "quota 1 core", "pool numpy", "pool torch"]
+QUICK_ROWS = ["idle", "python x1", "python x2", "numpy x1", "taskset 1 core", "pool torch"]
+_MARK = "@@RESULT "
+CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+# ---------------------------------------------------------------- the worker
+
+def _pycharrnn(threads: str, pool: Optional[str]):
+    import numpy as np
+    import pycharrnn as pc
+    from pycharrnn.evaluation import evaluate
+    if threads != "default":
+        pc.set_num_threads(os.cpu_count() if threads == "all" else int(threads))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, 1 << 18).astype(np.int32)
+    model = pc.CharRNN(V, H, 1, "gru", embedding_dim=E, seed=0)
+    opt = pc.optim.AdamW(model, lr=2e-3)
+    trainer = pc.Trainer(model, ids, batch_size=B, seq_length=T, optimizer=opt,
+                         val_fraction=0.0, checkpoint_each_epoch=False, progress=False,
+                         stop_on_signals=False)
+    val = ids[: B * T * 8]
+    return {
+        "train": lambda: (trainer.run(steps=trainer.step_count + 2), 2)[1],
+        "validate": lambda: (evaluate(model, val), len(val) - 1)[1],
+        "sample": lambda: (model.sample_ids(400, prime=ids[:8], seed=1), 400)[1],
+    }
+
+
+def _torch(threads: str, pool: Optional[str]):
+    import torch
+    if threads != "default":
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(0)
+    emb, rnn, dec = torch.nn.Embedding(V, E), torch.nn.GRU(E, H, batch_first=True), \
+        torch.nn.Linear(H, V)
+    params = [*emb.parameters(), *rnn.parameters(), *dec.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3)
+    data = torch.randint(0, V, (1 << 18,))
+    state = {"h": torch.zeros(1, B, H), "pos": 0}
+
+    def batch(pos):
+        x = data[pos: pos + B * (T + 1)].view(B, T + 1)
+        return x[:, :-1], x[:, 1:]
+
+    def train():
+        for _ in range(2):
+            x, y = batch(state["pos"])
+            state["pos"] = (state["pos"] + B * (T + 1)) % (len(data) - B * (T + 1))
+            out, h = rnn(emb(x), state["h"])
+            state["h"] = h.detach()
+            loss = torch.nn.functional.cross_entropy(dec(out).reshape(-1, V), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return 2
+
+    val = data[: B * T * 8].view(B, -1)
+
+    def validate():
+        with torch.no_grad():
+            h = torch.zeros(1, B, H)
+            for t in range(0, val.shape[1] - 1, T):
+                x, y = val[:, t:t + T], val[:, t + 1:t + T + 1]
+                x = x[:, :y.shape[1]]
+                out, h = rnn(emb(x), h)
+                torch.nn.functional.cross_entropy(dec(out).reshape(-1, V), y.reshape(-1))
+        return val.numel() - B
+
+    def sample():
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            h = torch.zeros(1, 1, H)
+            x = data[:8].view(1, -1)
+            out, h = rnn(emb(x), h)
+            c = torch.multinomial(torch.softmax(dec(out[:, -1]), -1), 1, generator=g)
+            for _ in range(399):
+                out, h = rnn(emb(c), h)
+                c = torch.multinomial(torch.softmax(dec(out[:, -1]), -1), 1, generator=g)
+        return 400
+
+    return {"train": train, "validate": validate, "sample": sample}
+
+
+def _other_pool(pool: Optional[str]):
+    """A call of another thread pool in this process, run between the
+    measured calls (not timed), or None."""
+    if pool == "numpy":
+        import numpy as np
+        a = np.random.default_rng(0).random((256, 256))
+        return lambda: [a @ a for _ in range(8)]
+    if pool == "torch":
+        import torch
+        a = torch.rand(256, 256)
+        return lambda: [a @ a for _ in range(8)]
+    return None
+
+
+def worker(job: Dict[str, Any]) -> Dict[str, float]:
+    if job.get("cgroup"):
+        with open(job["cgroup"], "w") as f:
+            f.write(str(os.getpid()))
+    impl, threads = job["impl"].split("-", 1)
+    calls = (_pycharrnn if impl == "pc" else _torch)(threads, job.get("pool"))
+    other = _other_pool(job.get("pool"))
+    rates = {}
+    for task in job["tasks"]:
+        fn = calls[task]
+        fn()  # warm up: first-touch memory, thread teams, caches
+        if other:
+            other()
+        done, spent, t_end = 0, 0.0, time.perf_counter() + job["seconds"]
+        while time.perf_counter() < t_end or done == 0:
+            if other:
+                other()
+            t0 = time.perf_counter()
+            done += fn()
+            spent += time.perf_counter() - t0
+        rates[task] = done / spent
+    return rates
+
+
+# ---------------------------------------------------------------- the driver
+
+def _cgroup_file(cores: float) -> Optional[str]:
+    """A new cgroup with a quota of ``cores`` CPUs: the file a process writes
+    its pid to, to join it; None if none can be made here."""
+    name = f"pycharrnn-contention-{os.getpid()}"
+    period = 100000
+    try:
+        if (CGROUP_V1 / "cpu.cfs_quota_us").exists():
+            d = CGROUP_V1 / name
+            d.mkdir(exist_ok=True)
+            (d / "cpu.cfs_period_us").write_text(str(period))
+            (d / "cpu.cfs_quota_us").write_text(str(int(cores * period)))
+            return str(d / "cgroup.procs")
+        if (CGROUP_V2 / "cgroup.controllers").exists():
+            d = CGROUP_V2 / name
+            d.mkdir(exist_ok=True)
+            (d / "cpu.max").write_text(f"{int(cores * period)} {period}")
+            return str(d / "cgroup.procs")
+    except OSError:
+        return None
+    return None
+
+
+def _remove_cgroup(procs: Optional[str]) -> None:
+    if procs:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(procs))
+
+
+@contextlib.contextmanager
+def load(row: str) -> Iterator[None]:
+    procs: List[subprocess.Popen] = []
+    kind, _, count = row.partition(" x")
+    if kind in LOADS:
+        for _ in range(int(count)):
+            procs.append(subprocess.Popen([sys.executable, "-c", LOADS[kind]],
+                                          stdout=subprocess.DEVNULL))
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        time.sleep(0.3)
+
+
+def run_worker(job: Dict[str, Any], taskset: bool) -> Dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
+    if taskset:
+        cmd = ["taskset", "-c", "0", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    for line in out.stdout.splitlines():
+        if line.startswith(_MARK):
+            return json.loads(line[len(_MARK):])
+    raise RuntimeError(f"worker {job} failed:\n{out.stderr[-2000:]}")
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
+            log=print) -> Dict[str, Any]:
+    rng = random.Random(0)
+    samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    quota = _cgroup_file(1.0) if "quota 1 core" in rows else None
+    skipped = []
+    try:
+        for r in range(repeats):
+            for row in rows:
+                if row.startswith("quota") and not quota:
+                    if r == 0:
+                        skipped.append(row)
+                    continue
+                pool = row.split()[1] if row.startswith("pool") else None
+                order = [i for i in impls if not (pool == "torch" and i.startswith("torch"))]
+                rng.shuffle(order)
+                with load(row):
+                    for impl in order:
+                        job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
+                               "pool": pool, "cgroup": quota if row.startswith("quota") else None}
+                        rates = run_worker(job, taskset=row.startswith("taskset"))
+                        for task, v in rates.items():
+                            samples.setdefault(task, {}).setdefault(row, {}) \
+                                .setdefault(impl, []).append(v)
+                        log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} " +
+                            "  ".join(f"{t} {v:,.1f}" for t, v in rates.items()))
+    finally:
+        _remove_cgroup(quota)
+    med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows_.items()}
+           for t, rows_ in samples.items()}
+    return {"median": med, "samples": samples, "skipped": skipped,
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "repeats": repeats,
+            "seconds": seconds, "date": time.strftime("%Y-%m-%d")}
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
+
+
+def markdown(res: Dict[str, Any]) -> str:
+    out = [f"CPU: {res['cpu']}, {res['cores']} cores; median of {res['repeats']} "
+           f"repeats of {res['seconds']:g} s per task; {res['date']}.", ""]
+    for task, rows in res["median"].items():
+        out += [f"**{task}** ({UNITS[task]})", "",
+                "| load | pycharrnn default | 1 thread | all threads | default / best | "
+                "torch default | torch 1 thread |", "|---|---|---|---|---|---|---|"]
+        fmt = "{:,.2f}" if task == "train" else "{:,.0f}"
+        for row, d in rows.items():
+            best = max(d.get("pc-1", 0), d.get("pc-all", 0))
+            cell = lambda k: fmt.format(d[k]) if k in d else "-"  # noqa: E731
+            ratio = f"{d['pc-default'] / best:.2f}" if best and "pc-default" in d else "-"
+            out.append(f"| {row} | {cell('pc-default')} | {cell('pc-1')} | {cell('pc-all')} | "
+                       f"{ratio} | {cell('torch-default')} | {cell('torch-1')} |")
+        out.append("")
+    if res["skipped"]:
+        out.append("Not measured (no cgroup could be made): " + ", ".join(res["skipped"]))
+    return "\n".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help=f"only the rows {QUICK_ROWS}")
+    p.add_argument("--rows", help="comma-separated rows (default: all): " + ", ".join(ROWS))
+    p.add_argument("--impls", help="comma-separated implementations: " + ", ".join(IMPLS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=2.0, help="per task and measurement")
+    p.add_argument("--json", default=str(Path(__file__).with_name("contention.json")))
+    p.add_argument("--markdown", help="also write the tables to this file")
+    a = p.parse_args(argv)
+    if a.worker:
+        print(_MARK + json.dumps(worker(json.loads(a.worker))), flush=True)
+        return 0
+    rows = a.rows.split(",") if a.rows else (QUICK_ROWS if a.quick else ROWS)
+    impls = a.impls.split(",") if a.impls else [i for i in IMPLS if _have_torch()
+                                                or not i.startswith("torch")]
+    rows = [r for r in rows if _have_torch() or r != "pool torch"]
+    res = measure(rows, a.repeats, a.seconds, impls)
+    Path(a.json).write_text(json.dumps(res, indent=1))
+    text = markdown(res)
+    print(text)
+    if a.markdown:
+        Path(a.markdown).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
