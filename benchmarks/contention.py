@@ -73,7 +73,7 @@ def _pycharrnn(threads: str, pool: Optional[str]):
                          stop_on_signals=False)
     val = ids[: B * T * 8]
     return {
-        "train": lambda: (trainer.run(steps=trainer.step_count + 2), 2)[1],
+        "train": lambda: (trainer.run(steps=2), 2)[1],
         "validate": lambda: (evaluate(model, val), len(val) - 1)[1],
         "sample": lambda: (model.sample_ids(400, prime=ids[:8], seed=1), 400)[1],
     }
