@@ -58,7 +58,7 @@ CGROUP_V2 = Path("/sys/fs/cgroup")
 
 # ---------------------------------------------------------------- the worker
 
-def _pycharrnn(threads: str, pool: Optional[str]):
+def _pycharrnn(threads: str):
     import numpy as np
     import pycharrnn as pc
     from pycharrnn.evaluation import evaluate
@@ -79,7 +79,7 @@ def _pycharrnn(threads: str, pool: Optional[str]):
     }
 
 
-def _torch(threads: str, pool: Optional[str]):
+def _torch(threads: str):
     import torch
     if threads != "default":
         torch.set_num_threads(int(threads))
@@ -153,7 +153,7 @@ def worker(job: Dict[str, Any]) -> Dict[str, float]:
         with open(job["cgroup"], "w") as f:
             f.write(str(os.getpid()))
     impl, threads = job["impl"].split("-", 1)
-    calls = (_pycharrnn if impl == "pc" else _torch)(threads, job.get("pool"))
+    calls = (_pycharrnn if impl == "pc" else _torch)(threads)
     other = _other_pool(job.get("pool"))
     rates = {}
     for task in job["tasks"]:
@@ -241,6 +241,7 @@ def _have_torch() -> bool:
 
 def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
             log=print) -> Dict[str, Any]:
+    import harness  # benchmarks/harness.py (this script's folder is on sys.path): cpu_model
     rng = random.Random(0)
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     quota = _cgroup_file(1.0) if "quota 1 core" in rows else None
@@ -270,16 +271,8 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows_.items()}
            for t, rows_ in samples.items()}
     return {"median": med, "samples": samples, "skipped": skipped,
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "repeats": repeats,
+            "cpu": harness.cpu_model(), "cores": os.cpu_count(), "repeats": repeats,
             "seconds": seconds, "date": time.strftime("%Y-%m-%d")}
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
