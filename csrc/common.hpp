@@ -8,8 +8,18 @@
 #include <cstdint>
 #include <cstring>
 
+#include "threads.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#define PCR_HAVE_FUTEX 1
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -20,11 +30,10 @@ namespace pcr {
 
 using idx = std::int64_t;  // every size and offset is 64-bit
 
-// Threads used by every kernel: a process-wide setting (not OpenMP's
-// per-thread ICV), so a value set from one Python thread applies to kernels
-// started from any other. Defined once, in dispatch.cpp.
-int num_threads();
-void set_num_threads(int n);
+// Threads used by every kernel: num_threads() (threads.hpp), a
+// process-wide setting (not OpenMP's per-thread ICV), so a value set from
+// one Python thread applies to kernels started from any other, read at the
+// start of every parallel region.
 
 // Subnormal floats (|x| below 1.2e-38 in float32, 2.2e-308 in float64) take
 // a slow microcode path on some x86 CPUs; a model whose gates saturate and
@@ -165,32 +174,65 @@ static inline void parallel_team(int nt, F&& body) {
 // A barrier for loops that wait once per time step inside one parallel
 // region (recurrence.hpp, step.hpp): the team spins on a shared counter,
 // about a tenth of a microsecond per wait on two cores, where OpenMP's own
-// barrier took one to two. Threads that have spun a while yield the CPU, so a
-// team larger than the machine (more threads than cores) still progresses.
-// One object per region; wait(nth) with the team's size.
+// barrier took one to two. A thread that has spun kSpinWaits pauses (some
+// tens of microseconds: longer than a time step's work is unbalanced) goes
+// to sleep on a futex, so that when a team member has been descheduled by
+// other load the waiters give their cores away instead of spinning or
+// yielding in a loop (a yield gives the core to nobody when the other load
+// is in another process of equal priority). One object per region;
+// wait(nth) with the team's size.
 struct SpinBarrier {
+  static constexpr unsigned kSpinWaits = 2048;
   alignas(64) std::atomic<int> arrived{0};
   alignas(64) std::atomic<unsigned> generation{0};
+  std::atomic<int> sleepers{0};
+  // Where a region's loop ends early: set by one thread before it arrives
+  // at the wait before `at`, read by all after that wait (which orders
+  // them), so the whole team agrees. Atomic because a slow thread may still
+  // be checking an earlier point when it is set; the point differs.
+  std::atomic<idx> stop{-1};
+  void stop_at(idx at) { stop.store(at, std::memory_order_relaxed); }
+  bool stopped(idx at) const { return stop.load(std::memory_order_relaxed) == at; }
 
   void wait(int nth) {
     if (nth <= 1) return;
     const unsigned g = generation.load(std::memory_order_acquire);
     if (arrived.fetch_add(1, std::memory_order_acq_rel) == nth - 1) {
       arrived.store(0, std::memory_order_relaxed);
-      generation.store(g + 1, std::memory_order_release);
+      generation.store(g + 1, std::memory_order_seq_cst);
+      if (sleepers.load(std::memory_order_seq_cst) > 0) wake_all();
       return;
     }
-    for (unsigned spins = 0; generation.load(std::memory_order_acquire) == g; ++spins) {
-      if (spins < 4096) {
+    for (unsigned spins = 0; spins < kSpinWaits; ++spins) {
+      if (generation.load(std::memory_order_acquire) != g) return;
 #if defined(__x86_64__) || defined(__i386__)
-        _mm_pause();
+      _mm_pause();
 #endif
-      } else {
-        std::this_thread::yield();
-      }
     }
+    // Counted before the last look, so the releaser (store, then load of
+    // sleepers; both sequentially consistent) either sees this sleeper or
+    // is seen here to have moved on.
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    while (generation.load(std::memory_order_seq_cst) == g) sleep_while(g);
+    sleepers.fetch_sub(1, std::memory_order_relaxed);
   }
+
+ private:
+#ifdef PCR_HAVE_FUTEX
+  void sleep_while(unsigned g) {  // returns at once if generation != g
+    syscall(SYS_futex, reinterpret_cast<unsigned*>(&generation), FUTEX_WAIT_PRIVATE, g, nullptr,
+            nullptr, 0);
+  }
+  void wake_all() {
+    syscall(SYS_futex, reinterpret_cast<unsigned*>(&generation), FUTEX_WAKE_PRIVATE, INT_MAX,
+            nullptr, nullptr, 0);
+  }
+#else
+  void sleep_while(unsigned) { std::this_thread::yield(); }
+  void wake_all() {}
+#endif
 };
+static_assert(sizeof(std::atomic<unsigned>) == sizeof(unsigned), "a futex word is 32 bits");
 
 // [i0, i1) of n items for thread tid of nth (contiguous chunks).
 static inline void chunk_of(idx n, int tid, int nth, idx* i0, idx* i1) {

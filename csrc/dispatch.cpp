@@ -1,4 +1,4 @@
-// Kernel dispatch and the thread setting.
+// Kernel dispatch (the thread setting is threads.cpp's).
 //
 // isa_base.cpp is always built. On x86-64 with GCC or Clang,
 // isa_avx2.cpp (AVX2 + FMA) and isa_avx512.cpp (AVX-512 F/BW/DQ/VL)
@@ -29,17 +29,6 @@ const Kernels<double>& table_f64();
 #endif
 
 namespace {
-
-std::atomic<int>& thread_setting() {
-  static std::atomic<int> n{
-#ifdef _OPENMP
-      omp_get_max_threads()
-#else
-      1
-#endif
-  };
-  return n;
-}
 
 struct Tables {
   const char* name;
@@ -94,8 +83,6 @@ static std::atomic<bool> g_flush_denormals{true};
 bool flush_denormals() { return g_flush_denormals.load(std::memory_order_relaxed); }
 void set_flush_denormals(bool on) { g_flush_denormals.store(on); }
 
-int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
-void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n); }
 
 const char* const* isa_compiled() { return kCompiled; }
 

@@ -42,6 +42,17 @@ idx recur_packed_size(int G, idx H) {
 // 1.15x faster.
 constexpr idx kParallelRecur = 1 << 14;
 
+// Time steps per parallel region. The recurrence runs as several regions
+// rather than one, each reading num_threads() when it starts (threads.hpp):
+// a team whose unit has run past its deadline changes size within a few
+// steps, not at the end of the sequence. About 2M multiply-adds a region,
+// and at least 8 steps: the fork and join (a few microseconds) stay below a
+// percent of the work.
+inline idx segment_steps(idx B, idx GH, idx H) {
+  const idx per_step = mx(1, B * GH * H);
+  return mx(8, (idx{1} << 21) / per_step);
+}
+
 template <typename T>
 inline int recur_team(idx B, idx GH, idx H) {
   constexpr int NR = Blocking<T>::NR;
@@ -95,39 +106,50 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
   const idx chunks = (H + NR - 1) / NR, npad = chunks * G * NR;
   // Panel (c, g) holds the columns g*H + c*NR ... of op(B) = W_hh^T [H, GH]:
   // a chunk's gates are side by side, so a thread owns whole cells.
-  SpinBarrier barrier;
-  parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
-    idx c0, c1;
-    chunk_of(chunks, tid, nth, &c0, &c1);
-    const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+  parallel_for(chunks, recur_team<T>(B, GH, H), [&](idx c) {
     for (idx pc = 0; pc < H; pc += Bk::KC) {
       const idx kc = mn(Bk::KC, H - pc);
-      for (idx c = c0; c < c1; ++c)
-        for (idx g = 0; g < G; ++g)
-          pack_b_panel<T, NR>(true, Whh, H, g * H + c * NR, mn(NR, H - c * NR), pc, kc,
-                              packed + pc * npad + (c * G + g) * kc * NR);
-    }
-    T* Ap = B > 1 ? scratch<T, 3>(H * MR) : nullptr;
-    for (idx t = 0; t < Tn; ++t) {
-      if (u0 < u1) {
-        const T* A = hs + t * BH;
-        if (B > 1) {
-          pack_a<T, MR>(false, A, H, 0, B, 0, H, Ap);
-          A = Ap;
-        }
-        for (idx c = c0; c < c1; ++c)
-          for (idx g = 0; g < G; ++g) {
-            const idx col = g * H + c * NR;
-            panel_product(B, H, A, packed, npad, c * G + g, mn(NR, H - c * NR), bhh + col,
-                          false, hp + col, GH);
-          }
-        StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
-        s.hp = hp;
-        for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
-      }
-      barrier.wait(nth);  // h_{t+1} complete before anyone reads it
+      for (idx g = 0; g < G; ++g)
+        pack_b_panel<T, NR>(true, Whh, H, g * H + c * NR, mn(NR, H - c * NR), pc, kc,
+                            packed + pc * npad + (c * G + g) * kc * NR);
     }
   });
+  const idx seg = segment_steps(B, GH, H);
+  for (idx t0 = 0, next = 0; t0 < Tn; t0 = next) {
+    const idx t1 = mn(Tn, t0 + seg);
+    next = t1;
+    SpinBarrier barrier;
+    parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
+      idx c0, c1;
+      chunk_of(chunks, tid, nth, &c0, &c1);
+      const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+      T* Ap = B > 1 ? scratch<T, 3>(H * MR) : nullptr;
+      for (idx t = t0; t < t1; ++t) {
+        if (u0 < u1) {
+          const T* A = hs + t * BH;
+          if (B > 1) {
+            pack_a<T, MR>(false, A, H, 0, B, 0, H, Ap);
+            A = Ap;
+          }
+          for (idx c = c0; c < c1; ++c)
+            for (idx g = 0; g < G; ++g) {
+              const idx col = g * H + c * NR;
+              panel_product(B, H, A, packed, npad, c * G + g, mn(NR, H - c * NR), bhh + col,
+                            false, hp + col, GH);
+            }
+          StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+          s.hp = hp;
+          for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
+        }
+        if (tid == 0 && nth > 1 && t + 1 < t1 && unit_overdue()) barrier.stop_at(t + 1);
+        barrier.wait(nth);  // h_{t+1} complete before anyone reads it
+        if (barrier.stopped(t + 1)) {  // the rest on the governor's new team
+          if (tid == 0) next = t + 1;
+          break;
+        }
+      }
+    });
+  }
 }
 
 // Backward through Tn steps (after recur_forward or the step loop).
@@ -144,45 +166,57 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
   const idx G = gate_count(kind), GH = G * H, BH = B * H;
   const idx chunks = (H + NR - 1) / NR, npad = chunks * NR;
   // Panel c holds columns c*NR ... of op(B) = W_hh [GH, H]: units again.
-  SpinBarrier barrier;
-  parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
-    idx c0, c1;
-    chunk_of(chunks, tid, nth, &c0, &c1);
-    const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+  parallel_for(chunks, recur_team<T>(B, GH, H), [&](idx c) {
     for (idx pc = 0; pc < GH; pc += Bk::KC) {
       const idx kc = mn(Bk::KC, GH - pc);
-      for (idx c = c0; c < c1; ++c)
-        pack_b_panel<T, NR>(false, Whh, H, c * NR, mn(NR, H - c * NR), pc, kc,
-                            packed + pc * npad + c * kc * NR);
-    }
-    T* Ap = B > 1 ? scratch<T, 3>(GH * MR) : nullptr;
-    for (idx t = Tn - 1; t >= 0; --t) {
-      bool direct = false;
-      if (u0 < u1) {
-        const T* dy = dout + t * BH;
-        for (idx b = 0; b < B; ++b) {
-          T* d = dh + b * H;
-#pragma omp simd
-          for (idx j = u0; j < u1; ++j) d[j] += dy[b * H + j];
-        }
-        StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
-        s.dhp = dhp_all + t * B * GH;
-        for (idx b = 0; b < B; ++b) cell_backward_units(kind, s, dh, dc, b, u0, u1);
-        direct = has_direct_dh(kind);
-      }
-      barrier.wait(nth);  // d(hp)_t complete before anyone reads it
-      if (u0 < u1) {
-        const T* A = dhp_all + t * B * GH;
-        if (B > 1) {
-          pack_a<T, MR>(false, A, GH, 0, B, 0, GH, Ap);
-          A = Ap;
-        }
-        for (idx c = c0; c < c1; ++c)
-          panel_product<T>(B, GH, A, packed, npad, c, mn(NR, H - c * NR), nullptr, direct,
-                           dh + c * NR, H);
-      }
+      pack_b_panel<T, NR>(false, Whh, H, c * NR, mn(NR, H - c * NR), pc, kc,
+                          packed + pc * npad + c * kc * NR);
     }
   });
+  const idx seg = segment_steps(B, GH, H);
+  for (idx t1 = Tn, next = Tn; t1 > 0; t1 = next) {
+    const idx t0 = t1 > seg ? t1 - seg : 0;
+    next = t0;
+    SpinBarrier barrier;
+    parallel_team(recur_team<T>(B, GH, H), [&](int tid, int nth) {
+      idx c0, c1;
+      chunk_of(chunks, tid, nth, &c0, &c1);
+      const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+      T* Ap = B > 1 ? scratch<T, 3>(GH * MR) : nullptr;
+      for (idx t = t1 - 1; t >= t0; --t) {
+        bool direct = false;
+        if (u0 < u1) {
+          const T* dy = dout + t * BH;
+          for (idx b = 0; b < B; ++b) {
+            T* d = dh + b * H;
+#pragma omp simd
+            for (idx j = u0; j < u1; ++j) d[j] += dy[b * H + j];
+          }
+          StepIO<T> s = StepIO<T>::at(B, H, G, t, xp, hs, cs, aux);
+          s.dhp = dhp_all + t * B * GH;
+          for (idx b = 0; b < B; ++b) cell_backward_units(kind, s, dh, dc, b, u0, u1);
+          direct = has_direct_dh(kind);
+        }
+        if (tid == 0 && nth > 1 && t > t0 && unit_overdue()) barrier.stop_at(t);
+        barrier.wait(nth);  // d(hp)_t complete before anyone reads it
+        if (u0 < u1) {
+          const T* A = dhp_all + t * B * GH;
+          if (B > 1) {
+            pack_a<T, MR>(false, A, GH, 0, B, 0, GH, Ap);
+            A = Ap;
+          }
+          // Each thread writes and next reads only its own units of dh.
+          for (idx c = c0; c < c1; ++c)
+            panel_product<T>(B, GH, A, packed, npad, c, mn(NR, H - c * NR), nullptr, direct,
+                             dh + c * NR, H);
+        }
+        if (barrier.stopped(t)) {  // the rest on the governor's new team
+          if (tid == 0) next = t;
+          break;
+        }
+      }
+    });
+  }
 }
 
 }  // namespace PCR_ISA_NS

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -151,7 +152,16 @@ idx sample_loop(Model<T>& model, const T* P, T* state, T* logits, idx B, idx n,
   DrawScratch s;
   s.size(V);
   std::vector<std::int32_t> fed(static_cast<size_t>(B), 0);
+  // Timed in blocks of kBlock steps (threads.hpp): a step alone is too
+  // short to time against the scheduler's noise.
+  constexpr idx kBlock = 64;
+  std::optional<Governed> unit;
   for (idx i = 0; i < n; ++i) {
+    if (i % kBlock == 0) {
+      unit.reset();
+      unit.emplace(Site::SAMPLE, &model, B, static_cast<double>(B * std::min(kBlock, n - i)));
+    }
+    unit->set_amount(static_cast<double>(B * (i % kBlock + 1)));  // the steps begun so far
     const std::uint64_t pos = position + static_cast<std::uint64_t>(i);
     bool any = false;
     for (idx b = 0; b < B; ++b) {

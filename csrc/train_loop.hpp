@@ -98,6 +98,7 @@ idx train_steps(Model<T>& model, T* P, T* G, OptSpec<T>& opt, const std::int32_t
   std::vector<T> next(static_cast<size_t>(ns)), dstate(static_cast<size_t>(ns));
   *status = StepStatus::OK;
   for (idx k = 0; k < K; ++k) {
+    Governed unit(Site::STEP, &model, B * 4096 + Tn, static_cast<double>(B * Tn));
     const double loss =
         model.forward_backward(P, G, xs + k * B * Tn, ys + k * B * Tn, B, Tn, state,
                                next.data(), dstate.data(), train, train ? seeds[k] : 0);

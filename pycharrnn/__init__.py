@@ -8,6 +8,8 @@ command line.
 
 from __future__ import annotations
 
+from typing import Optional
+
 __version__ = "0.1.0"
 
 from . import backend as _backend  # the compiled core (a clear error without it)
@@ -64,8 +66,17 @@ def build_info() -> dict:
     return _backend.build_info()
 
 
-def set_num_threads(n: int) -> None:
-    """Set the number of threads every kernel uses (process-wide)."""
+def set_num_threads(n: Optional[int]) -> None:
+    """Set the number of threads every kernel uses (process-wide): exactly
+    ``n``, or with None the default again, where each kind of work (training
+    steps, validation, sampling) is timed and runs on the team size that is
+    fastest under the load actually on the machine, up to the usable cores
+    (the affinity mask and the cgroup's CPU quota). ``OMP_NUM_THREADS`` in
+    the environment sets the number as ``n`` does. Results are the same bits
+    at any team size."""
+    if n is None:
+        _backend.set_threads_auto()
+        return
     from .checks import check_int
 
     n = check_int("number of threads", n)
@@ -75,7 +86,9 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads the kernels use."""
+    """The number of threads the kernels use: the number set, or by default
+    the most they may use (the usable cores; ``build_info()["threads"]`` says
+    which, and :func:`pycharrnn.backend.thread_report` what was chosen)."""
     return _backend.get_num_threads()
 
 

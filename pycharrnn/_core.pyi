@@ -7,7 +7,7 @@ takes float32 arrays, ModelF64 float64 ones; token ids are int32. The GIL is
 released while kernels run. tests/test_stub.py holds this file to the module.
 """
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Dict, Generic, List, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -116,7 +116,26 @@ def set_num_threads(n: int) -> None:
     """The number of threads every kernel uses (process-wide, 1..1024)."""
 
 def get_num_threads() -> int:
-    """The number of threads the kernels use."""
+    """The number of threads the kernels use (auto mode: the most they may use)."""
+
+def set_threads_auto() -> None:
+    """Let the governor choose each unit's team size, up to the usable cores (the default)."""
+
+def threads_auto() -> bool:
+    """Whether the team size is chosen at run time."""
+
+def usable_cores() -> int:
+    """CPUs this process may use (affinity mask and cgroup CPU quota)."""
+
+def governor_stats() -> Dict[str, Dict[str, int]]:
+    """Per kind of work (step, loss, sample): the governor's current team size
+    (0: none yet), units timed, probes, switches, abandoned probes, bail-outs."""
+
+def _force_team_sizes(sizes: List[int]) -> None:
+    """Tests: in auto mode every parallel region takes the next of these sizes."""
+
+def _governor_simulate(seconds: List[float], units: int) -> List[int]:
+    """Tests: the team sizes the governor picks for made-up timings."""
 
 def set_flush_denormals(on: bool) -> None:
     """Whether kernels flush subnormal floats to zero while they run (x86)."""

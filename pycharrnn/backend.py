@@ -33,6 +33,7 @@ except ImportError:  # the source folder of a clone, without the compiled core
     raise
 
 __all__ = ["CPUBackend", "build_info", "set_num_threads", "get_num_threads",
+           "set_threads_auto", "threads_auto", "usable_cores", "thread_report",
            "set_flush_denormals", "get_flush_denormals", "CELL_CODES", "MAX_THREADS"]
 
 #: The core's code of each (cell, nonlinearity).
@@ -52,6 +53,33 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return int(_core.get_num_threads())
+
+
+def set_threads_auto() -> None:
+    _core.set_threads_auto()
+
+
+def threads_auto() -> bool:
+    """Whether each unit of work's team size is chosen at run time."""
+    return bool(_core.threads_auto())
+
+
+def usable_cores() -> int:
+    """CPUs this process may use: the affinity mask, capped by the cgroup's
+    CPU quota."""
+    return int(_core.usable_cores())
+
+
+def thread_report() -> Dict[str, Dict[str, int]]:
+    """Per kind of work ("step": training steps, "loss": validation and
+    forward passes, "sample": sampling), what the thread governor did:
+    ``threads`` its current team size (0: no such work yet), ``units``
+    timed, ``probes`` of another size, ``switches`` to it, ``abandoned``
+    probes and ``bailouts`` (units far slower than usual, finished on a
+    smaller team). Empty in explicit mode."""
+    if not threads_auto():
+        return {}
+    return {k: dict(v) for k, v in _core.governor_stats().items()}
 
 
 def set_flush_denormals(on: bool) -> None:

@@ -79,7 +79,37 @@ void def_threads(py::module_& m) {
                             "], got " + std::to_string(n));
     pcr::set_num_threads(n);
   }, py::arg("n"), "the number of threads every kernel uses (process-wide)");
-  m.def("get_num_threads", &pcr::num_threads, "the number of threads the kernels use");
+  m.def("set_threads_auto", &pcr::set_threads_auto,
+        "let the governor choose each unit's team size, up to the usable cores (the default)");
+  m.def("threads_auto", &pcr::threads_auto, "whether the team size is chosen at run time");
+  m.def("usable_cores", &pcr::usable_cores,
+        "CPUs this process may use (affinity mask and cgroup CPU quota)");
+  m.def("get_num_threads", []() { return pcr::threads_auto() ? pcr::usable_cores() : pcr::num_threads(); },
+        "the number of threads the kernels use (auto mode: the most they may use)");
+  m.def("governor_stats", []() {
+    py::dict d;
+    const char* names[pcr::kSites] = {"step", "loss", "sample"};
+    for (int i = 0; i < pcr::kSites; ++i) {
+      const pcr::SiteStats st = pcr::site_stats(static_cast<pcr::Site>(i));
+      py::dict e;
+      e["threads"] = st.current;
+      e["units"] = st.units;
+      e["probes"] = st.probes;
+      e["switches"] = st.switches;
+      e["abandoned"] = st.abandoned;
+      e["bailouts"] = st.bailouts;
+      d[names[i]] = e;
+    }
+    return d;
+  }, "per kind of work (step, loss, sample): the governor's current team size (0: none yet), "
+     "units timed, probes, switches, abandoned probes and bail-outs (units cut short on a "
+     "smaller team)");
+  m.def("_force_team_sizes", &pcr::force_team_sizes, py::arg("sizes"),
+        "tests: in auto mode every parallel region takes the next of these sizes in turn "
+        "(empty: the governor again)");
+  m.def("_governor_simulate", &pcr::governor_simulate, py::arg("seconds"), py::arg("units"),
+        "tests: the team sizes the governor picks for `units` equal units when one at "
+        "n threads takes seconds[n - 1]");
   m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on").noconvert(),
         "whether kernels flush subnormal floats to zero while they run (x86)");
   m.def("get_flush_denormals", &pcr::flush_denormals,
@@ -115,7 +145,9 @@ py::dict build_info() {
 #else
   d["openmp"] = false;
 #endif
-  d["num_threads"] = pcr::num_threads();
+  d["threads"] = pcr::threads_auto() ? "auto" : "explicit";
+  d["num_threads"] = pcr::threads_auto() ? pcr::usable_cores() : pcr::num_threads();
+  d["usable_cores"] = pcr::usable_cores();
   d["simd"] = pcr::isa_active();
   d["simd_available"] = isa_available();
   d["native"] = static_cast<bool>(PYCHARRNN_NATIVE_BUILD);

@@ -123,6 +123,7 @@ void def_forward(ModelClass<T>& c) {
                          {mem(params, "params"), mem(x, "x"), state_in_mem(state_in, state_out)});
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
+          pcr::Governed unit(pcr::Site::LOSS, &self, a.B * 4096 + a.Tn, double(a.B * a.Tn));
           self.forward(a.params, a.x, a.B, a.Tn, a.state_in, s1, lo, train, seed);
         },
         py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
@@ -145,6 +146,7 @@ void def_loss(ModelClass<T>& c) {
                           state_in_mem(state_in, state_out)});
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
+          pcr::Governed unit(pcr::Site::LOSS, &self, a.B * 4096 + a.Tn, double(a.B * a.Tn));
           return self.loss(a.params, a.x, a.y, a.B, a.Tn, a.state_in, s1, train, seed, sl);
         },
         py::arg("params"), py::arg("x"), py::arg("y"), py::arg("state_in"),
@@ -242,6 +244,7 @@ void def_forward_backward(ModelClass<T>& c) {
                           state_in_mem(state_in, state_out)});
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
+          pcr::Governed unit(pcr::Site::STEP, &self, a.B * 4096 + a.Tn, double(a.B * a.Tn));
           return self.forward_backward(a.params, Gr, a.x, a.y, a.B, a.Tn, a.state_in, s1, ds,
                                        train, seed, {first_row, total_rows});
         },

@@ -1,0 +1,430 @@
+// The thread setting and the governor (threads.hpp).
+#include "threads.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+namespace pcr {
+
+namespace {
+int runnable_threads();
+}  // namespace
+
+// The first team size: the cores not already busy with other threads (a
+// prior the measurements then correct; the first units have no estimate to
+// bail out against).
+int start_team(int max_team) {
+  const int others = runnable_threads() - 1;
+  return others > 0 ? max_team - others : max_team;
+}
+
+// ---- the decision rule ----------------------------------------------------
+
+int Chooser::neighbour() const {
+  const int step = std::max(1, cur_ / 4);
+  const int down = std::max(1, cur_ - step), up = std::min(max_, cur_ + step);
+  if (down == cur_) return up;
+  if (up == cur_) return down;
+  return up_ ? up : down;
+}
+
+Unit Chooser::begin(double now, double amount, int max_team) {
+  if (max_team != max_) {  // the cores changed: start afresh
+    max_ = max_team;
+    cur_ = std::max(1, std::min(max_team, start_team(max_team)));
+    fresh_ = true;
+    samples_ = 0;
+    next_probe_ = 0;
+    wait_ = kFirstWait;
+  }
+  Unit u;
+  u.size = u.fallback = cur_;
+  u.measured = !fresh_;
+  if (fresh_) {  // with an estimate from another shape: a generous deadline
+    if (est_ > 0 && cur_ > 1) {
+      u.fallback = std::max(1, cur_ - std::max(1, cur_ / 4));
+      u.deadline = now + kFreshBail * est_ * amount;
+    }
+    return u;
+  }
+  if (samples_ >= 1 && max_ > 1 && now >= next_probe_) {
+    const int p = neighbour();
+    if (p != cur_) {
+      u.size = p;
+      u.probe = true;
+      u.deadline = now + kAbandon * est_ * amount;
+      return u;
+    }
+  }
+  if (est_ > 0 && cur_ > 1) {  // far slower than usual: finish on a smaller team
+    u.fallback = std::max(1, cur_ - std::max(1, cur_ / 4));
+    u.deadline = now + kBail * est_ * amount;
+  }
+  return u;
+}
+
+void Chooser::inherit(const Chooser& o) {
+  max_ = o.max_;
+  cur_ = o.cur_;
+  est_ = o.est_;
+}
+
+void Chooser::end(double now, const Unit& u, double seconds, double amount, bool cut) {
+  ++units;
+  const double r = seconds / std::max(amount, 1e-300);
+  if (!u.measured) {  // the first unit: a rough estimate (it warms caches up too)
+    fresh_ = false;
+    if (!cut) est_ = r;
+    return;
+  }
+  if (u.probe) {
+    ++probes;
+    if (!cut && r < (u.size > cur_ ? kGainUp : kGainDown) * est_) {
+      cur_ = u.size;
+      est_ = r;
+      samples_ = 1;
+      wait_ = kFirstWait;  // look again soon: the next size may be better still
+      ++switches;
+    } else {
+      wait_ = std::min(2 * wait_, kMaxWait);
+      up_ = !up_;
+      if (cut) ++abandoned;
+    }
+    next_probe_ = now + wait_;
+    base_ = est_;
+    return;
+  }
+  if (cut) {  // bailed out: compare with the smaller team at once
+    ++bailouts;
+    next_probe_ = now;
+    wait_ = kFirstWait;
+    up_ = false;
+    return;
+  }
+  est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
+  if (++samples_ == 3 && base_ == 0) base_ = est_;
+  if (base_ > 0 && est_ > kJump * base_) {  // the load changed: compare again now
+    next_probe_ = now;
+    wait_ = kFirstWait;
+    base_ = est_;
+  }
+}
+
+std::vector<int> governor_simulate(const std::vector<double>& seconds, int units) {
+  Chooser c;
+  std::vector<int> sizes;
+  const int max_team = static_cast<int>(seconds.size());
+  double now = 0;
+  for (int i = 0; i < units; ++i) {
+    const Unit u = c.begin(now, 1.0, max_team);
+    double t = seconds[static_cast<size_t>(u.size - 1)];
+    bool cut = false;
+    if (u.deadline > 0 && now + t > u.deadline) {  // the rest runs on the fallback team
+      const double done = (u.deadline - now) / t;
+      t = (u.deadline - now) + (1 - done) * seconds[static_cast<size_t>(u.fallback - 1)];
+      cut = true;
+    }
+    now += t;
+    c.end(now, u, t, 1.0, cut);
+    sizes.push_back(u.size);
+  }
+  return sizes;
+}
+
+// ---- usable cores ---------------------------------------------------------
+
+namespace {
+
+#ifdef __linux__
+// A cgroup's quota in CPUs (0: none) from the files under `dir`.
+double quota_in(const std::string& dir) {
+  if (FILE* f = std::fopen((dir + "/cpu.max").c_str(), "r")) {  // v2: "max 100000" or "50000 100000"
+    char q[32] = {0};
+    double period = 0;
+    const int got = std::fscanf(f, "%31s %lf", q, &period);
+    std::fclose(f);
+    if (got == 2 && std::strcmp(q, "max") != 0 && period > 0) return std::atof(q) / period;
+    return 0;
+  }
+  double quota = -1, period = 0;
+  if (FILE* f = std::fopen((dir + "/cpu.cfs_quota_us").c_str(), "r")) {
+    if (std::fscanf(f, "%lf", &quota) != 1) quota = -1;
+    std::fclose(f);
+  }
+  if (FILE* f = std::fopen((dir + "/cpu.cfs_period_us").c_str(), "r")) {
+    if (std::fscanf(f, "%lf", &period) != 1) period = 0;
+    std::fclose(f);
+  }
+  return quota > 0 && period > 0 ? quota / period : 0;
+}
+
+// The smallest quota on the way from this process's cgroup up to the root.
+double cgroup_quota() {
+  FILE* f = std::fopen("/proc/self/cgroup", "r");
+  if (!f) return 0;
+  double best = 0;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f)) {
+    // "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
+    char* a = std::strchr(line, ':');
+    char* b = a ? std::strchr(a + 1, ':') : nullptr;
+    if (!b) continue;
+    const std::string controllers(a + 1, b);
+    std::string path(b + 1);
+    while (!path.empty() && (path.back() == '\n' || path.back() == '/')) path.pop_back();
+    std::vector<std::string> roots;
+    if (controllers.empty()) {
+      roots = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    } else if ((',' + controllers + ',').find(",cpu,") != std::string::npos) {
+      roots = {"/sys/fs/cgroup/" + controllers, "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+    } else {
+      continue;
+    }
+    for (const std::string& root : roots) {
+      std::string p = path;
+      for (;;) {
+        const double q = quota_in(root + p);
+        if (q > 0 && (best == 0 || q < best)) best = q;
+        if (p.empty()) break;
+        p.erase(p.rfind('/'));
+      }
+    }
+  }
+  std::fclose(f);
+  return best;
+}
+#endif
+
+// Threads running or waiting for a CPU on the whole machine, this one
+// included (/proc/stat's procs_running); 0 if unknown.
+int runnable_threads() {
+  int n = 0;
+#ifdef __linux__
+  if (FILE* f = std::fopen("/proc/stat", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "procs_running %d", &n) == 1) break;
+    std::fclose(f);
+  }
+#endif
+  return n;
+}
+
+int find_usable_cores() {
+  int n = static_cast<int>(std::thread::hardware_concurrency());
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  const double q = cgroup_quota();
+  if (q > 0) n = std::min(n, static_cast<int>(std::ceil(q - 1e-9)));
+#endif
+  return std::max(1, n);
+}
+
+struct Setting {
+  std::atomic<bool> automatic{true};
+  std::atomic<int> fixed{1};   // explicit mode's count
+  std::atomic<int> usable{1};  // auto mode's most
+  std::atomic<int> hint{1};    // auto mode, outside a unit: the last choice
+  Setting() {
+    const int u = find_usable_cores();
+    usable = u;
+    hint = u;
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    if (env && *env) {
+#ifdef _OPENMP
+      fixed = std::max(1, omp_get_max_threads());
+#else
+      fixed = 1;
+#endif
+      automatic = false;
+    }
+  }
+};
+
+Setting& setting() {
+  static Setting s;
+  return s;
+}
+
+struct Forced {
+  std::mutex mu;
+  std::vector<int> sizes;
+  std::atomic<bool> on{false};
+  std::atomic<unsigned long long> next{0};
+};
+
+Forced& forced() {
+  static Forced f;
+  return f;
+}
+
+// A site's choosers, one per (who, shape), the least recently used
+// replaced past kContexts.
+struct SiteState {
+  static constexpr size_t kContexts = 16;
+  std::mutex mu;
+  std::vector<Chooser> choosers;
+  long long uses = 0;
+  const Chooser* last = nullptr;
+  Chooser retired;  // the counts of choosers replaced
+  SiteState() { choosers.reserve(kContexts); }  // pointers to them stay valid
+
+  Chooser& find(std::uint64_t context, const void* who) {
+    Chooser* pick = nullptr;
+    for (Chooser& c : choosers)
+      if (c.context == context) pick = &c;
+    if (!pick) {
+      if (choosers.size() < kContexts) {
+        choosers.emplace_back();
+        pick = &choosers.back();
+      } else {
+        pick = &*std::min_element(choosers.begin(), choosers.end(),
+                                  [](const Chooser& a, const Chooser& b) {
+                                    return a.last_used < b.last_used;
+                                  });
+        retired.units += pick->units;  // its counts stay in the totals
+        retired.probes += pick->probes;
+        retired.switches += pick->switches;
+        retired.abandoned += pick->abandoned;
+        retired.bailouts += pick->bailouts;
+        *pick = Chooser();
+      }
+      pick->context = context;
+      pick->who = who;
+      // A new shape of the same model starts where the last one is.
+      if (last && last != pick && last->who == who) pick->inherit(*last);
+    }
+    pick->last_used = ++uses;
+    last = pick;
+    return *pick;
+  }
+};
+
+SiteState* sites() {
+  static SiteState s[kSites];
+  return s;
+}
+
+double clock_now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+thread_local Governed* t_unit = nullptr;
+
+}  // namespace
+
+int usable_cores() { return setting().usable.load(std::memory_order_relaxed); }
+bool threads_auto() { return setting().automatic.load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) {
+  setting().fixed.store(n < 1 ? 1 : n);
+  setting().automatic.store(false);
+}
+
+void set_threads_auto() {
+  const int u = find_usable_cores();
+  setting().usable.store(u);
+  setting().hint.store(u);
+  setting().automatic.store(true);
+}
+
+void force_team_sizes(const std::vector<int>& sizes) {
+  Forced& f = forced();
+  std::lock_guard<std::mutex> lock(f.mu);
+  f.on.store(false);
+  f.sizes = sizes;
+  f.next.store(0);
+  f.on.store(!sizes.empty());
+}
+
+int num_threads() {
+  Setting& s = setting();
+  if (!s.automatic.load(std::memory_order_relaxed)) return s.fixed.load(std::memory_order_relaxed);
+  Forced& f = forced();
+  if (f.on.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(f.mu);
+    if (!f.sizes.empty()) return f.sizes[f.next.fetch_add(1) % f.sizes.size()];
+  }
+  Governed* g = t_unit;
+  if (!g) return s.hint.load(std::memory_order_relaxed);
+  unit_overdue();
+  return g->size;
+}
+
+bool unit_overdue() {
+  if (!setting().automatic.load(std::memory_order_relaxed)) return false;
+  Forced& f = forced();
+  if (f.on.load(std::memory_order_acquire))  // tests: end regions early now and then
+    return f.next.fetch_add(1) % 3 == 0;
+  Governed* g = t_unit;
+  if (!g || g->deadline <= 0) return false;
+  if (!g->cut && clock_now() > g->deadline) {  // see Unit
+    g->cut = true;
+    g->size = g->fallback;
+  }
+  return g->cut && g->size != g->planned;
+}
+
+Governed::Governed(Site site, const void* who, std::int64_t shape, double amount) {
+  if (!threads_auto() || t_unit) return;
+  site_ = static_cast<int>(site);
+  amount_ = amount;
+  const std::uint64_t context = reinterpret_cast<std::uintptr_t>(who) * 0x9E3779B97F4A7C15ull ^
+                                static_cast<std::uint64_t>(shape);
+  SiteState& st = sites()[site_];
+  start_ = clock_now();
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    chooser_ = &st.find(context, who);
+    unit_ = chooser_->begin(start_, amount, usable_cores());
+    fallback = unit_.fallback;
+  }
+  size = planned = unit_.size;
+  deadline = unit_.probe ? unit_.deadline : 0;
+  t_unit = this;
+}
+
+Governed::~Governed() {
+  if (site_ < 0) return;
+  t_unit = nullptr;
+  const double now = clock_now();
+  SiteState& st = sites()[site_];
+  std::lock_guard<std::mutex> lock(st.mu);
+  chooser_->end(now, unit_, now - start_, amount_, cut);
+  setting().hint.store(chooser_->current(), std::memory_order_relaxed);
+}
+
+SiteStats site_stats(Site s) {
+  SiteState& st = sites()[static_cast<int>(s)];
+  std::lock_guard<std::mutex> lock(st.mu);
+  const Chooser& r = st.retired;
+  SiteStats out{st.last ? st.last->current() : 0, r.units, r.probes, r.switches, r.abandoned,
+                r.bailouts};
+  for (const Chooser& c : st.choosers) {
+    out.units += c.units;
+    out.probes += c.probes;
+    out.switches += c.switches;
+    out.abandoned += c.abandoned;
+    out.bailouts += c.bailouts;
+  }
+  return out;
+}
+
+}  // namespace pcr

@@ -1,0 +1,150 @@
+// How many threads the kernels use, and the governor that picks it.
+//
+// Two modes. Explicit (set_num_threads(n), or OMP_NUM_THREADS in the
+// environment when the module loads): every parallel region uses n threads,
+// exactly. Auto (the default): the most is usable_cores() (the affinity mask
+// and the cgroup's CPU quota, not the core count), and the team size is
+// chosen at run time by measurement. A team of n threads that meets at a
+// barrier every time step is only as fast as its slowest thread, and on a
+// machine where other programs run, one descheduled thread stalls all of
+// them (benchmarks/contention.py: 2 threads 7x slower than 1 beside one busy
+// process on 2 cores). So each unit of work (a training step, a loss call, a
+// block of sampled characters) is timed, and now and then a unit runs with a
+// neighbouring team size; the faster size is kept. Every unit has a
+// deadline (a probe 1.5x the expected time, any other 2x): past it, the
+// next parallel region runs on the current size (a probe) or a smaller team
+// (any other), so a bad probe costs little and a team caught in a bad phase
+// of the scheduler (benchmarks/contention.py's "numpy x1" row: 2 threads
+// beside another process's OpenBLAS threads, some steps 50x slower than the
+// rest) does not stay in it.
+//
+// Every kernel gives the same bits at any team size (the work is split into
+// the same pieces whatever the team), so none of this changes a result.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace pcr {
+
+// The team size for a parallel region starting now on this thread.
+int num_threads();
+// Whether the unit of work running on this thread is past its deadline and
+// now wants another team size (then a region may end early, at a point
+// where its team agrees, so that the next one starts with the new size).
+bool unit_overdue();
+// Explicit mode with n threads (n >= 1).
+void set_num_threads(int n);
+// Auto mode (usable cores re-read).
+void set_threads_auto();
+bool threads_auto();
+// CPUs this process may use: the affinity mask, capped by the cgroup's CPU
+// quota (cgroup v2 cpu.max or v1 cpu.cfs_quota_us, rounded up).
+int usable_cores();
+
+// The team a new kind of unit starts with: usable cores less the threads
+// other programs are running right now (/proc/stat), at least 1.
+int start_team(int max_team);
+
+// For tests: in auto mode, every num_threads() call returns the next entry of
+// `sizes` in turn, and every third unit_overdue() call says yes, so regions
+// end early and teams change size mid-sequence (empty: the governor again).
+void force_team_sizes(const std::vector<int>& sizes);
+
+// What a unit of work is: estimates are kept per site.
+enum class Site : int { STEP = 0, LOSS = 1, SAMPLE = 2 };
+constexpr int kSites = 3;
+
+// One unit's plan: its team size, and the team it finishes on once past
+// its deadline (a probe: the current size; an ordinary unit far slower than
+// usual: a smaller one).
+struct Unit {
+  int size = 1;
+  int fallback = 1;
+  bool probe = false;
+  bool measured = false;
+  double deadline = 0;  // seconds on the governor's clock; 0: none
+};
+
+// The decision rule for one kind of unit (a site, a model, a shape), kept
+// apart from the clock so that tests can drive it with made-up timings
+// (governor_simulate).
+class Chooser {
+ public:
+  static constexpr double kFirstWait = 0.5;  // s from a change to the next probe
+  static constexpr double kMaxWait = 16.0;   // s: the back-off's cap
+  // A larger team must beat the estimate by 10%, a smaller one only match
+  // it: under load a barrier-bound team is fragile (a member that sleeps
+  // at a barrier may wait a scheduler tick to run again), and a smaller
+  // team leaves cores to the other programs.
+  static constexpr double kGainUp = 0.90;
+  static constexpr double kGainDown = 1.0;
+  static constexpr double kAbandon = 1.5;    // a probe's deadline: 1.5x the expected time
+  static constexpr double kJump = 1.5;       // the estimate 1.5x its value at the last decision: probe now
+  static constexpr double kBail = 2.0;       // an ordinary unit's deadline: 2x the expected time
+  static constexpr double kFreshBail = 4.0;  // a new shape's first unit, from another's estimate
+
+  Unit begin(double now, double amount, int max_team);
+  // cut: the unit ran past its deadline and finished on its fallback team.
+  void end(double now, const Unit& u, double seconds, double amount, bool cut);
+
+  int current() const { return cur_; }
+  // Start from another chooser's team size and estimate (a new shape).
+  void inherit(const Chooser& o);
+  long long probes = 0, switches = 0, abandoned = 0, bailouts = 0, units = 0;
+  std::uint64_t context = 0;
+  const void* who = nullptr;
+  long long last_used = 0;
+
+ private:
+  int neighbour() const;
+  int max_ = 0, cur_ = 0;  // cur_ 0: no unit yet
+  bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
+  double est_ = 0;         // seconds per amount at cur_ (a moving average)
+  double base_ = 0;        // est_ when the last probe ended
+  int samples_ = 0;        // units behind est_
+  double next_probe_ = 0;  // clock time
+  double wait_ = kFirstWait;
+  bool up_ = false;  // the direction of the next probe when both exist
+};
+
+// The scope of one unit of work on the calling thread (a no-op in explicit
+// mode, or inside another unit on this thread). `who` and `shape` say what
+// is measured: each (site, who, shape) has its own estimates (the last few
+// kept), so a validation's odd-sized last chunk does not disturb what was
+// learnt about the full ones.
+class Governed {
+ public:
+  Governed(Site site, const void* who, std::int64_t shape, double amount);
+  ~Governed();
+  // The amount of work the unit turned out to hold (a loop that ended early).
+  void set_amount(double amount) { amount_ = amount; }
+  Governed(const Governed&) = delete;
+  Governed& operator=(const Governed&) = delete;
+
+  // Read by num_threads() on this thread.
+  int size = 1;
+  int planned = 1;
+  int fallback = 1;
+  double deadline = 0;
+  bool cut = false;
+  int calls = 0;  // past the deadline: on the fallback team
+
+ private:
+  int site_ = -1;  // -1: inactive
+  Chooser* chooser_ = nullptr;  // its site's, guarded by the site's mutex
+  Unit unit_;
+  double amount_ = 0, start_ = 0;
+};
+
+struct SiteStats {
+  int current;  // of the (who, shape) used last; 0: none yet
+  long long units, probes, switches, abandoned, bailouts;
+};
+SiteStats site_stats(Site s);
+
+// For tests: the team sizes a Chooser picks for `units` units of equal
+// amount when a unit at team size n takes seconds[n - 1] (n <= seconds.size()).
+std::vector<int> governor_simulate(const std::vector<double>& seconds, int units);
+
+}  // namespace pcr

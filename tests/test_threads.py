@@ -1,0 +1,136 @@
+"""The thread setting and the governor that picks each unit's team size
+(csrc/threads.hpp): explicit settings are obeyed exactly, the usable cores
+come from the affinity mask, the decision rule finds the faster team size in
+made-up timings, and a team that changes size at every parallel region (and
+ends regions early) gives the same bits as a fixed one, through resume too."""
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn import backend
+from pycharrnn.backend import _core
+from pycharrnn.evaluation import evaluate
+
+TEXT = ("Whatever the team, the same bits: a sum split into the same pieces, "
+        "added in the same order. ") * 40
+
+
+@pytest.fixture
+def auto_threads():
+    """Auto mode for the test, the setting before it restored after."""
+    before = None if backend.threads_auto() else pc.get_num_threads()
+    pc.set_num_threads(None)
+    yield
+    _core._force_team_sizes([])
+    pc.set_num_threads(before)
+
+
+def _run(script, env=None):
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_explicit_and_auto_settings(auto_threads):
+    assert backend.threads_auto() and pc.build_info()["threads"] == "auto"
+    assert pc.get_num_threads() == backend.usable_cores() >= 1
+    pc.set_num_threads(3)
+    assert not backend.threads_auto() and pc.get_num_threads() == 3
+    assert pc.build_info()["threads"] == "explicit" and backend.thread_report() == {}
+    pc.set_num_threads(None)
+    assert backend.threads_auto()
+    with pytest.raises(ValueError, match="number of threads"):
+        pc.set_num_threads(0)
+
+
+def test_omp_num_threads_is_an_explicit_setting():
+    out = _run("import pycharrnn as pc; print(pc.get_num_threads(), pc.build_info()['threads'])",
+               env={"OMP_NUM_THREADS": "3"})
+    assert out == "3 explicit"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity masks here")
+def test_usable_cores_follow_the_affinity_mask():
+    out = _run("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+               "import pycharrnn as pc; from pycharrnn import backend as b; "
+               "print(b.usable_cores(), pc.get_num_threads())")
+    assert out == "1 1"
+
+
+def _sizes(seconds, units=3000):
+    return _core._governor_simulate(seconds, units)
+
+
+@pytest.mark.parametrize("seconds, best", [
+    ([0.060, 0.033], 2),           # idle: two threads 1.8x faster
+    ([0.065, 0.450], 1),           # one busy process on two cores: two threads 7x slower
+    ([0.090, 0.092], 1),           # a tie under load goes to the smaller team
+    ([0.20, 0.11, 0.08, 0.062, 0.061, 0.07, 0.09, 0.12], 5),  # a best in the middle
+])
+def test_the_decision_rule_settles_on_the_faster_size(seconds, best):
+    sizes = _sizes(seconds)
+    late = Counter(sizes[200:])
+    top = late.most_common(1)[0][0]
+    # The size it settles on is the best or within the 5% a probe must win by.
+    assert seconds[top - 1] <= seconds[best - 1] * 1.05, late
+    assert late[top] >= 0.97 * len(sizes[200:]), late
+
+
+def test_probes_of_a_bad_size_cost_little():
+    seconds = [0.065, 0.450]
+    sizes = _sizes(seconds, 5000)
+    # Probes are rare once settled (the wait doubles to 16 s) ...
+    assert sizes[500:].count(2) <= 25
+    # ... and cut at 1.5x the expected time: time spent is within 3% of the best.
+    spent = sum(min(seconds[s - 1], 1.5 * seconds[0]) for s in sizes[500:])
+    assert spent <= 1.03 * seconds[0] * len(sizes[500:])
+
+
+def _trainer(tmp_path, cell):
+    vocab = pc.Vocab.from_text(TEXT)
+    # Big enough that the recurrence, the products and the updates run on a
+    # team (csrc/recurrence.hpp's kParallelRecur, gemm's kParallelGemm).
+    m = pc.CharRNN(vocab, hidden_size=64, num_layers=2, cell=cell, embedding_dim=16,
+                   dropout=0.1, seed=7)
+    return pc.Trainer(m, TEXT, batch_size=8, seq_length=48, optimizer=pc.optim.Adam(m, lr=3e-3),
+                      eval_every=6, checkpoint_dir=tmp_path, checkpoint_every=5,
+                      progress=False, stop_on_signals=False)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_team_that_changes_size_gives_the_same_bits_and_resumes(tmp_path, cell,
+                                                                   auto_threads):
+    pc.set_num_threads(1)
+    fixed = _trainer(tmp_path / "fixed", cell)
+    fixed.run(steps=16)
+    text = fixed.model.sample(200, seed=3)
+
+    pc.set_num_threads(None)
+    _core._force_team_sizes([3, 1, 2, 2, 4, 1, 3])  # 4 > cores: the barrier's waits sleep
+    part = _trainer(tmp_path / "part", cell)
+    part.run(steps=10)
+    _core._force_team_sizes([2, 3, 1])
+    back = pc.Trainer.resume(tmp_path / "part", TEXT)
+    back.run(until_step=16)
+    assert np.array_equal(back.model.flat_params, fixed.model.flat_params)
+    assert [h["loss"] for h in back.history] == [h["loss"] for h in fixed.history]
+    # The interrupted run also validated at its end (step 10); the rest agree.
+    assert [v for v in back.val_history if v["step"] != 10] == fixed.val_history
+    assert back.model.sample(200, seed=3) == text
+
+
+def test_the_governor_reports_what_it_timed(auto_threads):
+    m = pc.CharRNN(40, hidden_size=96, num_layers=1, cell="gru", embedding_dim=16, seed=1)
+    ids = np.random.default_rng(0).integers(0, 40, 5000).astype(np.int32)
+    before = backend.thread_report()["loss"]["units"]
+    evaluate(m, ids)
+    rep = backend.thread_report()
+    assert rep["loss"]["units"] > before
+    assert 1 <= rep["loss"]["threads"] <= backend.usable_cores()
