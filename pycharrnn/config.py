@@ -101,8 +101,9 @@ class TrainConfig:
     ``eval_every_seconds`` of the training clock, at each epoch's end and at
     the end of a run; ``latest.npz`` is written every ``checkpoint_every``
     steps, at epoch ends (``checkpoint_each_epoch``) and at the end.
-    ``threads``: kernel threads (None: all usable cores; in a distributed
-    run, the cores shared out among the ranks on each machine).
+    ``threads``: kernel threads (None: chosen while the run goes, by
+    timing, up to the usable cores; in a distributed run, the cores shared
+    out among the ranks on each machine).
     ``seed`` seeds the weights, the dropout masks and the samples printed.
     ``log_every``: steps between progress lines (without a bar);
     ``sample_every``: print a sample every N steps (0: only at the end);

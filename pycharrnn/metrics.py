@@ -262,6 +262,9 @@ class MetricsLog:
                                "val_loss": _number(val),
                                "val_bpc": _number(metrics.get("val_bpc",
                                                               float(val) / math.log(2)))}
+        cpu = metrics.get("cpu")
+        if cpu is not None:  # other programs' load since the last validation (cpuload.py)
+            rec["cpu_others"], rec["cpu_this_run"] = cpu["others"], cpu["this_run"]
         rec["time"] = round(self.elapsed(), 6)
         self._write(rec, flush=True)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from .backend import get_num_threads
+from .backend import get_num_threads, threads_auto
 from .config import TrainConfig
+from .cpuload import CpuLoad
 from .words import clock, plural
 
 __all__ = ["Progress"]
@@ -49,6 +50,7 @@ class Progress:
         self.t0, self.chars, self.start_step = time.perf_counter(), 0, 0
         self.until: Optional[float] = None
         self.seconds: Optional[float] = None
+        self.said_load = False  # the note about other programs' load, said once
 
     @classmethod
     def make(cls, progress: Any) -> Optional["Progress"]:
@@ -109,6 +111,8 @@ class Progress:
     def _header(self, trainer: Any) -> str:
         model, b = trainer.model, trainer.batches
         workers = plural(get_num_threads(), "thread")
+        if threads_auto():  # the governor picks the team (set_num_threads)
+            workers = f"up to {workers}"
         group = trainer.parallel.group
         if group is not None:
             workers = f"{group.size} ranks x {workers} ({b.rows} of the " \
@@ -136,6 +140,11 @@ class Progress:
             self.val = m["val_loss"]
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
                        f"({m['val_bpc']:.3f} bits/char)")
+            cpu = m.get("cpu")
+            if cpu is not None and CpuLoad.busy(cpu) and not self.said_load:
+                self.said_load = True
+                self.write(f"note: {CpuLoad.describe(cpu)}: training is slower than on an "
+                           "idle machine (the kernels' threads adapt to it)")
             return
         if event != "step":
             return
@@ -168,6 +177,22 @@ class Progress:
             self.bar.close()
             self.bar = None
 
+    def _end_notes(self, trainer: Any) -> List[str]:
+        """What the summary adds: a run over its time budget says why, and
+        other programs' load on the cores, if any was seen, is said."""
+        notes = []
+        el = self.elapsed()
+        if self.seconds is not None and el > self.seconds + max(2.0, 0.03 * self.seconds):
+            notes.append(f"note: the run took {clock(el)} of its {clock(self.seconds)}: its "
+                         f"last validation took {trainer._last_eval_seconds:.1f} s and its "
+                         f"last save {trainer._last_save_seconds:.1f} s")
+        busy = [w for w in trainer.cpu_load if CpuLoad.busy(w)]
+        if busy:
+            mean = {k: sum(w[k] for w in busy) / len(busy) for k in busy[0]}
+            notes.append(f"note: at {plural(len(busy), 'validation')} of "
+                         f"{len(trainer.cpu_load)}, {CpuLoad.describe(mean)}")
+        return notes
+
     def on_run_end(self, trainer: Any, signum: Optional[int]) -> None:
         """Close the bar; the summary (unless quiet); a sample unless a signal
         stopped the run (``quiet`` silences progress, not the sample asked for)."""
@@ -183,6 +208,8 @@ class Progress:
                 v = trainer.val_history[-1]["val_loss"]
                 msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bits/char)"
             print(msg, flush=True)
+            for note in self._end_notes(trainer):
+                print(note, flush=True)
         if signum is None and self.sample_length > 0 and trainer.model.vocab is not None:
             print("--- sample ---")
             print(trainer.model.sample(self.sample_length,

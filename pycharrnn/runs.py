@@ -150,10 +150,24 @@ def attach(trainer: Any, run_dir: Any, new: bool, info: Optional[Dict[str, Any]]
     trainer.run_dir = run_dir
 
 
+def end_cost(trainer: Any) -> float:
+    """Seconds the end of a run is expected to take after its last step
+    (:meth:`Trainer.run` with ``seconds`` stops this much earlier): the last
+    validation's measured cost (before any, the validation text at 0.6 of a
+    training step's time per character: a forward pass without the backward
+    one and the update) and the last save's."""
+    val = trainer._last_eval_seconds
+    if not val and trainer.val_ids.size and trainer._step_seconds:
+        b = trainer.batches
+        val = 0.6 * trainer._step_seconds * trainer.val_ids.size / (b.rows * b.seq_length)
+    return val + (trainer._last_save_seconds if trainer.run_dir is not None else 0.0)
+
+
 def use_threads(threads: Optional[int], parallel: Any) -> None:
     """Kernel threads for a run: ``threads``; None leaves the process's
-    setting (all cores unless set), shared among the ranks of a machine in
-    a distributed run."""
+    setting (by default chosen at run time up to the usable cores, see
+    :func:`pycharrnn.set_num_threads`), shared among the ranks of a machine
+    in a distributed run."""
     from .backend import set_num_threads
 
     if threads is not None:

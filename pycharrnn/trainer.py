@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .data import (Batches, fingerprint, read_if_path, split_validation, text_to_ids,
                    training_ids)
 from .distributed import strategy
+from .cpuload import CpuLoad
 from .errors import TrainingDiverged
 from .evaluation import evaluate
 from .model import CharRNN
@@ -160,7 +161,12 @@ class Trainer:
         self.step_start = 0.0
         self.last_eval_clock = 0.0  # the clock at the last validation, and its duration
         self._last_eval_seconds = 0.0
+        self._last_save_seconds = 0.0
         self._step_seconds = 0.0  # the last step's duration (sizes the runs of steps)
+        #: Other programs' use of the cores, measured at each validation
+        #: (:class:`pycharrnn.cpuload.CpuLoad` windows; "cpu" in the eval metrics).
+        self.cpu_load: List[Dict[str, float]] = []
+        self._load = CpuLoad()
         self.history: List[Dict[str, float]] = []
         self.val_history: List[Dict[str, float]] = []
         self.stopping = False  # stop after the step in progress
@@ -397,6 +403,7 @@ class Trainer:
         v = self.evaluate()
         self._last_eval_seconds = time.perf_counter() - t0
         self.last_eval_clock = self.parallel.clock_at(self, t0)
+        self._load.record(m, self.cpu_load)
         m["val_loss"], m["val_bpc"] = v, v / LN2
         self.val_history.append({"step": self.step_count, "val_loss": v,
                                  "epoch": self.batches.epoch_float})
@@ -453,6 +460,7 @@ class Trainer:
 
     def _loop(self, done: List[Dict[str, float]], target: float,
               seconds: Optional[float]) -> None:
+        from .runs import end_cost  # a run for `seconds` ends validated and saved within them
         start = time.perf_counter()
         clock0 = self.clock
         self.clock_origin = start - clock0
@@ -460,11 +468,12 @@ class Trainer:
         self.parallel.reset()
         while self.step_count < target and not self.stopping:
             now = time.perf_counter() - start
-            if self.parallel.before_step(self, clock0, now, seconds):
+            left = None if seconds is None else seconds - end_cost(self)
+            if self.parallel.before_step(self, clock0, now, left):
                 break
             limit = target - self.step_count
-            if seconds is not None and self._step_seconds > 0:
-                limit = min(limit, max(1, int((seconds - now) / self._step_seconds)))
+            if left is not None and self._step_seconds > 0:
+                limit = min(limit, max(1, int((left - now) / self._step_seconds)))
             k = self._steps_fusable(int(min(limit, 1 << 30)))
             if k > 1:
                 done.extend(self._steps(k))
@@ -484,6 +493,8 @@ class Trainer:
         if not math.isfinite(self.model.param_norm()):
             raise TrainingDiverged("refusing to checkpoint a model with NaN or infinite "
                                    "parameters")
+        t0 = time.perf_counter()
         ts = training_state(self)
         if ts is not None:  # else another rank writes the files
             save_training(path, self.model, ts)
+        self._last_save_seconds = time.perf_counter() - t0

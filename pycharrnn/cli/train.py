@@ -125,8 +125,9 @@ def _add_training(p: Any) -> None:
                   "steps between writes of latest.npz", type=number(int, 1))
     config_option(g, "--seed", "seed", "seeds the weights, dropout and the final sample",
                   type=number(int, 0))
-    config_option(g, "--threads", "threads", "kernel threads", "all cores; in a distributed "
-                  "run, the cores shared out among the ranks on each machine",
+    config_option(g, "--threads", "threads", "kernel threads", "chosen while it runs, "
+                  "by timing, up to the usable cores; in a distributed run, the cores "
+                  "shared out among the ranks on each machine",
                   type=number(int, 1, 1024))
     g.add_argument("--distributed", action="store_true",
                    help="train data-parallel over the processes of an MPI job: "
