@@ -42,15 +42,17 @@ idx recur_packed_size(int G, idx H) {
 // 1.15x faster.
 constexpr idx kParallelRecur = 1 << 14;
 
-// Time steps per parallel region. The recurrence runs as several regions
-// rather than one, each reading num_threads() when it starts (threads.hpp):
-// a team whose unit has run past its deadline changes size within a few
-// steps, not at the end of the sequence. About 2M multiply-adds a region,
-// and at least 8 steps: the fork and join (a few microseconds) stay below a
-// percent of the work.
-inline idx segment_steps(idx B, idx GH, idx H) {
+// Time steps per parallel region. With the thread governor on (threads.hpp)
+// the recurrence runs as several regions rather than one, each reading
+// num_threads() when it starts, so that a team whose unit of work has run
+// past its deadline changes size within a few steps (a region also ends
+// early then, at a step where its team agrees). About 4M multiply-adds a
+// region, and at least 8 steps, so the fork and join (a few microseconds)
+// stay near a percent of the work. With an explicit thread count: one region.
+inline idx segment_steps(idx B, idx GH, idx H, idx Tn) {
+  if (!threads_auto()) return mx(1, Tn);
   const idx per_step = mx(1, B * GH * H);
-  return mx(8, (idx{1} << 21) / per_step);
+  return mx(8, (idx{1} << 22) / per_step);
 }
 
 template <typename T>
@@ -106,15 +108,7 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
   const idx chunks = (H + NR - 1) / NR, npad = chunks * G * NR;
   // Panel (c, g) holds the columns g*H + c*NR ... of op(B) = W_hh^T [H, GH]:
   // a chunk's gates are side by side, so a thread owns whole cells.
-  parallel_for(chunks, recur_team<T>(B, GH, H), [&](idx c) {
-    for (idx pc = 0; pc < H; pc += Bk::KC) {
-      const idx kc = mn(Bk::KC, H - pc);
-      for (idx g = 0; g < G; ++g)
-        pack_b_panel<T, NR>(true, Whh, H, g * H + c * NR, mn(NR, H - c * NR), pc, kc,
-                            packed + pc * npad + (c * G + g) * kc * NR);
-    }
-  });
-  const idx seg = segment_steps(B, GH, H);
+  const idx seg = segment_steps(B, GH, H, Tn);
   for (idx t0 = 0, next = 0; t0 < Tn; t0 = next) {
     const idx t1 = mn(Tn, t0 + seg);
     next = t1;
@@ -123,6 +117,16 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
       idx c0, c1;
       chunk_of(chunks, tid, nth, &c0, &c1);
       const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+      // The first region packs every panel (each thread its own chunks);
+      // later ones, whatever their team, find them all packed.
+      if (t0 == 0)
+        for (idx pc = 0; pc < H; pc += Bk::KC) {
+          const idx kc = mn(Bk::KC, H - pc);
+          for (idx c = c0; c < c1; ++c)
+            for (idx g = 0; g < G; ++g)
+              pack_b_panel<T, NR>(true, Whh, H, g * H + c * NR, mn(NR, H - c * NR), pc, kc,
+                                  packed + pc * npad + (c * G + g) * kc * NR);
+        }
       T* Ap = B > 1 ? scratch<T, 3>(H * MR) : nullptr;
       for (idx t = t0; t < t1; ++t) {
         if (u0 < u1) {
@@ -166,14 +170,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
   const idx G = gate_count(kind), GH = G * H, BH = B * H;
   const idx chunks = (H + NR - 1) / NR, npad = chunks * NR;
   // Panel c holds columns c*NR ... of op(B) = W_hh [GH, H]: units again.
-  parallel_for(chunks, recur_team<T>(B, GH, H), [&](idx c) {
-    for (idx pc = 0; pc < GH; pc += Bk::KC) {
-      const idx kc = mn(Bk::KC, GH - pc);
-      pack_b_panel<T, NR>(false, Whh, H, c * NR, mn(NR, H - c * NR), pc, kc,
-                          packed + pc * npad + c * kc * NR);
-    }
-  });
-  const idx seg = segment_steps(B, GH, H);
+  const idx seg = segment_steps(B, GH, H, Tn);
   for (idx t1 = Tn, next = Tn; t1 > 0; t1 = next) {
     const idx t0 = t1 > seg ? t1 - seg : 0;
     next = t0;
@@ -182,6 +179,13 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
       idx c0, c1;
       chunk_of(chunks, tid, nth, &c0, &c1);
       const idx u0 = c0 * NR, u1 = mn(H, c1 * NR);
+      if (t1 == Tn)  // the first region packs every panel, as in recur_forward
+        for (idx pc = 0; pc < GH; pc += Bk::KC) {
+          const idx kc = mn(Bk::KC, GH - pc);
+          for (idx c = c0; c < c1; ++c)
+            pack_b_panel<T, NR>(false, Whh, H, c * NR, mn(NR, H - c * NR), pc, kc,
+                                packed + pc * npad + c * kc * NR);
+        }
       T* Ap = B > 1 ? scratch<T, 3>(GH * MR) : nullptr;
       for (idx t = t1 - 1; t >= t0; --t) {
         bool direct = false;
