@@ -152,9 +152,9 @@ idx sample_loop(Model<T>& model, const T* P, T* state, T* logits, idx B, idx n,
   DrawScratch s;
   s.size(V);
   std::vector<std::int32_t> fed(static_cast<size_t>(B), 0);
-  // Timed in blocks of kBlock steps (threads.hpp): a step alone is too
-  // short to time against the scheduler's noise.
-  constexpr idx kBlock = 64;
+  // Timed in blocks of kBlock steps (threads.hpp): a step alone, or a few
+  // dozen, are too short to time against the scheduler's noise (a few ms).
+  constexpr idx kBlock = 256;
   std::optional<Governed> unit;
   for (idx i = 0; i < n; ++i) {
     if (i % kBlock == 0) {

@@ -82,6 +82,11 @@ void Chooser::inherit(const Chooser& o) {
   max_ = o.max_;
   cur_ = o.cur_;
   est_ = o.est_;
+  // The probing cadence too: a validation of three chunk shapes should not
+  // probe three times as often as one.
+  wait_ = o.wait_;
+  next_probe_ = o.next_probe_;
+  up_ = o.up_;
 }
 
 void Chooser::end(double now, const Unit& u, double seconds, double amount, bool cut) {

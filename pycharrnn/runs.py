@@ -150,16 +150,21 @@ def attach(trainer: Any, run_dir: Any, new: bool, info: Optional[Dict[str, Any]]
     trainer.run_dir = run_dir
 
 
-def end_cost(trainer: Any) -> float:
+def end_cost(trainer: Any, seconds: Optional[float] = None) -> float:
     """Seconds the end of a run is expected to take after its last step
     (:meth:`Trainer.run` with ``seconds`` stops this much earlier): the last
-    validation's measured cost (before any, the validation text at 0.6 of a
-    training step's time per character: a forward pass without the backward
-    one and the update) and the last save's."""
+    validation's measured cost and the last save's. Before any validation,
+    the validation text at 0.6 of a training step's time per character (a
+    forward pass without the backward one and the update), but at most a
+    quarter of ``seconds``: the first steps, slow while caches and the
+    thread governor warm up, would make it far too large (a run's first
+    validation, a half or a third of the way, then measures it)."""
     val = trainer._last_eval_seconds
     if not val and trainer.val_ids.size and trainer._step_seconds:
         b = trainer.batches
         val = 0.6 * trainer._step_seconds * trainer.val_ids.size / (b.rows * b.seq_length)
+        if seconds is not None:
+            val = min(val, 0.25 * seconds)
     return val + (trainer._last_save_seconds if trainer.run_dir is not None else 0.0)
 
 

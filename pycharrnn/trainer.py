@@ -468,7 +468,7 @@ class Trainer:
         self.parallel.reset()
         while self.step_count < target and not self.stopping:
             now = time.perf_counter() - start
-            left = None if seconds is None else seconds - end_cost(self)
+            left = None if seconds is None else seconds - end_cost(self, seconds)
             if self.parallel.before_step(self, clock0, now, left):
                 break
             limit = target - self.step_count
