@@ -31,9 +31,11 @@ def auto_threads():
     pc.set_num_threads(before)
 
 
-def _run(script, env=None):
+def _run(script, cwd, env=None):
+    # Not from the checkout's root, where `import pycharrnn` finds the sources
+    # instead of the installed package.
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})}, timeout=120)
+                       env={**os.environ, **(env or {})}, timeout=120, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -50,17 +52,17 @@ def test_explicit_and_auto_settings(auto_threads):
         pc.set_num_threads(0)
 
 
-def test_omp_num_threads_is_an_explicit_setting():
+def test_omp_num_threads_is_an_explicit_setting(tmp_path):
     out = _run("import pycharrnn as pc; print(pc.get_num_threads(), pc.build_info()['threads'])",
-               env={"OMP_NUM_THREADS": "3"})
+               tmp_path, env={"OMP_NUM_THREADS": "3"})
     assert out == "3 explicit"
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity masks here")
-def test_usable_cores_follow_the_affinity_mask():
+def test_usable_cores_follow_the_affinity_mask(tmp_path):
     out = _run("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
                "import pycharrnn as pc; from pycharrnn import backend as b; "
-               "print(b.usable_cores(), pc.get_num_threads())")
+               "print(b.usable_cores(), pc.get_num_threads())", tmp_path)
     assert out == "1 1"
 
 
