@@ -35,9 +35,10 @@ int start_team(int max_team) {
 
 // ---- the decision rule ----------------------------------------------------
 
+int Chooser::smaller() const { return std::max(1, cur_ - std::max(1, cur_ / 4)); }
+
 int Chooser::neighbour() const {
-  const int step = std::max(1, cur_ / 4);
-  const int down = std::max(1, cur_ - step), up = std::min(max_, cur_ + step);
+  const int down = smaller(), up = std::min(max_, cur_ + std::max(1, cur_ / 4));
   if (down == cur_) return up;
   if (up == cur_) return down;
   return up_ ? up : down;
@@ -57,7 +58,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
   u.measured = !fresh_;
   if (fresh_) {  // with an estimate from another shape: a generous deadline
     if (est_ > 0 && cur_ > 1) {
-      u.fallback = std::max(1, cur_ - std::max(1, cur_ / 4));
+      u.fallback = smaller();
       u.deadline = now + kFreshBail * est_ * amount;
     }
     return u;
@@ -72,7 +73,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     }
   }
   if (est_ > 0 && cur_ > 1) {  // far slower than usual: finish on a smaller team
-    u.fallback = std::max(1, cur_ - std::max(1, cur_ / 4));
+    u.fallback = smaller();
     u.deadline = now + kBail * est_ * amount;
   }
   return u;
@@ -402,7 +403,7 @@ Governed::Governed(Site site, const void* who, std::int64_t shape, double amount
     fallback = unit_.fallback;
   }
   size = planned = unit_.size;
-  deadline = unit_.probe ? unit_.deadline : 0;
+  deadline = unit_.deadline;
   t_unit = this;
 }
 

@@ -98,6 +98,7 @@ class Chooser {
 
  private:
   int neighbour() const;
+  int smaller() const;  // the next smaller team (a bail-out's)
   int max_ = 0, cur_ = 0;  // cur_ 0: no unit yet
   bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
   double est_ = 0;         // seconds per amount at cur_ (a moving average)
@@ -127,8 +128,7 @@ class Governed {
   int planned = 1;
   int fallback = 1;
   double deadline = 0;
-  bool cut = false;
-  int calls = 0;  // past the deadline: on the fallback team
+  bool cut = false;  // past the deadline: on the fallback team
 
  private:
   int site_ = -1;  // -1: inactive
