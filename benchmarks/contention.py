@@ -2,7 +2,7 @@
 thread and all threads, with PyTorch beside it, under other load.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/contention.py \
-        [--quick] [--repeats 3] [--seconds 2] [--json benchmarks/contention.json] \
+        [--quick] [--repeats 3] [--seconds 2] [--warmup 3] [--json benchmarks/contention.json] \
         [--markdown FILE]
 
 Rows are kinds of load: an idle machine; 1-3 other processes running a pure
@@ -20,9 +20,10 @@ by default (no thread setting), at 1 thread and at all threads
 forward pass without gradients; characters/s) and sampling (B=1, one
 character at a time; characters/s).
 
-Every implementation runs its task for a second before the timing starts
-(WARMUP): pycharrnn's default spends its first few units of work choosing a
-team size, and a training run lasts minutes, not seconds. For each repeat the
+Every implementation runs its task for ``--warmup`` seconds (3) before the
+timing starts, in the same process: pycharrnn's default probes most often in
+its first seconds (the wait between probes grows from 0.5 s to 16 s), and a
+training run lasts minutes, not seconds. For each repeat the
 rows run in turn, and within a row the implementations
 run in a shuffled order; medians over the repeats are reported. "default /
 best" is pycharrnn's default against the better of its 1-thread and
@@ -55,7 +56,7 @@ ROWS = ["idle", "python x1", "python x2", "python x3", "numpy x1", "numpy x2",
         "taskset 1 core", "quota 1 core", "pool numpy", "pool torch"]
 QUICK_ROWS = ["idle", "python x1", "python x2", "numpy x1", "taskset 1 core", "pool torch"]
 _MARK = "@@RESULT "
-WARMUP = 1.0  # seconds of calls before each timing
+WARMUP = 3.0  # seconds of calls before each timing
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 
@@ -165,7 +166,7 @@ def worker(job: Dict[str, Any]) -> Dict[str, float]:
         # Warm up (first-touch memory, thread teams, caches, and the default's
         # governor, which times its first units to choose a team size): at
         # least one call and WARMUP seconds, for every implementation alike.
-        t_warm = time.perf_counter() + WARMUP
+        t_warm = time.perf_counter() + job.get("warmup", WARMUP)
         fn()
         while time.perf_counter() < t_warm:
             if other:
@@ -250,7 +251,7 @@ def _have_torch() -> bool:
 
 
 def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
-            log=print) -> Dict[str, Any]:
+            log=print, warmup: float = WARMUP) -> Dict[str, Any]:
     import harness  # benchmarks/harness.py (this script's folder is on sys.path): cpu_model
     rng = random.Random(0)
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
@@ -269,6 +270,7 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                 with load(row):
                     for impl in order:
                         job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
+                               "warmup": warmup,
                                "pool": pool, "cgroup": quota if row.startswith("quota") else None}
                         rates = run_worker(job, taskset=row.startswith("taskset"))
                         for task, v in rates.items():
@@ -282,7 +284,7 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
            for t, rows_ in samples.items()}
     return {"median": med, "samples": samples, "skipped": skipped,
             "cpu": harness.cpu_model(), "cores": os.cpu_count(), "repeats": repeats,
-            "seconds": seconds, "date": time.strftime("%Y-%m-%d")}
+            "seconds": seconds, "warmup": warmup, "date": time.strftime("%Y-%m-%d")}
 
 
 UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
@@ -290,7 +292,8 @@ UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
 
 def markdown(res: Dict[str, Any]) -> str:
     out = [f"CPU: {res['cpu']}, {res['cores']} cores; median of {res['repeats']} "
-           f"repeats of {res['seconds']:g} s per task; {res['date']}.", ""]
+           f"repeats of {res['seconds']:g} s per task after {res.get('warmup', WARMUP):g} s of warm-up; "
+           f"{res['date']}.", ""]
     for task, rows in res["median"].items():
         out += [f"**{task}** ({UNITS[task]})", "",
                 "| load | pycharrnn default | 1 thread | all threads | default / best | "
@@ -316,6 +319,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--impls", help="comma-separated implementations: " + ", ".join(IMPLS))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=2.0, help="per task and measurement")
+    p.add_argument("--warmup", type=float, default=WARMUP,
+                   help="seconds of calls before each measurement")
     p.add_argument("--json", default=str(Path(__file__).with_name("contention.json")))
     p.add_argument("--markdown", help="also write the tables to this file")
     a = p.parse_args(argv)
@@ -326,7 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     impls = a.impls.split(",") if a.impls else [i for i in IMPLS if _have_torch()
                                                 or not i.startswith("torch")]
     rows = [r for r in rows if _have_torch() or r != "pool torch"]
-    res = measure(rows, a.repeats, a.seconds, impls)
+    res = measure(rows, a.repeats, a.seconds, impls, warmup=a.warmup)
     Path(a.json).write_text(json.dumps(res, indent=1))
     text = markdown(res)
     print(text)

@@ -41,7 +41,7 @@ int Chooser::neighbour() const {
   const int down = smaller(), up = std::min(max_, cur_ + std::max(1, cur_ / 4));
   if (down == cur_) return up;
   if (up == cur_) return down;
-  return up_ ? up : down;
+  return cad_->up ? up : down;
 }
 
 Unit Chooser::begin(double now, double amount, int max_team) {
@@ -50,8 +50,10 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     cur_ = std::max(1, std::min(max_team, start_team(max_team)));
     fresh_ = true;
     samples_ = 0;
-    next_probe_ = 0;
-    wait_ = kFirstWait;
+    cad_->next_probe = 0;
+    cad_->wait = kFirstWait;
+    probe_size_ = 0;
+    cur_t_ = cur_amt_ = 0;
   }
   Unit u;
   u.size = u.fallback = cur_;
@@ -63,18 +65,24 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     }
     return u;
   }
-  if (samples_ >= 1 && max_ > 1 && now >= next_probe_) {
+  if (probe_size_ == 0 && samples_ >= 1 && max_ > 1 && now >= cad_->next_probe) {
     const int p = neighbour();
     if (p != cur_) {
-      u.size = p;
-      u.probe = true;
-      u.deadline = now + kAbandon * est_ * amount;
-      return u;
+      probe_size_ = p;
+      cad_->next_probe = now + cad_->wait;  // no other shape starts one meanwhile
+      probe_t_ = probe_amt_ = 0;
+      probe_units_ = 0;
     }
+  }
+  if (probe_size_ != 0) {  // abandoned once the window so far is 1.5x the expected time
+    u.size = probe_size_;
+    u.probe = true;
+    u.deadline = now + std::max(0.0, kAbandon * ref() * (probe_amt_ + amount) - probe_t_);
+    return u;
   }
   if (est_ > 0 && cur_ > 1) {  // far slower than usual: finish on a smaller team
     u.fallback = smaller();
-    u.deadline = now + kBail * est_ * amount;
+    u.deadline = now + kBail * ref() * amount;
   }
   return u;
 }
@@ -85,9 +93,7 @@ void Chooser::inherit(const Chooser& o) {
   est_ = o.est_;
   // The probing cadence too: a validation of three chunk shapes should not
   // probe three times as often as one.
-  wait_ = o.wait_;
-  next_probe_ = o.next_probe_;
-  up_ = o.up_;
+  cad_ = o.cad_;
 }
 
 void Chooser::end(double now, const Unit& u, double seconds, double amount, bool cut) {
@@ -99,36 +105,60 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     return;
   }
   if (u.probe) {
-    ++probes;
-    if (!cut && r < (u.size > cur_ ? kGainUp : kGainDown) * est_) {
-      cur_ = u.size;
-      est_ = r;
-      samples_ = 1;
-      wait_ = kFirstWait;  // look again soon: the next size may be better still
-      ++switches;
-    } else {
-      wait_ = std::min(2 * wait_, kMaxWait);
-      up_ = !up_;
-      if (cut) ++abandoned;
+    if (u.size != probe_size_) return;  // a window ended by a change of cores
+    probe_t_ += seconds;
+    probe_amt_ += amount;
+    ++probe_units_;
+    if (cut) {
+      ++abandoned;
+      decide(now, false);
+    } else if (probe_units_ >= kWindowUnits && probe_t_ >= kWindow) {
+      // Against the current size's average since the last decision when
+      // that spans a window too, else against the moving estimate.
+      const double rp = probe_t_ / probe_amt_;
+      decide(now, rp < (probe_size_ > cur_ ? kGainUp : kGainDown) * ref());
     }
-    next_probe_ = now + wait_;
-    base_ = est_;
     return;
   }
   if (cut) {  // bailed out: compare with the smaller team at once
     ++bailouts;
-    next_probe_ = now;
-    wait_ = kFirstWait;
-    up_ = false;
+    cad_->next_probe = now;
+    cad_->wait = kFirstWait;
+    cad_->up = false;
     return;
   }
   est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
+  cur_t_ += seconds;
+  cur_amt_ += amount;
   if (++samples_ == 3 && base_ == 0) base_ = est_;
-  if (base_ > 0 && est_ > kJump * base_) {  // the load changed: compare again now
-    next_probe_ = now;
-    wait_ = kFirstWait;
+  if (base_ > 0 && (est_ > kJump * base_ || kJump * est_ < base_)) {  // the load changed: compare again now
+    cad_->next_probe = now;
+    cad_->wait = kFirstWait;
     base_ = est_;
+    cur_t_ = cur_amt_ = 0;  // the average from before the change no longer holds
   }
+}
+
+// The current size's average since the last decision when that spans a
+// window, else the moving estimate.
+double Chooser::ref() const { return cur_t_ >= kWindow ? cur_t_ / cur_amt_ : est_; }
+
+void Chooser::decide(double now, bool won) {
+  ++probes;
+  if (won) {
+    cur_ = probe_size_;
+    est_ = probe_t_ / probe_amt_;
+    samples_ = 1;
+    cad_->wait = kFirstWait;  // look again soon: the next size may be better still
+    ++switches;
+  } else {
+    cad_->wait = std::min(kBackOff * cad_->wait, kMaxWait);
+    cad_->up = !cad_->up;
+  }
+  probe_size_ = 0;
+  cur_t_ = cur_amt_ = 0;
+  cad_->next_probe = now + cad_->wait;
+  base_ = est_;
 }
 
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units) {
@@ -313,8 +343,11 @@ struct SiteState {
       }
       pick->context = context;
       pick->who = who;
-      // A new shape of the same model starts where the last one is.
-      if (last && last != pick && last->who == who) pick->inherit(*last);
+      // A new shape of a model starts where its shape used last is.
+      const Chooser* from = nullptr;
+      for (const Chooser& c : choosers)
+        if (&c != pick && c.who == who && (!from || c.last_used > from->last_used)) from = &c;
+      if (from) pick->inherit(*from);
     }
     pick->last_used = ++uses;
     last = pick;

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace pcr {
@@ -73,6 +74,7 @@ class Chooser {
  public:
   static constexpr double kFirstWait = 0.5;  // s from a change to the next probe
   static constexpr double kMaxWait = 16.0;   // s: the back-off's cap
+  static constexpr double kBackOff = 4.0;    // the wait's factor after a probe that lost
   // A larger team must beat the estimate by 10%, a smaller one only match
   // it: under load a barrier-bound team is fragile (a member that sleeps
   // at a barrier may wait a scheduler tick to run again), and a smaller
@@ -80,16 +82,25 @@ class Chooser {
   static constexpr double kGainUp = 0.90;
   static constexpr double kGainDown = 1.0;
   static constexpr double kAbandon = 1.5;    // a probe's deadline: 1.5x the expected time
-  static constexpr double kJump = 1.5;       // the estimate 1.5x its value at the last decision: probe now
+  static constexpr double kJump = 2.0;       // the estimate 2x (or half) its value at the last decision: probe now
   static constexpr double kBail = 2.0;       // an ordinary unit's deadline: 2x the expected time
   static constexpr double kFreshBail = 4.0;  // a new shape's first unit, from another's estimate
+  // A probe is judged over a window of units, not one: beside other
+  // programs one unit's time varies by more than the difference between
+  // two team sizes (a descheduled thread costs a time slice), and the
+  // size it is judged against is the current size's average over the
+  // same kind of window since the last decision.
+  static constexpr double kWindow = 0.15;  // s: a probe window's least length
+  static constexpr int kWindowUnits = 2;   // and its least number of units
 
   Unit begin(double now, double amount, int max_team);
   // cut: the unit ran past its deadline and finished on its fallback team.
   void end(double now, const Unit& u, double seconds, double amount, bool cut);
 
   int current() const { return cur_; }
-  // Start from another chooser's team size and estimate (a new shape).
+  // Start from another chooser's team size and estimate (a new shape), and
+  // share its probing cadence: a model probes at one cadence, not one per
+  // shape (a validation reads chunks of several shapes).
   void inherit(const Chooser& o);
   long long probes = 0, switches = 0, abandoned = 0, bailouts = 0, units = 0;
   std::uint64_t context = 0;
@@ -104,9 +115,18 @@ class Chooser {
   double est_ = 0;         // seconds per amount at cur_ (a moving average)
   double base_ = 0;        // est_ when the last probe ended
   int samples_ = 0;        // units behind est_
-  double next_probe_ = 0;  // clock time
-  double wait_ = kFirstWait;
-  bool up_ = false;  // the direction of the next probe when both exist
+  struct Cadence {
+    double next_probe = 0;  // clock time
+    double wait = kFirstWait;
+    bool up = false;  // the direction of the next probe when both exist
+  };
+  std::shared_ptr<Cadence> cad_ = std::make_shared<Cadence>();
+  int probe_size_ = 0;  // a probe window in progress at this size (0: none)
+  double probe_t_ = 0, probe_amt_ = 0;
+  int probe_units_ = 0;
+  double cur_t_ = 0, cur_amt_ = 0;  // the current size since the last decision
+  void decide(double now, bool won);
+  double ref() const;  // seconds per amount expected at cur_
 };
 
 // The scope of one unit of work on the calling thread (a no-op in explicit
