@@ -109,6 +109,7 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
   // Panel (c, g) holds the columns g*H + c*NR ... of op(B) = W_hh^T [H, GH]:
   // a chunk's gates are side by side, so a thread owns whole cells.
   const idx seg = segment_steps(B, GH, H, Tn);
+  const bool governed = threads_auto();  // explicit: no early ends to check for
   for (idx t0 = 0, next = 0; t0 < Tn; t0 = next) {
     const idx t1 = mn(Tn, t0 + seg);
     next = t1;
@@ -145,9 +146,10 @@ void recur_forward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* b
           s.hp = hp;
           for (idx b = 0; b < B; ++b) cell_forward_units(kind, s, b, u0, u1);
         }
-        if (tid == 0 && nth > 1 && t + 1 < t1 && unit_overdue()) barrier.stop_at(t + 1);
+        if (governed && tid == 0 && nth > 1 && t + 1 < t1 && unit_overdue())
+          barrier.stop_at(t + 1);
         barrier.wait(nth);  // h_{t+1} complete before anyone reads it
-        if (barrier.stopped(t + 1)) {  // the rest on the governor's new team
+        if (governed && barrier.stopped(t + 1)) {  // the rest on the governor's new team
           if (tid == 0) next = t + 1;
           break;
         }
@@ -171,6 +173,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
   const idx chunks = (H + NR - 1) / NR, npad = chunks * NR;
   // Panel c holds columns c*NR ... of op(B) = W_hh [GH, H]: units again.
   const idx seg = segment_steps(B, GH, H, Tn);
+  const bool governed = threads_auto();
   for (idx t1 = Tn, next = Tn; t1 > 0; t1 = next) {
     const idx t0 = t1 > seg ? t1 - seg : 0;
     next = t0;
@@ -201,7 +204,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
           for (idx b = 0; b < B; ++b) cell_backward_units(kind, s, dh, dc, b, u0, u1);
           direct = has_direct_dh(kind);
         }
-        if (tid == 0 && nth > 1 && t > t0 && unit_overdue()) barrier.stop_at(t);
+        if (governed && tid == 0 && nth > 1 && t > t0 && unit_overdue()) barrier.stop_at(t);
         barrier.wait(nth);  // d(hp)_t complete before anyone reads it
         if (u0 < u1) {
           const T* A = dhp_all + t * B * GH;
@@ -214,7 +217,7 @@ void recur_backward(CellKind kind, idx B, idx H, idx Tn, const T* Whh, const T* 
             panel_product<T>(B, GH, A, packed, npad, c, mn(NR, H - c * NR), nullptr, direct,
                              dh + c * NR, H);
         }
-        if (barrier.stopped(t)) {  // the rest on the governor's new team
+        if (governed && barrier.stopped(t)) {  // the rest on the governor's new team
           if (tid == 0) next = t;
           break;
         }

@@ -9,9 +9,10 @@
 // machine where other programs run, one descheduled thread stalls all of
 // them (benchmarks/contention.py: 2 threads 7x slower than 1 beside one busy
 // process on 2 cores). So each unit of work (a training step, a loss call, a
-// block of sampled characters) is timed, and now and then a unit runs with a
-// neighbouring team size; the faster size is kept. Every unit has a
-// deadline (a probe 1.5x the expected time, any other 2x): past it, the
+// block of sampled characters) is timed, and now and then a window of units
+// (a probe: at least 0.15 s and 2 units) runs with a neighbouring team size;
+// the faster size is kept. Every unit has a deadline (in a probe, the
+// window's time so far 1.5x the expected; any other unit 2x): past it, the
 // next parallel region runs on the current size (a probe) or a smaller team
 // (any other), so a bad probe costs little and a team caught in a bad phase
 // of the scheduler (benchmarks/contention.py's "numpy x1" row: 2 threads
