@@ -252,6 +252,9 @@ def test_byte_order_mark_and_crlf_are_dropped(tmp_path):
      "--dropout: must be < 1"),
     (["train", "DATA", "--out", "x", "--steps", "5", "--lr", "0"], "--lr: must be > 0"),
     (["train", "DATA", "--out", "x", "--steps", "five"], "--steps: must be an integer"),
+    # nothing would be trained and no checkpoint written
+    (["train", "DATA", "--out", "x", "--steps", "0"], "--steps: must be >= 1"),
+    (["train", "DATA", "--out", "x", "--epochs", "0"], "--epochs: must be > 0"),
     (["train", "DATA", "--out", "x", "--time", "-1"], "--time: must be > 0"),
     (["train", "DATA", "--out", "x", "--steps", "5", "--val-fraction", "1"],
      "--val-fraction: must be < 1"),

@@ -46,7 +46,7 @@ def add(sub: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR (same data; --steps is the run's total)")
     config_option(p, "--steps", "steps", "train until the run has made this many steps",
-                  type=number(int, 0))
+                  type=number(int, 1))
     config_option(p, "--epochs", "epochs", "train until the run has made this many passes "
                   "over the text", type=number(float, 0, lo_open=True))
     config_option(p, "--time", "seconds", "stop after this many seconds of this session "
