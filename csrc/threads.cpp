@@ -35,31 +35,41 @@ int start_team(int max_team) {
 
 // ---- the decision rule ----------------------------------------------------
 
-int Chooser::smaller() const { return std::max(1, cur_ - std::max(1, cur_ / 4)); }
+int Chooser::smaller() const {
+  const int cur = cad_->cur;
+  return std::max(1, cur - std::max(1, cur / 4));
+}
 
 int Chooser::neighbour() const {
-  const int down = smaller(), up = std::min(max_, cur_ + std::max(1, cur_ / 4));
-  if (down == cur_) return up;
-  if (up == cur_) return down;
+  const int cur = cad_->cur;
+  const int down = smaller(), up = std::min(max_, cur + std::max(1, cur / 4));
+  if (down == cur) return up;
+  if (up == cur) return down;
   return cad_->up ? up : down;
 }
 
 Unit Chooser::begin(double now, double amount, int max_team) {
+  int& cur = cad_->cur;
   if (max_team != max_) {  // the cores changed: start afresh
     max_ = max_team;
-    cur_ = std::max(1, std::min(max_team, start_team(max_team)));
-    fresh_ = true;
-    samples_ = 0;
+    cur = std::max(1, std::min(max_team, start_team(max_team)));
     cad_->next_probe = 0;
     cad_->wait = kFirstWait;
+    est_size_ = 0;
+  }
+  if (est_size_ != cur) {  // a new size (another shape's probe won): measure again
+    est_size_ = cur;
+    fresh_ = true;
+    samples_ = 0;
+    base_ = 0;
     probe_size_ = 0;
     cur_t_ = cur_amt_ = 0;
   }
   Unit u;
-  u.size = u.fallback = cur_;
+  u.size = u.fallback = cur;
   u.measured = !fresh_;
-  if (fresh_) {  // with an estimate from another shape: a generous deadline
-    if (est_ > 0 && cur_ > 1) {
+  if (fresh_) {  // with an estimate from another shape or size: a generous deadline
+    if (est_ > 0 && cur > 1) {
       u.fallback = smaller();
       u.deadline = now + kFreshBail * est_ * amount;
     }
@@ -67,7 +77,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
   }
   if (probe_size_ == 0 && samples_ >= 1 && max_ > 1 && now >= cad_->next_probe) {
     const int p = neighbour();
-    if (p != cur_) {
+    if (p != cur) {
       probe_size_ = p;
       cad_->next_probe = now + cad_->wait;  // no other shape starts one meanwhile
       probe_t_ = probe_amt_ = 0;
@@ -80,7 +90,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     u.deadline = now + std::max(0.0, kAbandon * ref() * (probe_amt_ + amount) - probe_t_);
     return u;
   }
-  if (est_ > 0 && cur_ > 1) {  // far slower than usual: finish on a smaller team
+  if (est_ > 0 && cur > 1) {  // far slower than usual: finish on a smaller team
     u.fallback = smaller();
     u.deadline = now + kBail * ref() * amount;
   }
@@ -89,8 +99,8 @@ Unit Chooser::begin(double now, double amount, int max_team) {
 
 void Chooser::inherit(const Chooser& o) {
   max_ = o.max_;
-  cur_ = o.cur_;
   est_ = o.est_;
+  est_size_ = o.est_size_;
   // The probing cadence too: a validation of three chunk shapes should not
   // probe three times as often as one.
   cad_ = o.cad_;
@@ -116,16 +126,22 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
       // Against the current size's average since the last decision when
       // that spans a window too, else against the moving estimate.
       const double rp = probe_t_ / probe_amt_;
-      decide(now, rp < (probe_size_ > cur_ ? kGainUp : kGainDown) * ref());
+      decide(now, rp < (probe_size_ > cad_->cur ? kGainUp : kGainDown) * ref());
     }
     return;
   }
+  if (u.size != est_size_) return;  // begun before another shape changed the size
   if (cut) {  // bailed out: compare with the smaller team at once
     ++bailouts;
     cad_->next_probe = now;
     cad_->wait = kFirstWait;
     cad_->up = false;
-    return;
+    // And the unit counts as a measurement of the current size (a flattering
+    // one: it finished on the smaller team). Left out, a size whose every
+    // unit bails keeps the estimate it had before the load came, the smaller
+    // team's probe is judged against that and loses, and the team never
+    // shrinks (a traced run: 54 bail-outs and 55 lost probes in a row,
+    // sampling at a fifth of one thread's speed).
   }
   est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
   cur_t_ += seconds;
@@ -146,7 +162,7 @@ double Chooser::ref() const { return cur_t_ >= kWindow ? cur_t_ / cur_amt_ : est
 void Chooser::decide(double now, bool won) {
   ++probes;
   if (won) {
-    cur_ = probe_size_;
+    cad_->cur = est_size_ = probe_size_;
     est_ = probe_t_ / probe_amt_;
     samples_ = 1;
     cad_->wait = kFirstWait;  // look again soon: the next size may be better still
@@ -161,22 +177,28 @@ void Chooser::decide(double now, bool won) {
   base_ = est_;
 }
 
-std::vector<int> governor_simulate(const std::vector<double>& seconds, int units) {
-  Chooser c;
+std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
+                                   const std::vector<double>& after, int change_at,
+                                   const std::vector<int>& shapes) {
+  std::vector<Chooser> c(std::max<size_t>(1, shapes.empty() ? 1 : *std::max_element(
+                                                 shapes.begin(), shapes.end()) + 1));
   std::vector<int> sizes;
   const int max_team = static_cast<int>(seconds.size());
   double now = 0;
   for (int i = 0; i < units; ++i) {
-    const Unit u = c.begin(now, 1.0, max_team);
-    double t = seconds[static_cast<size_t>(u.size - 1)];
+    const std::vector<double>& s = !after.empty() && i >= change_at ? after : seconds;
+    const size_t k = shapes.empty() ? 0 : static_cast<size_t>(shapes[i % shapes.size()]);
+    if (k > 0 && c[k].units == 0 && c[0].units > 0 && c[k].current() == 0) c[k].inherit(c[0]);
+    const Unit u = c[k].begin(now, 1.0, max_team);
+    double t = s[static_cast<size_t>(u.size - 1)];
     bool cut = false;
     if (u.deadline > 0 && now + t > u.deadline) {  // the rest runs on the fallback team
       const double done = (u.deadline - now) / t;
-      t = (u.deadline - now) + (1 - done) * seconds[static_cast<size_t>(u.fallback - 1)];
+      t = (u.deadline - now) + (1 - done) * s[static_cast<size_t>(u.fallback - 1)];
       cut = true;
     }
     now += t;
-    c.end(now, u, t, 1.0, cut);
+    c[k].end(now, u, t, 1.0, cut);
     sizes.push_back(u.size);
   }
   return sizes;

@@ -98,10 +98,11 @@ class Chooser {
   // cut: the unit ran past its deadline and finished on its fallback team.
   void end(double now, const Unit& u, double seconds, double amount, bool cut);
 
-  int current() const { return cur_; }
-  // Start from another chooser's team size and estimate (a new shape), and
-  // share its probing cadence: a model probes at one cadence, not one per
-  // shape (a validation reads chunks of several shapes).
+  int current() const { return cad_->cur; }
+  // Share another chooser's team size and probing cadence (a new shape of
+  // the same model: a model probes at one cadence, not one per shape, as a
+  // validation reads chunks of several shapes), and take its estimate as a
+  // first guess.
   void inherit(const Chooser& o);
   long long probes = 0, switches = 0, abandoned = 0, bailouts = 0, units = 0;
   std::uint64_t context = 0;
@@ -111,12 +112,17 @@ class Chooser {
  private:
   int neighbour() const;
   int smaller() const;  // the next smaller team (a bail-out's)
-  int max_ = 0, cur_ = 0;  // cur_ 0: no unit yet
+  int max_ = 0;
+  int est_size_ = 0;       // the team size est_ and cur_t_ were measured at
   bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
-  double est_ = 0;         // seconds per amount at cur_ (a moving average)
+  double est_ = 0;         // seconds per amount at the current size (a moving average)
   double base_ = 0;        // est_ when the last probe ended
   int samples_ = 0;        // units behind est_
+  // What the shapes of one model share: the team size (one decision for the
+  // model: a shape that is read once per validation would otherwise keep
+  // its first size for a long time) and the probing cadence.
   struct Cadence {
+    int cur = 0;            // the team size; 0: no unit yet
     double next_probe = 0;  // clock time
     double wait = kFirstWait;
     bool up = false;  // the direction of the next probe when both exist
@@ -127,7 +133,7 @@ class Chooser {
   int probe_units_ = 0;
   double cur_t_ = 0, cur_amt_ = 0;  // the current size since the last decision
   void decide(double now, bool won);
-  double ref() const;  // seconds per amount expected at cur_
+  double ref() const;  // seconds per amount expected at the current size
 };
 
 // The scope of one unit of work on the calling thread (a no-op in explicit
@@ -164,8 +170,13 @@ struct SiteStats {
 };
 SiteStats site_stats(Site s);
 
-// For tests: the team sizes a Chooser picks for `units` units of equal
-// amount when a unit at team size n takes seconds[n - 1] (n <= seconds.size()).
-std::vector<int> governor_simulate(const std::vector<double>& seconds, int units);
+// For tests: the team sizes the governor picks for `units` units of equal
+// amount when a unit at team size n takes seconds[n - 1] (n <= seconds.size()),
+// and after[n - 1] from unit change_at on (when `after` is given: the load
+// changed). `shapes`: unit i is of shape shapes[i % shapes.size()], each
+// shape its own chooser of one model (empty: one shape).
+std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
+                                   const std::vector<double>& after = {}, int change_at = 0,
+                                   const std::vector<int>& shapes = {});
 
 }  // namespace pcr

@@ -95,6 +95,30 @@ def test_probes_of_a_bad_size_cost_little():
     assert spent <= 1.03 * seconds[0] * len(sizes[500:])
 
 
+def test_a_size_whose_every_unit_bails_out_is_left():
+    # Two threads fast at first (the estimate is made then), then 7x slower:
+    # every unit on two threads bails out, and those bail-outs must count as
+    # measurements of two threads, or the probe of one thread is judged
+    # against the old estimate and loses for ever.
+    sizes = _core._governor_simulate([0.060, 0.033], 3000, after=[0.065, 0.450],
+                                     change_at=100)
+    assert Counter(sizes[:100])[2] >= 80
+    late = Counter(sizes[400:])
+    assert late[1] >= 0.97 * len(sizes[400:]), late
+
+
+def test_the_shapes_of_one_model_share_its_team_size():
+    # A validation reads eight chunks of one shape and one of another per
+    # pass. When two threads become the better size, the rare shape must
+    # follow the model's decision, not wait for a probe window of its own.
+    shapes = [0] * 8 + [1]
+    sizes = _core._governor_simulate([0.065, 0.450], 2000, after=[0.060, 0.033],
+                                     change_at=100, shapes=shapes)
+    assert Counter(sizes[200:300])[2] >= 90  # the model has moved to two threads
+    rare = [s for i, s in enumerate(sizes) if i >= 300 and shapes[i % 9] == 1]
+    assert Counter(rare)[2] >= 0.97 * len(rare), Counter(rare)
+
+
 def _trainer(tmp_path, cell):
     vocab = pc.Vocab.from_text(TEXT)
     # Big enough that the recurrence, the products and the updates run on a
