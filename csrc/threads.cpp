@@ -123,7 +123,7 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
       ++abandoned;
       decide(now, false);
     } else if (probe_units_ >= kWindowUnits && probe_t_ >= kWindow) {
-      // Against the current size's average since the last decision when
+      // Against the current size's average since it was chosen when
       // that spans a window too, else against the moving estimate.
       const double rp = probe_t_ / probe_amt_;
       decide(now, rp < (probe_size_ > cad_->cur ? kGainUp : kGainDown) * ref());
@@ -131,21 +131,37 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     return;
   }
   if (u.size != est_size_) return;  // begun before another shape changed the size
-  if (cut) {  // bailed out: compare with the smaller team at once
+  if (cut) {  // bailed out: the next probe is of the smaller team
     ++bailouts;
-    cad_->next_probe = now;
-    cad_->wait = kFirstWait;
     cad_->up = false;
-    // And the unit counts as a measurement of the current size (a flattering
-    // one: it finished on the smaller team). Left out, a size whose every
-    // unit bails keeps the estimate it had before the load came, the smaller
-    // team's probe is judged against that and loses, and the team never
-    // shrinks (a traced run: 54 bail-outs and 55 lost probes in a row,
-    // sampling at a fifth of one thread's speed).
+    // Two in a row: the load has changed, compare now. One alone is the
+    // noise of a busy machine (a member descheduled for a time slice), and
+    // a probe after each cost more than the stalls did (beside two NumPy
+    // processes: 11 probes in 7 s of sampling, where two threads win).
+    if (++bails_in_row_ >= 2) {
+      cad_->next_probe = now;
+      cad_->wait = kFirstWait;
+    }
+  } else {
+    bails_in_row_ = 0;
   }
-  est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
+  // Every unit counts in the current size's average since the last change,
+  // a bail-out too (a flattering measure: it finished on the smaller team).
+  // Left out, a size whose every unit bails is judged by what it did before
+  // the load came, the smaller team's probe loses against that, and the
+  // team never shrinks (a traced run: 54 bail-outs and 55 lost probes in a
+  // row, sampling at a fifth of one thread's speed). The moving estimate
+  // leaves bail-outs out: one stall of a team that is faster on the whole
+  // should not make a smaller team look as good. The average forgets half
+  // its past every kHorizon seconds.
   cur_t_ += seconds;
   cur_amt_ += amount;
+  if (cur_t_ > kHorizon) {
+    cur_t_ *= 0.5;
+    cur_amt_ *= 0.5;
+  }
+  if (cut) return;
+  est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
   if (++samples_ == 3 && base_ == 0) base_ = est_;
   if (base_ > 0 && (est_ > kJump * base_ || kJump * est_ < base_)) {  // the load changed: compare again now
     cad_->next_probe = now;
@@ -155,7 +171,7 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
   }
 }
 
-// The current size's average since the last decision when that spans a
+// The current size's average since it was chosen when that spans a
 // window, else the moving estimate.
 double Chooser::ref() const { return cur_t_ >= kWindow ? cur_t_ / cur_amt_ : est_; }
 
@@ -172,7 +188,7 @@ void Chooser::decide(double now, bool won) {
     cad_->up = !cad_->up;
   }
   probe_size_ = 0;
-  cur_t_ = cur_amt_ = 0;
+  if (won) cur_t_ = cur_amt_ = 0;  // a lost probe leaves the current size's average as it was
   cad_->next_probe = now + cad_->wait;
   base_ = est_;
 }

@@ -90,9 +90,10 @@ class Chooser {
   // programs one unit's time varies by more than the difference between
   // two team sizes (a descheduled thread costs a time slice), and the
   // size it is judged against is the current size's average over the
-  // same kind of window since the last decision.
+  // same kind of window since it was chosen.
   static constexpr double kWindow = 0.15;  // s: a probe window's least length
   static constexpr int kWindowUnits = 2;   // and its least number of units
+  static constexpr double kHorizon = 2.0;  // s: the current size's average halves its past
 
   Unit begin(double now, double amount, int max_team);
   // cut: the unit ran past its deadline and finished on its fallback team.
@@ -118,6 +119,7 @@ class Chooser {
   double est_ = 0;         // seconds per amount at the current size (a moving average)
   double base_ = 0;        // est_ when the last probe ended
   int samples_ = 0;        // units behind est_
+  int bails_in_row_ = 0;   // units in a row that bailed out
   // What the shapes of one model share: the team size (one decision for the
   // model: a shape that is read once per validation would otherwise keep
   // its first size for a long time) and the probing cadence.
@@ -131,7 +133,7 @@ class Chooser {
   int probe_size_ = 0;  // a probe window in progress at this size (0: none)
   double probe_t_ = 0, probe_amt_ = 0;
   int probe_units_ = 0;
-  double cur_t_ = 0, cur_amt_ = 0;  // the current size since the last decision
+  double cur_t_ = 0, cur_amt_ = 0;  // the current size since it was chosen (see kHorizon)
   void decide(double now, bool won);
   double ref() const;  // seconds per amount expected at the current size
 };

@@ -7,6 +7,7 @@ ends regions early) gives the same bits as a fixed one, through resume too."""
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -43,8 +44,12 @@ def _run(script, cwd, env=None):
 def test_explicit_and_auto_settings(auto_threads):
     assert backend.threads_auto() and pc.build_info()["threads"] == "auto"
     assert pc.get_num_threads() == backend.usable_cores() >= 1
-    pc.set_num_threads(3)
-    assert not backend.threads_auto() and pc.get_num_threads() == 3
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        pc.set_num_threads(3)
+    assert not backend.threads_auto() and pc.get_num_threads() == 3  # obeyed, and
+    assert [str(w.message)[:4] for w in said] == (["n=3 "] if backend.usable_cores() < 3
+                                                  else [])  # warned when too many
     assert pc.build_info()["threads"] == "explicit" and backend.thread_report() == {}
     pc.set_num_threads(None)
     assert backend.threads_auto()
