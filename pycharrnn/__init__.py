@@ -82,7 +82,7 @@ def set_num_threads(n: Optional[int]) -> None:
     n = check_int("number of threads", n)
     if not 1 <= n <= _backend.MAX_THREADS:
         raise ValueError(f"number of threads must be in [1, {_backend.MAX_THREADS}], got {n}")
-    _backend.set_num_threads(n)
+    _backend.set_num_threads(n, "n")
 
 
 def get_num_threads() -> int:

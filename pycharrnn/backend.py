@@ -47,8 +47,19 @@ def build_info() -> Dict[str, Any]:
     return dict(_core.build_info())
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: int, name: str = "threads") -> None:
+    """Explicit mode with ``n`` threads; a warning (naming the parameter
+    ``name``) when that is more than the usable cores: a team larger than
+    the cores it runs on waits at every time step for a member the
+    scheduler has parked."""
     _core.set_num_threads(int(n))
+    u = usable_cores()
+    if n > u:
+        import warnings
+
+        warnings.warn(f"{name}={n} is more than the {u} cores this process may use (its "
+                      f"affinity mask and CPU quota); it runs slower than {u}: leave it unset "
+                      "to have the team chosen while it runs", UserWarning, stacklevel=3)
 
 
 def get_num_threads() -> int:

@@ -264,6 +264,70 @@ def test_errors_name_the_flag(tmp_path, data, args, flag):
             for a in args]
     r = cli(tmp_path, *args, ok=False)
     assert r.returncode == 2 and flag in r.stderr, r.stderr
+    # one line, the command's one prefix, no usage block
+    assert r.stderr.startswith("pycharrnn: error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("args,needle,code", [
+    (["train", "missing.txt", "--out", "r", "--steps", "1"], "missing.txt: no such file", 1),
+    (["train", "DIR", "--out", "r", "--steps", "1"], ": is a directory", 1),
+    (["train", "DATA", "--out", "r", "--steps", "1", "--hiden-size", "8"],
+     "unrecognized arguments: --hiden-size 8", 2),
+    (["train", "DATA", "--out", "r"], "give --steps N, --epochs E and/or --time SECONDS", 2),
+    (["train", "--out", "r", "--steps", "1"], "give a DATA_FILE or --corpus NAME", 2),
+    (["train", "--out", "RUN", "--resume", "--steps", "1"], "nothing to resume", 2),
+    (["sample", "nowhere"], "nowhere", 1),
+    (["trian"], "invalid choice: 'trian'", 2),
+    (["report", "--out", "x.html"], "give a RUN_DIR, or --compare RUN_A RUN_B", 2),
+])
+def test_every_mistake_is_one_line(tmp_path, data, args, needle, code):
+    (tmp_path / "adir").mkdir()
+    args = [str(data) if a == "DATA" else str(tmp_path / "adir") if a == "DIR" else
+            str(tmp_path / "nothing") if a == "RUN" else a for a in args]
+    r = cli(tmp_path, *args, ok=False)
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("pycharrnn: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert needle in r.stderr and "Errno" not in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_threads_above_the_usable_cores_are_obeyed_with_a_warning(tmp_path, data):
+    from pycharrnn.backend import usable_cores
+    n = usable_cores() + 1
+    r = cli(tmp_path, "train", data, "--out", tmp_path / "r", "--steps", 1, "--hidden-size", 8,
+            "--batch-size", 2, "--seq-length", 8, "--threads", n, "--no-bar")
+    warning = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warning == [f"pycharrnn: warning: --threads {n} is more than the {usable_cores()} "
+                       "cores this process may use (its affinity mask and CPU quota); it runs "
+                       f"slower than {usable_cores()}: leave it unset to have the team chosen "
+                       "while it runs"], r.stderr
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["train"]["threads"] == n
+    with pytest.warns(UserWarning, match=f"n={n} is more than"):
+        pc.set_num_threads(n)
+    pc.set_num_threads(None)
+
+
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
+        tmp_path, data, monkeypatch, capsys):
+    # The measured case: --hidden-size 20000 (an LSTM of 1.6 billion
+    # parameters) on a machine with 24 GiB passed, and the out-of-memory
+    # killer ended the run a minute later. Reproduced without allocating it:
+    # the check runs before the model is built.
+    from pycharrnn import memory
+    from pycharrnn.cli import main
+    monkeypatch.setattr(memory, "available", lambda: (24 * memory.GiB,
+                                                      "this machine has available"))
+    code = main(["train", str(data), "--out", str(tmp_path / "r"), "--steps", "1",
+                 "--hidden-size", "20000"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("pycharrnn: error: this model needs about ") and "GiB" in err
+    assert "more than the 24.0 GiB this machine has available" in err
+    assert "--hidden-size (20000)" in err and "hidden_size" not in err
+    assert not (tmp_path / "r").exists()
+    needs = memory.training_needs(len(set(TEXT)), pc.ModelConfig(hidden_size=20000), 32, 64)
+    assert needs.parts["parameters"] / 4 > 1.6e9  # the count the issue measured
+    assert 24 * memory.GiB < needs.total < 40 * memory.GiB
 
 
 def test_cross_checked_errors_name_flags_too(tmp_path, data):

@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from . import inspect, sample, train
-from .args import flags_named
+from .args import PREFIX, Parser, describe, flags_named
 
 __all__ = ["main", "entry", "parser"]
 
@@ -22,14 +22,24 @@ def parser() -> argparse.ArgumentParser:
     """The command's parser, every subcommand on it."""
     from .. import __version__
 
-    p = argparse.ArgumentParser(prog="pycharrnn",
-                                description="Character-level RNN language models.")
+    p = Parser(prog="pycharrnn", description="Character-level RNN language models.")
     p.add_argument("--version", action="version", version=f"pycharrnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     train.add(sub)
     sample.add(sub)
     inspect.add(sub)
     return p
+
+
+#: What a signal stopped, by command ("": the others, which write files).
+STOPPED = {
+    "train": "files already written are whole (a checkpoint being written was abandoned, "
+             "the previous one kept)",
+    "sample": "sampling stopped (it writes no file)",
+    "eval": "the evaluation stopped (it writes no file)",
+    "info": "nothing was written",
+    "": "files already written are whole (a file being written was abandoned)",
+}
 
 
 def _commands() -> Dict[str, Callable[[argparse.Namespace], int]]:
@@ -43,15 +53,28 @@ def _command(name: str) -> argparse.ArgumentParser:
     return sub.choices[name]
 
 
+def _warning(command: argparse.ArgumentParser):
+    """A warnings.showwarning that prints the library's warnings as the
+    command's own one-line ones, parameters named as flags."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"pycharrnn: warning: {flags_named(str(message), command)}",
+              file=file or sys.stderr)
+    return show
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line ``argv`` (default: sys.argv[1:]); returns the
     exit status: 0, 1 for an error (printed on one line), 2 for a usage error,
     128 + the signal's number when SIGINT or SIGTERM stopped it."""
+    import warnings
+
     from ..errors import PyCharRNNError
     from ..signals import SIGNALLED, Interrupted, exit_code, interrupted_by, raise_interrupt
 
     args = parser().parse_args(argv)
     SIGNALLED.clear()
+    shown = warnings.showwarning
+    warnings.showwarning = _warning(_command(args.command))
     # SIGTERM as Ctrl-C: a clean exit, 143. Ctrl-C's own KeyboardInterrupt is
     # replaced too, so that entry() knows of it however it surfaces.
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -67,16 +90,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         signum = None if isinstance(e, SystemExit) else interrupted_by(e)
         if signum is None:
             if not isinstance(e, (PyCharRNNError, ValueError, TypeError, OSError,
-                                  ImportError)):
+                                  ImportError, MemoryError)):
                 raise
-            print(f"pycharrnn: error: {flags_named(str(e), _command(args.command))}",
-                  file=sys.stderr)
+            print(PREFIX + flags_named(describe(e), _command(args.command)), file=sys.stderr)
             return 1
-        print(f"\ninterrupted ({signal.Signals(signum).name}); files already written are whole "
-              "(a checkpoint being written was abandoned, the previous one kept)",
-              file=sys.stderr)
+        print(f"\ninterrupted ({signal.Signals(signum).name}); "
+              f"{STOPPED.get(args.command, STOPPED[''])}", file=sys.stderr)
         return exit_code(signum)
     finally:
+        warnings.showwarning = shown
         for s, h in old.items():
             signal.signal(s, h)
 

@@ -6,15 +6,44 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, Callable, Dict, Optional
+import sys
+from typing import Any, Callable, Dict, NoReturn, Optional
 
 from ..checks import range_problem
 from ..config import ModelConfig, TrainConfig, defaults
 
-__all__ = ["Help", "number", "rate", "config_option", "DEFAULTS", "flag_of", "flags_named"]
+__all__ = ["Parser", "Help", "number", "rate", "config_option", "DEFAULTS", "flag_of",
+           "flags_named", "fail", "describe", "PREFIX"]
+
+#: What every message of the command begins with.
+PREFIX = "pycharrnn: error: "
 
 #: Every config field's default (ModelConfig's and TrainConfig's).
 DEFAULTS = {**defaults(ModelConfig), **defaults(TrainConfig)}
+
+
+def describe(e: BaseException) -> str:
+    """An error as one line: a file's error as "FILE: what" (not "[Errno 2]
+    No such file or directory: 'FILE'"), others as their message (or their
+    kind, when they have none)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print ``message`` as the command's one-line error; returns ``code``."""
+    print(PREFIX + message, file=sys.stderr)
+    return code
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose errors are one line, with the command's one prefix and
+    where to find the usage (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PREFIX}{message} (see: {self.prog} --help)\n")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -84,9 +113,15 @@ def flag_of(name: str, command: argparse.ArgumentParser) -> str:
 
 
 def flags_named(message: str, command: argparse.ArgumentParser) -> str:
-    """A library error message with its parameter names as the subcommand's flags."""
+    """A library error message with its parameter names as the subcommand's
+    flags (``name=value`` as ``--flag value`` for any option)."""
+    every = {a.dest: a.option_strings[-1] for a in command._actions
+             if a.option_strings and a.option_strings[-1].startswith("--")}
+    message = re.sub(r"\b([a-z_]+)=(?=\S)",
+                     lambda m: every[m.group(1)] + " " if m.group(1) in every else m.group(0),
+                     message)
     flags = _flags(command)
     if not flags:
         return message
-    return re.sub(r"\b(" + "|".join(map(re.escape, flags)) + r")\b",
+    return re.sub(r"(?<!-)\b(" + "|".join(map(re.escape, flags)) + r")\b",
                   lambda m: flags[m.group(1)], message)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..words import plural
-from .args import DEFAULTS, Help, number
+from .args import DEFAULTS, Help, fail, number
 
 __all__ = ["add", "COMMANDS"]
 
@@ -39,6 +39,17 @@ def add(sub: Any) -> None:
                    help=f"characters per chunk (default: the run's, else "
                         f"{DEFAULTS['seq_length']})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("export", help="write a model in a format other programs read",
+                       formatter_class=Help,
+                       description="safetensors: the parameters by PyTorch's names (a "
+                                   "TorchCharRNN's load_state_dict takes them), the config "
+                                   "and vocabulary in the metadata; pycharrnn sample and "
+                                   "pycharrnn.load read the file back.")
+    p.add_argument("checkpoint", help="a checkpoint file, or a run directory (its latest.npz)")
+    p.add_argument("--format", choices=["safetensors"], default="safetensors",
+                   help="the file's format (default: safetensors)")
+    p.add_argument("--out", required=True, help="the file to write")
 
     p = sub.add_parser("info", help="build information, or a checkpoint's configuration",
                        formatter_class=Help)
@@ -89,6 +100,7 @@ def _add_report(sub: Any) -> None:
 def evaluate_command(args: argparse.Namespace) -> int:
     from ..data import load_text, text_to_ids
     from ..evaluation import evaluate
+    from ..progress import Bar
     from ..rundir import read_checkpoint, validation_ids
 
     if args.text is not None:
@@ -104,8 +116,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
         model, header, path, ids, what = validation_ids(args.checkpoint)
         source = what
     t = (header.get("extra") or {}).get("trainer") or {}
-    loss = evaluate(model, ids, args.batch_size or t.get("batch_size", DEFAULTS["batch_size"]),
-                    args.seq_length or t.get("seq_length", DEFAULTS["seq_length"]))
+    with Bar("evaluating") as bar:
+        loss = evaluate(model, ids,
+                        args.batch_size or t.get("batch_size", DEFAULTS["batch_size"]),
+                        args.seq_length or t.get("seq_length", DEFAULTS["seq_length"]),
+                        progress=bar)
     result = {"checkpoint": str(path), "step": t.get("step"), "text": source,
               "characters": int(ids.size), "predicted": int(ids.size - 1),
               "loss": loss, "bits_per_char": loss / math.log(2)}
@@ -115,6 +130,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
         step = f" (step {t['step']})" if t else ""
         print(f"{loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char): {path}{step} on "
               f"{what}, {plural(ids.size - 1, 'character')} predicted")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    import pycharrnn as pc
+    from ..export import save_safetensors
+
+    model = pc.load(args.checkpoint)
+    out = save_safetensors(model, args.out)
+    print(f"wrote {out} ({args.format}, {plural(model.num_params, 'parameter')}, "
+          f"{out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -141,7 +167,7 @@ def report(args: argparse.Namespace) -> int:
 
     runs = ([args.run] if args.run else []) + (args.compare or [])
     if not runs:
-        print("error: give a RUN_DIR, or --compare RUN_A RUN_B", file=sys.stderr)
+        fail("give a RUN_DIR, or --compare RUN_A RUN_B")
         return 2
     text = read_text(args.text) if args.text is not None else None
     out = write_report(runs, args.out, text, temperatures=args.temperatures,
@@ -157,7 +183,8 @@ def bench(args: argparse.Namespace) -> int:
     from ..speed import measure
 
     if args.threads is not None:
-        pc.set_num_threads(args.threads)
+        from ..backend import set_num_threads
+        set_num_threads(args.threads)
     result = measure(args.seconds)
     print(f"pycharrnn {pc.__version__}, {plural(result['threads'], 'thread')}, "
           f"{result['simd']}, {result['compiler']}")
@@ -172,5 +199,5 @@ def bench(args: argparse.Namespace) -> int:
 
 
 #: The commands of this module by name.
-COMMANDS = {"eval": evaluate_command, "info": info, "plot": plot, "report": report,
-            "bench": bench}
+COMMANDS = {"eval": evaluate_command, "export": export, "info": info, "plot": plot,
+            "report": report, "bench": bench}

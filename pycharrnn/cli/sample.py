@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
-    out = model.sample(args.length, num_samples=args.num_samples, **kw)
+    from ..progress import Bar
+
+    with Bar("sampling") as bar:
+        out = model.sample(args.length, num_samples=args.num_samples, progress=bar, **kw)
     for i, text in enumerate([out] if isinstance(out, str) else out):
         if args.num_samples > 1:
             sys.stdout.write(f"--- sample {i + 1} ---\n")

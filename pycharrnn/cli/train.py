@@ -18,7 +18,8 @@ from ..config import EVALS_BY_TIME, MODEL_KEYS, TRAIN_KEYS, resolve
 from ..optim import DEFAULT_LR, OPTIMIZERS
 from ..recipes import RECIPES
 from ..schedule import NAMES as SCHEDULES
-from .args import DEFAULTS, Help, config_option, flag_of, flags_named, number, rate
+from .args import (DEFAULTS, Help, config_option, describe, fail, flag_of, flags_named,
+                   number, rate)
 
 __all__ = ["add", "run"]
 
@@ -153,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
     rank then stops every rank)."""
     given = {k: v for k, v in vars(args).items() if k in MODEL_KEYS or k in TRAIN_KEYS}
     if not {"steps", "epochs", "seconds"} & set(given):
-        print("error: give --steps N, --epochs E and/or --time SECONDS", file=sys.stderr)
-        return 2
+        return fail("give --steps N, --epochs E and/or --time SECONDS")
     from ..distributed import Group, launched_size
 
     if not args.distributed and launched_size() == 1:
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         if signum is not None:
             what, code = "interrupted", exit_code(signum)
         else:
-            what, code = f"error: {flags_named(str(e), _parser()) or type(e).__name__}", 1
+            what, code = f"error: {flags_named(describe(e), _parser())}", 1
         print(f"pycharrnn: rank {group.rank} of {group.size}: {what}; stopping every rank",
               file=sys.stderr, flush=True)
         group.abort(code)
@@ -196,8 +196,7 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
     if args.resume:
         if not on_main(lambda: (out / LATEST).is_file()):
             if main:
-                print(f"error: {out / LATEST} does not exist: nothing to resume",
-                      file=sys.stderr)
+                fail(f"{out / LATEST} does not exist: nothing to resume")
             return 2
         text = None
         if args.data is not None or args.corpus is not None:
@@ -211,14 +210,13 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
                           "seconds": limits["seconds"]}
     else:
         if (args.data is None) == (args.corpus is None):
-            print("error: give a DATA_FILE or --corpus NAME (one of them)", file=sys.stderr)
-            return 2
+            return fail("give a DATA_FILE or --corpus NAME (one of them)")
         try:
             on_main(lambda: check_new_run(out))
         except pc.RunExistsError:
             if main:
-                print(f"error: {out} already holds a run; continue it with --resume or "
-                      "choose another --out", file=sys.stderr)
+                fail(f"{out} already holds a run; continue it with --resume or "
+                     "choose another --out")
             return 2
         text = text_data.load_text(args.data, args.corpus)
         model_cfg, cfg, recipe = resolve(given, recipe=args.recipe)
