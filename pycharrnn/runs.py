@@ -18,6 +18,7 @@ from .config import ModelConfig, TrainConfig
 from .data import fingerprint, load_text, read_if_path, training_ids
 from .distributed import strategy
 from .errors import CheckpointError
+from .memory import check_training
 from .model import CharRNN
 from .optim import create as create_optimizer, from_state_dict
 from .rundir import (METRICS_FILE, RUN_FILE, TrainingState, check_new_run, load_training, remove_temporaries,
@@ -93,7 +94,10 @@ def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(),
     came from (:func:`pycharrnn.config.resolve`), announced at the start
     (:meth:`pycharrnn.recipes.Recipe.announce`) unless ``notes`` (lines to
     print first) are given. ``run_dir``: the new run's directory. Other
-    ``options`` go to the Trainer (callbacks, stop_on_signals)."""
+    ``options`` go to the Trainer (callbacks, stop_on_signals). A model
+    config too large to train in the memory this process can get is refused
+    (MemoryError, :func:`pycharrnn.memory.check_training`) before anything is
+    allocated or written."""
     from .progress import Progress
 
     parallel = strategy(distributed)
@@ -103,7 +107,10 @@ def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(),
     if isinstance(model, ModelConfig):
         if not isinstance(data, str):
             raise TypeError("a ModelConfig needs the text (a str) for its vocabulary")
-        model = CharRNN.from_config(Vocab.from_text(data), model, seed=config.seed)
+        vocab = Vocab.from_text(data)
+        check_training(len(vocab), model.checked(), config.batch_size, config.seq_length,
+                       config.optimizer)  # before anything is allocated or written
+        model = CharRNN.from_config(vocab, model, seed=config.seed)
     opt = create_optimizer(config.optimizer, model, config.lr, config.clip_value,
                            config.clip_norm, config.weight_decay)
     sched = create_schedule(config.schedule, opt.lr, config.steps, config.seconds,
