@@ -17,7 +17,7 @@ Shakespeare agree with the single pass to 1e-7 relative or better."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -32,7 +32,8 @@ EVAL_WARMUP = 256
 
 
 def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 64,
-             warmup: int = EVAL_WARMUP, group: Any = None) -> float:
+             warmup: int = EVAL_WARMUP, group: Any = None,
+             progress: Optional[Callable[[int, int], None]] = None) -> float:
     """The mean cross-entropy (nats/char) of predicting ``ids[1:]``, each id
     from all the ids before it, as one pass over the text with the state
     carried computes it: no id is predicted from a zero state except
@@ -61,6 +62,10 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
     join; None: this process alone): the ranks share the parts,
     exchange the states where parts meet, and all return the same result as
     one process reading every part (every rank must call).
+
+    ``progress``: called as ``progress(done, total)`` with the predictions
+    made so far (of the first pass, then the parts read again and the last
+    part) and all there are to make (e.g. :class:`pycharrnn.progress.Bar`).
     """
     streams = check_int("streams", streams, 1)
     T = check_int("seq_length", seq_length, 1)
@@ -80,19 +85,14 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
     sums = np.zeros(B)
     ends = np.empty_like(starts)
     todo = np.arange(B)
+    done, total = 0, (hi - lo) * n + (N - B * n)  # the predictions made here
     while todo.size:
         mine = todo[(todo >= lo) & (todo < hi)]
         fresh = np.zeros(starts.shape[:2] + (todo.size,) + starts.shape[3:], starts.dtype)
         if mine.size:
             state = model.unpack_state(starts[:, :, mine])
-            part = np.zeros(mine.size)
-            for p in range(0, n, T):
-                t = min(T, n - p)
-                chunk = ids[(mine.astype(np.int64) * n)[:, None] + p +
-                            np.arange(t + 1, dtype=np.int64)[None, :]]
-                rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
-                part += rows * t
-            sums[mine] = part
+            sums[mine], state = _read_parts(model, ids, state, mine, n, T, progress, done, total)
+            done += mine.size * n
             fresh[:, :, np.searchsorted(todo, mine)] = model.pack_state(state, mine.size)
         ends[:, :, todo] = group.sum(fresh)
         # Part b is right when it started where part b - 1 ended (part 0 always is).
@@ -100,14 +100,33 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
             axis=(0, 1, 3))
         todo = np.flatnonzero(off) + 1
         starts[:, :, todo] = ends[:, :, todo - 1]
+        total += todo[(todo >= lo) & (todo < hi)].size * n  # read again
     group.sum(sums)  # each part's sum is on its rank only, zeros elsewhere
-    total = float(sums.sum())
+    total_loss = float(sums.sum())
     rest = N - B * n
     if rest:
         chunk = ids[None, B * n:]
         loss, _ = model.loss(chunk[:, :-1], chunk[:, 1:], model.unpack_state(ends[:, :, B - 1:]))
-        total += loss * rest
-    return total / N
+        total_loss += loss * rest
+    if progress is not None:
+        progress(total, total)
+    return total_loss / N
+
+
+def _read_parts(model: Any, ids: np.ndarray, state: Any, parts: np.ndarray, n: int, T: int,
+                progress: Any, done: int, total: int) -> Any:
+    """(each part's summed loss, the state at their ends): the ``parts`` of
+    ``n`` predictions from ``state``, side by side in chunks of T."""
+    out = np.zeros(parts.size)
+    for p in range(0, n, T):
+        t = min(T, n - p)
+        chunk = ids[(parts.astype(np.int64) * n)[:, None] + p +
+                    np.arange(t + 1, dtype=np.int64)[None, :]]
+        rows, state = model.loss(chunk[:, :-1], chunk[:, 1:], state, reduce=False)
+        out += rows * t
+        if progress is not None:
+            progress(done + parts.size * min(p + t, n), total)
+    return out, state
 
 
 def _warm_up(model: Any, ids: np.ndarray, starts: np.ndarray, first: int, hi: int, n: int,

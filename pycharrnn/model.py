@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -437,13 +437,14 @@ class CharRNN:
                top_k: Optional[int] = None, seed: Optional[int] = None, *,
                top_p: Optional[float] = None, num_samples: int = 1,
                stop: Optional[str] = None, warmup: str = "",
-               unknown: str = "error") -> Union[str, List[str]]:
+               unknown: str = "error",
+               progress: Optional[Callable[[int, int], None]] = None) -> Union[str, List[str]]:
         """Generate ``length`` characters that follow ``prime`` (not repeated
         in the result): a str, or a list of ``num_samples`` strs. See
         :func:`pycharrnn.sampling.sample` for every argument."""
         return sampling.sample(self, length, prime, temperature, top_k, seed, top_p=top_p,
                                num_samples=num_samples, stop=stop, warmup=warmup,
-                               unknown=unknown)
+                               unknown=unknown, progress=progress)
 
     def generate(self, length: int, prime: str = "", temperature: float = 1.0,
                  top_k: Optional[int] = None, seed: Optional[int] = None, *,
@@ -481,3 +482,14 @@ class CharRNN:
         from .checkpoint import save_model
 
         save_model(self, path)
+
+    def export(self, path: Any, format: str = "safetensors") -> Any:
+        """Write the model for other programs (atomically): "safetensors"
+        (:func:`pycharrnn.export.save_safetensors`: PyTorch's parameter
+        names, the config and vocabulary in the metadata; ``pycharrnn.load``
+        reads it back). Returns the path."""
+        from .export import save_safetensors
+
+        if format != "safetensors":
+            raise ValueError(f'format must be "safetensors", got {format!r}')
+        return save_safetensors(self, path)

@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .cpuload import CpuLoad
 from .words import clock, plural
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "Bar"]
 
 _C = TrainConfig  # the defaults
 
@@ -214,3 +214,47 @@ class Progress:
             print("--- sample ---")
             print(trainer.model.sample(self.sample_length,
                                        temperature=self.sample_temperature, seed=self.seed))
+
+
+class Bar:
+    """Progress of one long operation outside training (a validation of a
+    large text, a long sample), as a callable ``bar(done, total)``: a tqdm
+    bar on stderr (a widget in Jupyter) that appears only once the operation
+    has run ``delay`` seconds, so that short ones stay silent; without tqdm
+    a line on stderr now and then. A context manager (closes the bar)."""
+
+    def __init__(self, desc: str, unit: str = "char", delay: float = 1.0):
+        self.desc, self.unit, self.delay = desc, unit, delay
+        self.t0 = time.perf_counter()
+        self.bar: Any = None
+        self.shown = 0.0  # when the last line was printed (without tqdm)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.t0 < self.delay:
+            return
+        if self.bar is None:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, unit_scale=True,
+                                dynamic_ncols=True, leave=False, file=sys.stderr)
+            else:
+                self.bar = False
+        if self.bar is False:
+            if now - self.shown >= 10.0 or done >= total:
+                self.shown = now
+                print(f"{self.desc}: {done:,} of {plural(total, self.unit)} "
+                      f"({100.0 * done / max(total, 1):.0f}%)", file=sys.stderr, flush=True)
+            return
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar:
+            self.bar.close()

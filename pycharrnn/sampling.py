@@ -14,7 +14,7 @@ reference of every step (tests/sampling_reference.py).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -80,9 +80,13 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
            top_k: Optional[int] = None, seed: Optional[int] = None, *,
            top_p: Optional[float] = None, num_samples: int = 1,
            stop: Optional[str] = None, warmup: str = "",
-           unknown: str = "error") -> Union[str, List[str]]:
+           unknown: str = "error",
+           progress: Optional[Callable[[int, int], None]] = None) -> Union[str, List[str]]:
     """Generate ``length`` characters that follow ``prime`` (the prime is
-    not repeated in the result).
+    not repeated in the result). Without a prime or a warm-up the model
+    first reads a newline, when its vocabulary has one (not in the result):
+    the sample begins as a line of the training text begins, not in the
+    middle of a word; without one the first character is drawn uniformly.
 
     ``temperature``, ``top_k``, ``top_p``, ``seed`` and ``num_samples`` are
     as in :func:`sample_ids`. Returns a str, or a list of ``num_samples``
@@ -104,17 +108,18 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
         unknown: characters of ``prime`` and ``warmup`` that are not in
             the vocabulary raise ValueError ("error", the default) or are
             left out ("drop").
+        progress: called as ``progress(done, length)`` as the characters
+            are made (e.g. :class:`pycharrnn.progress.Bar`).
 
     With ``num_samples == 1`` this is ``"".join(generate(model, ...))`` with
     the same arguments, and row 0 of a batched run is that text too.
     """
     num_samples = check_int("num_samples", num_samples, 1)
-    if num_samples == 1:
-        return "".join(generate(model, length, prime, temperature, top_k, seed, top_p=top_p,
-                                stop=stop, warmup=warmup, unknown=unknown))
     length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
                              warmup, num_samples, unknown)
-    out = make().take_all(length)
+    if num_samples == 1:  # as generate() makes it
+        return "".join(_chars(model.vocab.chars, make, length, progress))
+    out = make().take_all(length, progress)
     return [model.vocab.decode(row[row >= 0]) for row in out]
 
 
@@ -136,8 +141,10 @@ def generate(model, length: int, prime: str = "", temperature: float = 1.0,
     return _chars(model.vocab.chars, make, length)
 
 
-def _chars(chars: Tuple[str, ...], make, length: int) -> Iterator[str]:
-    """The characters of a one-row run, asked for in growing pieces."""
+def _chars(chars: Tuple[str, ...], make, length: int,
+           progress: Optional[Callable[[int, int], None]] = None) -> Iterator[str]:
+    """The characters of a one-row run, asked for in growing pieces
+    (``progress(done, length)`` after each)."""
     if length == 0:
         return
     run = make()
@@ -146,6 +153,8 @@ def _chars(chars: Tuple[str, ...], make, length: int) -> Iterator[str]:
         k = min(piece, length - done)
         ids = run.take(k, last=done + k == length)[0]
         done += k
+        if progress is not None:
+            progress(done, length)
         for i in ids:
             if i < 0:
                 return
@@ -200,18 +209,22 @@ class _Run:
         self.live = np.ones(n, np.uint8)
         self.position = 0
 
-    def take_all(self, count: int) -> np.ndarray:
+    def take_all(self, count: int,
+                 progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         """:meth:`take` of ``count`` ids in pieces of :data:`SAMPLE_CHUNK`
         (the random numbers do not depend on the pieces), so that a long
-        sample can be interrupted (Ctrl-C) between them."""
-        if count <= SAMPLE_CHUNK:
+        sample can be interrupted (Ctrl-C) between them; ``progress(done,
+        count)`` after each."""
+        if count <= SAMPLE_CHUNK and progress is None:
             return self.take(count, last=True)
         parts, done = [], 0
         while done < count and self.live.any():
             k = min(SAMPLE_CHUNK, count - done)
             parts.append(self.take(k, last=done + k == count))
             done += k
-        return np.concatenate(parts, axis=1)
+            if progress is not None:
+                progress(done, count)
+        return np.concatenate(parts, axis=1) if parts else self.take(0, last=True)
 
     def take(self, count: int, last: bool) -> np.ndarray:
         """The next ``count`` ids of every row, int32 [n, count'] (fewer
@@ -249,7 +262,8 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
     Args:
         prime: the text (for a model without a Vocab: the ids) to
             continue; not repeated in the result. Without a prime (and
-            warm-up) every first id is equally likely, as in sampling.
+            warm-up) the model first reads a newline when its Vocab has
+            one, as in :func:`sample`; else every first id is equally likely.
         length: the most ids to generate (>= 0).
         beam_width: K, the hypotheses kept at each step (>= 1); K = 1 is
             greedy decoding (``temperature=0`` sampling).
@@ -325,6 +339,8 @@ def _text_context(model, prime: Any, warmup: Any, stop: Any,
         raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
     context = np.concatenate([_encode_arg(model, "warmup", warmup, unknown),
                               _encode_arg(model, "prime", prime, unknown)])
+    if context.size == 0 and not prime and not warmup and "\n" in model.vocab:
+        context = _encode_arg(model, "warmup", "\n")  # a line's start: see sample()
     return context, _encode_arg(model, "stop", stop) if stop is not None else None
 
 

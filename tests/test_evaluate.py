@@ -94,3 +94,26 @@ def test_trainer_evaluate_arguments():
         tr.evaluate(tr.val_ids, text="abc")
     with pytest.raises(TypeError):
         tr.evaluate(text=b"abc")
+
+
+def test_progress_reaches_every_prediction():
+    text = ("the cat sat on the mat; " * 400)
+    model = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=16, cell="gru", seed=3)
+    ids = model.vocab.encode(text)
+    seen = []
+    loss = evaluate(model, ids, progress=lambda done, total: seen.append((done, total)))
+    assert loss == evaluate(model, ids)  # the same result with or without
+    assert seen[-1] == (ids.size - 1, ids.size - 1)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:])) and len(seen) > 3
+
+
+def test_the_bar_shows_after_its_delay_only(capsys):
+    from pycharrnn.progress import Bar
+    pytest.importorskip("tqdm")
+    with Bar("evaluating", delay=60) as bar:
+        bar(5, 10)
+    assert capsys.readouterr().err == ""
+    with Bar("evaluating", delay=0) as bar:
+        bar(5, 10)
+        bar(10, 10)
+    assert "evaluating" in capsys.readouterr().err

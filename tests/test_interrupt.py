@@ -399,3 +399,27 @@ def test_a_swallowed_signal_still_stops_the_command(tmp_path):
     assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stderr)
     assert "interrupted (SIGTERM)" in p.stderr
     assert "step" not in p.stdout and not (out / "latest.npz").exists()
+
+
+def test_a_signal_during_a_long_sample_says_what_it_stopped(tmp_path):
+    # A sample of 10^8 characters without streaming ran silent for minutes,
+    # and SIGTERM then spoke of checkpoints, which sampling never writes.
+    data = tmp_path / "text.txt"
+    data.write_text(_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "pycharrnn", "train", str(data), "--out", str(out),
+                    "--steps", "2", "--hidden-size", "16", "--batch-size", "4",
+                    "--seq-length", "16", "--no-bar", "--sample-length", "0"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    p = subprocess.Popen([sys.executable, "-m", "pycharrnn", "sample", str(out), "--length",
+                          "100000000", "--no-stream", "--seed", "1"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_handlers(p)
+    time.sleep(3.0)  # past the second after which the progress shows
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 143, stderr
+    assert "sampling" in stderr.split("interrupted")[0]  # the progress, before the signal
+    assert stderr.rstrip().endswith("interrupted (SIGTERM); sampling stopped (it writes no "
+                                     "file)"), stderr
+    assert "checkpoint" not in stderr and stdout == ""

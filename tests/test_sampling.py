@@ -58,3 +58,33 @@ def test_top_k_only_samples_the_k_most_likely(model):
     firsts = {int(model.sample_ids(1, prime, temperature=1.5, top_k=2, seed=s)[0])
               for s in range(200)}
     assert firsts <= allowed and len(firsts) == 2
+
+
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_progress_counts_the_characters_and_changes_nothing(num_samples):
+    from pycharrnn.sampling import SAMPLE_CHUNK
+    model = pc.CharRNN(pc.Vocab.from_text("abcdefgh \n"), hidden_size=8, cell="gru", seed=1)
+    n = SAMPLE_CHUNK + 700
+    seen = []
+    got = model.sample(n, seed=4, num_samples=num_samples,
+                       progress=lambda done, total: seen.append((done, total)))
+    assert got == model.sample(n, seed=4, num_samples=num_samples)
+    assert seen[-1] == (n, n) and len(seen) >= 2
+    assert all(a[0] < b[0] for a, b in zip(seen, seen[1:]))
+
+
+def test_without_a_prime_a_sample_starts_at_a_line_start():
+    # Samples began with a uniformly drawn character, so mid-word ("rubh,").
+    # Now the model reads a newline first, as the lines of its text begin.
+    model = pc.CharRNN(pc.Vocab.from_text("abc de\nf"), hidden_size=8, cell="lstm", seed=2)
+    for seed in range(5):
+        assert model.sample(40, seed=seed) == model.sample(40, seed=seed, warmup="\n")
+        assert list(model.generate(40, seed=seed)) == list(model.sample(40, seed=seed))
+    assert model.sample(40, seed=1, num_samples=2)[0] == model.sample(40, seed=1, warmup="\n")
+    # a prime or a warm-up of one's own is used as it is
+    ids = model.sample_ids(40, prime=model.vocab.encode("a"), seed=1)
+    assert model.sample(40, seed=1, prime="a") == model.vocab.decode(ids)
+    # no newline in the vocabulary: the first character is drawn uniformly, as before
+    flat = pc.CharRNN(pc.Vocab.from_text("abcde"), hidden_size=8, cell="lstm", seed=2)
+    first = {flat.sample(1, seed=s, temperature=1e-3) for s in range(60)}
+    assert len(first) == 5  # near-argmax after the first, yet the first varies

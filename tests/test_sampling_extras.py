@@ -208,8 +208,9 @@ def test_batched_is_one_call_of_the_loop(model, monkeypatch):
     assert core.calls == [(1, len(PRIME))] and core.loops == [(7, 12, 12)]
     core.calls.clear()
     core.loops.clear()
-    model.sample(5, num_samples=3, seed=0)
-    assert core.calls == [] and core.loops == [(3, 5, 5)]
+    model.sample(5, num_samples=3, seed=0)  # after a newline read first (a line's start)
+    assert core.calls == ([(1, 1)] if "\n" in model.vocab else []) and \
+        core.loops == [(3, 5, 5)]
 
 
 def test_batched_first_character_follows_softmax(model):
