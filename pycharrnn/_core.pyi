@@ -134,8 +134,8 @@ def governor_stats() -> Dict[str, Dict[str, int]]:
 def _force_team_sizes(sizes: List[int]) -> None:
     """Tests: in auto mode every parallel region takes the next of these sizes."""
 
-def _governor_simulate(seconds: List[float], units: int, after: List[float] = ...,
-                       change_at: int = 0, shapes: List[int] = ...) -> List[int]:
+def _governor_simulate(seconds: List[float], units: int, after: List[float] = [],
+                       change_at: int = 0, shapes: List[int] = []) -> List[int]:
     """Tests: the team sizes the governor picks for made-up timings."""
 
 def set_flush_denormals(on: bool) -> None:

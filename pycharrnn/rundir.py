@@ -184,7 +184,15 @@ def model_from(header: Dict[str, Any], arrays: Dict[str, np.ndarray],
 
 def load(path: PathLike) -> CharRNN:
     """Load a CharRNN (with its vocab) from a file saved by ``CharRNN.save``
-    or a training checkpoint, or from a run directory (its latest checkpoint)."""
+    or a training checkpoint, or from a run directory (its latest
+    checkpoint), or a ``.safetensors`` file that pycharrnn exported
+    (:func:`pycharrnn.export.save_safetensors`)."""
+    if str(path).endswith(".safetensors") and Path(path).is_file():
+        from .export import model_header, read_safetensors
+
+        tensors, meta = read_safetensors(path)
+        return model_from(model_header(meta, path),
+                          {"param/" + k: v for k, v in tensors.items()}, path)
     return read_checkpoint(path)[0]
 
 
