@@ -61,6 +61,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     est_size_ = cur;
     fresh_ = true;
     samples_ = 0;
+    bails_in_row_ = 0;
     base_ = 0;
     probe_size_ = 0;
     cur_t_ = cur_amt_ = 0;
@@ -204,7 +205,7 @@ std::vector<int> governor_simulate(const std::vector<double>& seconds, int units
   for (int i = 0; i < units; ++i) {
     const std::vector<double>& s = !after.empty() && i >= change_at ? after : seconds;
     const size_t k = shapes.empty() ? 0 : static_cast<size_t>(shapes[i % shapes.size()]);
-    if (k > 0 && c[k].units == 0 && c[0].units > 0 && c[k].current() == 0) c[k].inherit(c[0]);
+    if (k > 0 && c[k].units == 0 && c[0].units > 0) c[k].inherit(c[0]);  // as SiteState::find
     const Unit u = c[k].begin(now, 1.0, max_team);
     double t = s[static_cast<size_t>(u.size - 1)];
     bool cut = false;

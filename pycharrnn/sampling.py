@@ -339,7 +339,7 @@ def _text_context(model, prime: Any, warmup: Any, stop: Any,
         raise ValueError(f'unknown must be "error" or "drop", got {unknown!r}')
     context = np.concatenate([_encode_arg(model, "warmup", warmup, unknown),
                               _encode_arg(model, "prime", prime, unknown)])
-    if context.size == 0 and not prime and not warmup and "\n" in model.vocab:
+    if not prime and not warmup and "\n" in model.vocab:
         context = _encode_arg(model, "warmup", "\n")  # a line's start: see sample()
     return context, _encode_arg(model, "stop", stop) if stop is not None else None
 

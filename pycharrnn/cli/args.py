@@ -94,12 +94,11 @@ def config_option(group: Any, flag: str, field: str, help: str, default_text: st
 
 
 def _flags(command: argparse.ArgumentParser) -> Dict[str, str]:
-    """{parameter name: flag} of a subcommand's options whose names the
-    library's messages use (those with an underscore, and temperature)."""
+    """{parameter name: flag} of a subcommand's long options."""
     out = {}
     for a in command._actions:
         longs = [s for s in a.option_strings if s.startswith("--")]
-        if longs and ("_" in a.dest or a.dest == "temperature"):
+        if longs:
             out[a.dest] = longs[0]
     return out
 
@@ -114,13 +113,14 @@ def flag_of(name: str, command: argparse.ArgumentParser) -> str:
 
 def flags_named(message: str, command: argparse.ArgumentParser) -> str:
     """A library error message with its parameter names as the subcommand's
-    flags (``name=value`` as ``--flag value`` for any option)."""
-    every = {a.dest: a.option_strings[-1] for a in command._actions
-             if a.option_strings and a.option_strings[-1].startswith("--")}
+    flags: ``name=value`` as ``--flag value`` for any option, and the bare
+    names that have an underscore (and temperature), which no other word of
+    a message is."""
+    every = _flags(command)
     message = re.sub(r"\b([a-z_]+)=(?=\S)",
                      lambda m: every[m.group(1)] + " " if m.group(1) in every else m.group(0),
                      message)
-    flags = _flags(command)
+    flags = {k: v for k, v in every.items() if "_" in k or k == "temperature"}
     if not flags:
         return message
     return re.sub(r"(?<!-)\b(" + "|".join(map(re.escape, flags)) + r")\b",
