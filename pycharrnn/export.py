@@ -23,13 +23,32 @@ import numpy as np
 from .errors import CheckpointError
 from .files import atomic_write
 
-__all__ = ["save_safetensors", "read_safetensors", "model_header"]
+__all__ = ["save_as", "FORMATS", "save_safetensors", "read_safetensors", "model_header"]
 
 PathLike = Union[str, Path]
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _NAMES = {v: k for k, v in _DTYPES.items()}
 #: The most header a reader accepts (the format's own readers use 100 MB).
 MAX_HEADER = 100_000_000
+#: The formats :func:`save_as` (``model.export``, ``pycharrnn export``) writes.
+FORMATS = ("safetensors", "onnx")
+
+
+def save_as(model: Any, path: PathLike, format: str = "safetensors") -> Path:
+    """Write ``model`` to ``path`` (atomically) in ``format``: "safetensors"
+    (:func:`save_safetensors`: PyTorch's parameter names, the config and
+    vocabulary in the metadata; ``pycharrnn.load`` reads it back) or "onnx"
+    (:func:`pycharrnn.onnx_export.save_onnx`: ONNX's RNN/GRU/LSTM operators,
+    float32, for onnxruntime; needs ``pip install "pycharrnn[onnx]"``).
+    Returns the path."""
+    if format == "onnx":
+        from .onnx_export import save_onnx
+
+        return save_onnx(model, path)
+    if format != "safetensors":
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, "
+                         f"got {format!r}")
+    return save_safetensors(model, path)
 
 
 def save_safetensors(model: Any, path: PathLike) -> Path:

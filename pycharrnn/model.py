@@ -484,12 +484,9 @@ class CharRNN:
         save_model(self, path)
 
     def export(self, path: Any, format: str = "safetensors") -> Any:
-        """Write the model for other programs (atomically): "safetensors"
-        (:func:`pycharrnn.export.save_safetensors`: PyTorch's parameter
-        names, the config and vocabulary in the metadata; ``pycharrnn.load``
-        reads it back). Returns the path."""
-        from .export import save_safetensors
+        """Write the model for other programs (atomically) as "safetensors"
+        (``pycharrnn.load`` reads it back) or "onnx" (for onnxruntime): see
+        :func:`pycharrnn.export.save_as`. Returns the path."""
+        from .export import save_as
 
-        if format != "safetensors":
-            raise ValueError(f'format must be "safetensors", got {format!r}')
-        return save_safetensors(self, path)
+        return save_as(self, path, format)

@@ -45,9 +45,15 @@ def add(sub: Any) -> None:
                        description="safetensors: the parameters by PyTorch's names (a "
                                    "TorchCharRNN's load_state_dict takes them), the config "
                                    "and vocabulary in the metadata; pycharrnn sample and "
-                                   "pycharrnn.load read the file back.")
+                                   "pycharrnn.load read the file back. onnx: a graph of "
+                                   "ONNX's RNN/GRU/LSTM operators for onnxruntime and other "
+                                   "ONNX runtimes, float32: int64 ids [batch, time] and the "
+                                   "initial state h0 (and c0 for an LSTM) [layers, batch, "
+                                   "hidden] in, logits and the final state h_n (c_n) out, "
+                                   "the config and vocabulary in the metadata (needs: pip "
+                                   "install \"pycharrnn[onnx]\").")
     p.add_argument("checkpoint", help="a checkpoint file, or a run directory (its latest.npz)")
-    p.add_argument("--format", choices=["safetensors"], default="safetensors",
+    p.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
                    help="the file's format (default: safetensors)")
     p.add_argument("--out", required=True, help="the file to write")
 
@@ -135,10 +141,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     import pycharrnn as pc
-    from ..export import save_safetensors
 
     model = pc.load(args.checkpoint)
-    out = save_safetensors(model, args.out)
+    out = model.export(args.out, format=args.format)
     print(f"wrote {out} ({args.format}, {plural(model.num_params, 'parameter')}, "
           f"{out.stat().st_size / 1e6:.1f} MB)")
     return 0
