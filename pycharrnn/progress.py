@@ -51,6 +51,8 @@ class Progress:
         self.until: Optional[float] = None
         self.seconds: Optional[float] = None
         self.said_load = False  # the note about other programs' load, said once
+        self.val_t0: Optional[float] = None  # when the validation in progress began
+        self.val_shown = 0.0  # and when its progress was last shown
 
     @classmethod
     def make(cls, progress: Any) -> Optional["Progress"]:
@@ -135,9 +137,31 @@ class Progress:
         total = None if self.until is None else max(0, int(self.until) - trainer.step_count)
         return tqdm(total=total, unit="step", dynamic_ncols=True, desc="training", initial=0)
 
+    def validating(self, done: int, total: int) -> None:
+        """The progress of a validation (the Trainer's ``evaluate``): the
+        bar's label reads "validating N%" while it runs; without a bar a
+        line says how far it is every 10 s once it has run 10 s."""
+        now = time.perf_counter()
+        if self.val_t0 is None:
+            self.val_t0 = self.val_shown = now
+        if self.quiet or done >= total:
+            if self.bar is not None:
+                self.bar.set_description("training", refresh=False)
+            return
+        wait = 0.25 if self.bar is not None else 10.0
+        if now - self.val_shown < wait:
+            return
+        self.val_shown = now
+        pct = f"validating {100 * done // max(total, 1)}%"
+        if self.bar is not None:
+            self.bar.set_description(pct, refresh=True)
+        else:
+            self.write(f"{pct} ({done:,} of {plural(total, 'character')}, "
+                       f"{clock(now - self.val_t0)})")
+
     def __call__(self, trainer: Any, event: str, m: Dict[str, Any]) -> None:
         if event == "eval":
-            self.val = m["val_loss"]
+            self.val, self.val_t0 = m["val_loss"], None
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
                        f"({m['val_bpc']:.3f} bits/char)")
             cpu = m.get("cpu")

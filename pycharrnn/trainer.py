@@ -233,15 +233,15 @@ class Trainer:
             return math.nan
         return self.ema_sum / (1.0 - self.ema_decay ** self.step_count)
 
-    def evaluate(self, ids: Optional[np.ndarray] = None, *, text: Optional[str] = None
-                 ) -> float:
+    def evaluate(self, ids: Optional[np.ndarray] = None, *, text: Optional[str] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> float:
         """The validation loss: the mean cross-entropy in nats per character
         over the validation text (or ``ids``, or ``text``), as one pass over
         it with the state carried scores it (only its first character is
         predicted from a zero state); no dropout. Read as up to
         ``batch_size`` streams in chunks of ``seq_length``, each stream warmed
-        up on the text before it: see :func:`pycharrnn.evaluation.evaluate`.
-        Does not change the training state."""
+        up on the text before it: see :func:`pycharrnn.evaluation.evaluate`
+        (and for ``progress``). Does not change the training state."""
         if text is not None and (ids is not None or not isinstance(text, str)):
             raise (ValueError("give ids or text, not both") if ids is not None else
                    TypeError(f"text must be a str, got {type(text).__name__}"))
@@ -253,7 +253,7 @@ class Trainer:
         else:
             ids = self.val_ids
         return evaluate(self.model, ids, self.batches.batch_size, self.batches.seq_length,
-                        group=self.parallel)
+                        group=self.parallel, progress=progress)
 
     # ------------------------------------------------------------------ steps
     def _diverged(self, what: str, value: float) -> TrainingDiverged:
@@ -400,7 +400,7 @@ class Trainer:
         schedule, so that a run stopped early and resumed keeps the learning
         rates of an uninterrupted one. Returns whether a callback asked to stop."""
         t0 = time.perf_counter()
-        v = self.evaluate()
+        v = self.evaluate(progress=getattr(self.progress, "validating", None))
         self._last_eval_seconds = time.perf_counter() - t0
         self.last_eval_clock = self.parallel.clock_at(self, t0)
         self._load.record(m, self.cpu_load)

@@ -117,3 +117,37 @@ def test_the_bar_shows_after_its_delay_only(capsys):
         bar(5, 10)
         bar(10, 10)
     assert "evaluating" in capsys.readouterr().err
+
+
+def test_the_trainers_validation_shows_its_progress(monkeypatch, capsys):
+    # A long validation said nothing: the bar (or the log) stood still.
+    from pycharrnn import progress as prog
+
+    text = "the cat sat on the mat; " * 800
+    model = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=8, cell="gru", seed=3)
+    clock = iter(range(0, 10**6, 3))  # every reading of the clock 3 s after the last
+    monkeypatch.setattr(prog.time, "perf_counter", lambda: float(next(clock)))
+    shown = prog.Progress(bar=False, sample_every=0, sample_length=0)
+    tr = pc.Trainer(model, text, batch_size=4, seq_length=16, val_fraction=0.5,
+                    progress=shown)
+    calls = []
+    monkeypatch.setattr(shown, "validating", lambda d, t: (calls.append((d, t)),
+                                                           prog.Progress.validating(shown, d, t)))
+    tr.run(steps=1)
+    val = tr.val_ids.size - 1
+    assert calls and calls[-1] == (val, val)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("validating")]
+    assert lines and "% (" in lines[0] and f"of {val:,} characters" in lines[0]
+
+    class FakeBar:
+        labels: list = []
+
+        def set_description(self, text, refresh=True):
+            self.labels.append(text)
+
+    shown.bar = FakeBar()
+    shown.validating(10, 100)
+    shown.validating(50, 100)
+    shown.validating(100, 100)
+    assert FakeBar.labels[-1] == "training" and any(s.startswith("validating") for s in
+                                                    FakeBar.labels)
