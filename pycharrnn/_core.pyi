@@ -72,7 +72,9 @@ class _Model(Generic[_F]):
         makes it; optimizer is the dict train_steps takes (its step not changed)."""
     def beam_search(
         self, params: NDArray[_F], logits: NDArray[_F], state: NDArray[_F], length: int,
-        beam_width: int, *, length_penalty: float = 0.0, stop: NDArray[np.int32] | None = None
+        beam_width: int, *, length_penalty: float = 0.0, stop: NDArray[np.int32] | None = None,
+        context: NDArray[np.int32] | None = None, no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0, penalty_ngram_size: int = 1
     ) -> tuple[NDArray[np.int32], float, float]:
         """(ids, score, log-probability) of the best continuation of at most length ids."""
 

@@ -180,12 +180,12 @@ class CPUBackend:
         return int(self.core.sample(self.params, state, logits, out, **options))
 
     def beam_search(self, logits: np.ndarray, state: np.ndarray, length: int,
-                    beam_width: int, length_penalty: float,
-                    stop: Optional[np.ndarray]) -> Tuple[np.ndarray, float, float]:
-        """(ids, score, log-probability) of the best continuation found."""
+                    beam_width: int, **options: Any) -> Tuple[np.ndarray, float, float]:
+        """(ids, score, log-probability) of the best continuation found;
+        options: length_penalty, stop, context, no_repeat_ngram_size,
+        repetition_penalty, penalty_ngram_size (see csrc/sampling.hpp)."""
         ids, score, logp = self.core.beam_search(self.params, logits, state, length,
-                                                 beam_width, length_penalty=length_penalty,
-                                                 stop=stop)
+                                                 beam_width, **options)
         return ids, float(score), float(logp)
 
     def trace(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray, hidden: np.ndarray,

@@ -386,12 +386,12 @@ class CharRNN:
         return self.backend.sample(state, logits, out, **options)
 
     def beam_loop(self, logits: np.ndarray, state: np.ndarray, length: int, beam_width: int,
-                  length_penalty: float = 0.0, stop: Optional[np.ndarray] = None
-                  ) -> Tuple[np.ndarray, float, float]:
+                  **options: Any) -> Tuple[np.ndarray, float, float]:
         """Beam search in one call of the core from the logits [V] and packed
-        state [S, L, 1, H] after a context: (ids, score, log-probability)."""
-        return self.backend.beam_search(logits, state, length, beam_width, length_penalty,
-                                        stop)
+        state [S, L, 1, H] after a context: (ids, score, log-probability).
+        options: length_penalty, stop, context (the ids read),
+        no_repeat_ngram_size, repetition_penalty, penalty_ngram_size."""
+        return self.backend.beam_search(logits, state, length, beam_width, **options)
 
     def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
         """An evaluation-mode pass over ids [T] from a zero state keeping
@@ -439,8 +439,9 @@ class CharRNN:
                stop: Optional[str] = None, warmup: str = "",
                unknown: str = "error",
                progress: Optional[Callable[[int, int], None]] = None) -> Union[str, List[str]]:
-        """Generate ``length`` characters that follow ``prime`` (not repeated
-        in the result): a str, or a list of ``num_samples`` strs. See
+        """``prime`` and the ``length`` characters generated after it (the
+        result begins with the prime, as the command line prints it): a str,
+        or a list of ``num_samples`` strs. See
         :func:`pycharrnn.sampling.sample` for every argument."""
         return sampling.sample(self, length, prime, temperature, top_k, seed, top_p=top_p,
                                num_samples=num_samples, stop=stop, warmup=warmup,
@@ -450,7 +451,8 @@ class CharRNN:
                  top_k: Optional[int] = None, seed: Optional[int] = None, *,
                  top_p: Optional[float] = None, stop: Optional[str] = None,
                  warmup: str = "", unknown: str = "error") -> Iterator[str]:
-        """Stream one sample a character at a time: ``"".join(generate(...))``
+        """Stream one sample a character at a time, the prime's first:
+        ``"".join(generate(...))``
         equals :meth:`sample` with the same arguments (checked at once). See
         :func:`pycharrnn.sampling.generate`."""
         return sampling.generate(self, length, prime, temperature, top_k, seed, top_p=top_p,
@@ -458,14 +460,20 @@ class CharRNN:
 
     def beam_search(self, prime: Any = "", length: int = 100, beam_width: int = 5, *,
                     length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
-                    unknown: str = "error") -> "sampling.BeamResult":
-        """The most likely continuation of ``prime`` of at most ``length``
+                    unknown: str = "error", no_repeat_ngram_size: int = 0,
+                    repetition_penalty: float = 1.0,
+                    penalty_ngram_size: int = 3) -> "sampling.BeamResult":
+        """``prime`` and its most likely continuation of at most ``length``
         characters, by beam search over ``beam_width`` hypotheses in C++: a
-        str with ``.ids``, ``.score`` and ``.log_prob``. See
+        str with ``.ids``, ``.score``, ``.log_prob`` and ``.stopped``;
+        repetition control by ``no_repeat_ngram_size`` and
+        ``repetition_penalty`` (off by default). See
         :func:`pycharrnn.sampling.beam_search`."""
         return sampling.beam_search(self, prime, length, beam_width,
                                     length_penalty=length_penalty, stop=stop, warmup=warmup,
-                                    unknown=unknown)
+                                    unknown=unknown, no_repeat_ngram_size=no_repeat_ngram_size,
+                                    repetition_penalty=repetition_penalty,
+                                    penalty_ngram_size=penalty_ngram_size)
 
     def trace(self, text: Any, top: int = 5):
         """Every layer's hidden state (LSTM cell state, GRU/LSTM gates) at every

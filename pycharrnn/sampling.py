@@ -13,6 +13,7 @@ reference of every step (tests/sampling_reference.py).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
@@ -82,20 +83,24 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
            stop: Optional[str] = None, warmup: str = "",
            unknown: str = "error",
            progress: Optional[Callable[[int, int], None]] = None) -> Union[str, List[str]]:
-    """Generate ``length`` characters that follow ``prime`` (the prime is
-    not repeated in the result). Without a prime or a warm-up the model
-    first reads a newline, when its vocabulary has one (not in the result):
-    the sample begins as a line of the training text begins, not in the
-    middle of a word; without one the first character is drawn uniformly.
+    """``prime`` followed by ``length`` characters the model generates after
+    it: the result begins with the prime, as the command line prints it
+    (``text[len(prime):]`` is the continuation; with ``unknown="drop"`` the
+    prime appears as the model read it, without the dropped characters).
+    Without a prime or a warm-up the model first reads a newline, when its
+    vocabulary has one (not in the result): the sample begins as a line of
+    the training text begins, not in the middle of a word; without one the
+    first character is drawn uniformly.
 
     ``temperature``, ``top_k``, ``top_p``, ``seed`` and ``num_samples`` are
     as in :func:`sample_ids`. Returns a str, or a list of ``num_samples``
-    strs when ``num_samples > 1``.
+    strs (each beginning with the prime) when ``num_samples > 1``.
 
     Args:
         stop: end a sample as soon as its generated text ends with this
             string (included in the result; prime and warm-up do not
-            count towards a match). Each row of a batched run stops on
+            count towards a match, and the ``length`` characters do not
+            include the prime). Each row of a batched run stops on
             its own; generation ends when every row stopped or ``length``
             is reached. With a seed every result is exactly the text
             without ``stop``, cut after the first occurrence of ``stop``.
@@ -115,30 +120,32 @@ def sample(model, length: int, prime: str = "", temperature: float = 1.0,
     the same arguments, and row 0 of a batched run is that text too.
     """
     num_samples = check_int("num_samples", num_samples, 1)
-    length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
-                             warmup, num_samples, unknown)
+    length, make, shown = _text_run(model, length, prime, temperature, top_k, seed, top_p,
+                                    stop, warmup, num_samples, unknown)
     if num_samples == 1:  # as generate() makes it
-        return "".join(_chars(model.vocab.chars, make, length, progress))
+        return shown + "".join(_chars(model.vocab.chars, make, length, progress))
     out = make().take_all(length, progress)
-    return [model.vocab.decode(row[row >= 0]) for row in out]
+    return [shown + model.vocab.decode(row[row >= 0]) for row in out]
 
 
 def generate(model, length: int, prime: str = "", temperature: float = 1.0,
              top_k: Optional[int] = None, seed: Optional[int] = None, *,
              top_p: Optional[float] = None, stop: Optional[str] = None,
              warmup: str = "", unknown: str = "error") -> Iterator[str]:
-    """Stream one sample one character at a time (e.g. to print as it is made).
+    """Stream one sample one character at a time (e.g. to print as it is made):
+    the prime's characters first, then the generated ones.
 
     Takes the arguments of :func:`sample` except ``num_samples``; the
-    arguments are checked at once, the model runs from the first ``next``.
+    arguments are checked at once, the model runs once the prime has been
+    yielded.
     The characters are made by the C++ loop in pieces of 1, 2, 4, ... up to
     :data:`GENERATE_CHUNK`, so the first comes at once and the rest cost
     no Python per character beyond the yield. ``"".join(generate(model,
     ...))`` equals ``sample(model, ...)`` for the same arguments and seed.
     """
-    length, make = _text_run(model, length, prime, temperature, top_k, seed, top_p, stop,
-                             warmup, 1, unknown)
-    return _chars(model.vocab.chars, make, length)
+    length, make, shown = _text_run(model, length, prime, temperature, top_k, seed, top_p,
+                                    stop, warmup, 1, unknown)
+    return itertools.chain(shown, _chars(model.vocab.chars, make, length))
 
 
 def _chars(chars: Tuple[str, ...], make, length: int,
@@ -168,7 +175,8 @@ def _text_run(model, length: Any, prime: Any, temperature: Any, top_k: Any, seed
               top_p: Any, stop: Any, warmup: Any, num_samples: int,
               unknown: str = "error"):
     """Check the text-sampling arguments now; (length, a function that makes
-    the :class:`_Run`: the model runs only when it is called)."""
+    the :class:`_Run`: the model runs only when it is called, the prime as
+    the model reads it)."""
     if model.vocab is None:
         raise ValueError("this model has no Vocab (it was built from a vocabulary size); "
                          "use sample_ids")
@@ -177,7 +185,7 @@ def _text_run(model, length: Any, prime: Any, temperature: Any, top_k: Any, seed
     context_ids, stop_ids = _text_context(model, prime, warmup, stop, unknown)
     context = context_ids.reshape(1, -1) if context_ids.size else None
     return length, lambda: _Run(model, num_samples, context, temperature, top_k, top_p, seed,
-                                stop_ids)
+                                stop_ids), _prime_as_read(model, prime, unknown)
 
 
 class _Run:
@@ -242,26 +250,30 @@ class _Run:
 
 
 class BeamResult(str):
-    """The text beam search found (a str), with ``.ids`` (int32), ``.score``
-    (the log-probability divided by ``len ** length_penalty``) and
-    ``.log_prob`` (its natural-log probability under the model, given the
-    prime)."""
+    """The prime and the continuation beam search found (a str), with
+    ``.ids`` (int32, the continuation's), ``.score`` (the log-probability
+    less repetition penalties, divided by ``len ** length_penalty``),
+    ``.log_prob`` (the continuation's natural-log probability under the
+    model, given the prime) and ``.stopped`` (it ends with ``stop``)."""
 
     ids: np.ndarray
     score: float
     log_prob: float
+    stopped: bool
 
 
 def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, *,
                 length_penalty: float = 0.0, stop: Any = None, warmup: str = "",
-                unknown: str = "error"):
-    """The most likely continuation of ``prime`` under the model, found by
+                unknown: str = "error", no_repeat_ngram_size: int = 0,
+                repetition_penalty: float = 1.0, penalty_ngram_size: int = 3):
+    """``prime`` and its most likely continuation under the model, found by
     beam search over ``beam_width`` hypotheses (in C++, a batch of
     ``beam_width`` states).
 
     Args:
         prime: the text (for a model without a Vocab: the ids) to
-            continue; not repeated in the result. Without a prime (and
+            continue; the result begins with it, as in :func:`sample`
+            (``.ids`` hold the continuation only). Without a prime (and
             warm-up) the model first reads a newline when its Vocab has
             one, as in :func:`sample`; else every first id is equally likely.
         length: the most ids to generate (>= 0).
@@ -272,23 +284,62 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
             probability alone; > 0 favours longer texts. It matters only
             with ``stop``, when hypotheses end at different lengths.
         stop: a string (ids without a Vocab) that ends a hypothesis, kept
-            at its end.
+            at its end. A hypothesis that ended with it beats every one that
+            did not (those are used only when none reaches the stop within
+            ``length``; ``.stopped`` says which).
         warmup, unknown: as in :func:`sample`.
+        no_repeat_ngram_size: N >= 1 forbids any id that would repeat an
+            N-gram (N characters) already in the text: the context the model
+            read (warm-up and prime) and the hypothesis itself, as Hugging
+            Face's ``no_repeat_ngram_size``. 0 (the default): off. Beam
+            search on a character model loops ("the countess, and the
+            countess, and ..."); N around 10-12 stops that and leaves
+            words and short phrases free to recur.
+        repetition_penalty: r > 0; r > 1 lowers the rank of an id by
+            log(r) for each earlier occurrence in the text of the
+            ``penalty_ngram_size``-gram it would complete (CTRL's penalty,
+            Keskar et al. 2019, over character n-grams, since single
+            characters all recur). 1 (the default): off. It changes the
+            ranking and ``.score``, not ``.log_prob``.
+        penalty_ngram_size: n >= 1, the n-grams the penalty counts.
 
     Returns:
-        :class:`BeamResult`: the text (a str with ``.ids``, ``.score``,
-        ``.log_prob``); for a model without a Vocab, the int32 ids with
-        ``.score`` and ``.log_prob`` in a :class:`BeamResult` whose str is
-        empty.
+        :class:`BeamResult`: the prime and the continuation (a str with
+        ``.ids``, ``.score``, ``.log_prob``, ``.stopped``); for a model
+        without a Vocab, the int32 ids with ``.score``, ``.log_prob`` and
+        ``.stopped`` in a :class:`BeamResult` whose str is empty.
 
-    Each step extends every live hypothesis by every id and keeps the K most
-    probable extensions; those that end with ``stop`` are set aside as
-    finished. After ``length`` steps the best finished hypothesis wins. With
-    K at least the number of possible prefixes this is exhaustive search.
+    Each step extends every live hypothesis by every id that
+    ``no_repeat_ngram_size`` allows and keeps the K best-ranked extensions
+    (log-probability less the repetition penalties); those that end with
+    ``stop`` are set aside as finished. After ``length`` steps the best
+    finished hypothesis wins. With K at least the number of possible
+    prefixes this is exhaustive search (tests/sampling_reference.py).
     """
     length = check_int("length", length, 0)
     beam_width = check_int("beam_width", beam_width, 1)
     length_penalty = check_number("length_penalty", length_penalty)
+    repeats = dict(no_repeat_ngram_size=check_int("no_repeat_ngram_size",
+                                                  no_repeat_ngram_size, 0),
+                   repetition_penalty=float(check_number("repetition_penalty",
+                                                         repetition_penalty, 0,
+                                                         lo_open=True)),
+                   penalty_ngram_size=check_int("penalty_ngram_size", penalty_ngram_size, 1))
+    context, stop, logits, s1 = _beam_start(model, prime, warmup, stop, unknown)
+    ids, score, log_prob = model.beam_loop(
+        logits, s1, length, beam_width, length_penalty=float(length_penalty), stop=stop,
+        context=np.ascontiguousarray(context, np.int32), **repeats)
+    shown = _prime_as_read(model, prime, unknown) if model.vocab is not None else None
+    result = BeamResult(shown + model.vocab.decode(ids) if shown is not None else "")
+    result.ids, result.score, result.log_prob = ids, float(score), float(log_prob)
+    result.stopped = stop is not None and ids.size >= stop.size and \
+        bool(np.array_equal(ids[ids.size - stop.size:], stop))
+    return result
+
+
+def _beam_start(model, prime: Any, warmup: Any, stop: Any, unknown: str):
+    """Check beam search's context arguments and run the context: (its ids,
+    the stop's ids or None, the logits [V] and packed state after it)."""
     if model.vocab is not None:
         context, stop = _text_context(model, prime, warmup, stop, unknown)
     else:
@@ -305,12 +356,8 @@ def beam_search(model, prime: Any = "", length: int = 100, beam_width: int = 5, 
         model.forward_packed(np.ascontiguousarray(context, np.int32).reshape(1, -1), s0, s1,
                              clog)
         logits = np.ascontiguousarray(clog[0, -1])
-    ids, score, log_prob = model.beam_loop(
-        logits, s1, length, beam_width, length_penalty=float(length_penalty),
-        stop=None if stop is None else np.ascontiguousarray(stop, np.int32))
-    result = BeamResult(model.vocab.decode(ids) if model.vocab is not None else "")
-    result.ids, result.score, result.log_prob = ids, float(score), float(log_prob)
-    return result
+    stop = None if stop is None else np.ascontiguousarray(stop, np.int32)
+    return context, stop, logits, s1
 
 
 def _check_seed(seed: Any) -> int:
@@ -342,6 +389,12 @@ def _text_context(model, prime: Any, warmup: Any, stop: Any,
     if not prime and not warmup and "\n" in model.vocab:
         context = _encode_arg(model, "warmup", "\n")  # a line's start: see sample()
     return context, _encode_arg(model, "stop", stop) if stop is not None else None
+
+
+def _prime_as_read(model, prime: str, unknown: str) -> str:
+    """The prime as the model reads it (``unknown="drop"``: without the
+    characters left out); the start of every text result."""
+    return model.vocab.decode(_encode_arg(model, "prime", prime, unknown)) if prime else ""
 
 
 def _encode_arg(model, name: str, text: str, unknown: str = "error") -> np.ndarray:

@@ -4,7 +4,6 @@ tested against. Written from the documented rules, not from the C++."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -93,33 +92,67 @@ def log_prob(model, context: Sequence[int], ids: Sequence[int]) -> float:
     return total
 
 
+def ngram_counts(seq: Sequence[int], g: int, V: int) -> List[int]:
+    """For each id v, how often the g-gram (the last g - 1 ids of seq, v)
+    occurs in seq."""
+    count = [0] * V
+    seq = list(seq)
+    if g < 1 or len(seq) < g:
+        return count
+    tail = seq[len(seq) - (g - 1):] if g > 1 else []
+    for i in range(len(seq) - g + 1):
+        if seq[i:i + g - 1] == tail:
+            count[seq[i + g - 1]] += 1
+    return count
+
+
 def brute_force(model, context: Sequence[int], length: int,
-                stop: Optional[Sequence[int]] = None,
-                length_penalty: float = 0.0) -> Tuple[Tuple[int, ...], float]:
-    """The best complete continuation by exhaustive search: complete means
-    ending with ``stop`` (its first occurrence) or ``length`` ids long;
-    score = log P / len ** length_penalty. (ids, score)."""
+                stop: Optional[Sequence[int]] = None, length_penalty: float = 0.0,
+                no_repeat: int = 0, penalty: float = 1.0,
+                penalty_size: int = 1) -> Tuple[Tuple[int, ...], float]:
+    """The best complete continuation by exhaustive search over every
+    continuation the rules allow: an id that would repeat a ``no_repeat``-gram
+    of context + continuation is never taken; a continuation is complete when
+    it ends with ``stop`` (its first occurrence), is ``length`` ids long, or
+    no id may extend it. Its rank is the sum over its ids of log P(id) -
+    log(penalty) * (earlier occurrences in context + continuation of the
+    ``penalty_size``-gram the id completes); score = rank / len **
+    length_penalty. With a stop, a continuation that ends with it beats any
+    that does not. (ids, score)."""
     V = model.vocab_size
-    best, best_score = None, -math.inf
     stop = list(stop) if stop is not None else None
+    best = [None, (False, -math.inf)]
+    log_r = math.log(penalty)
 
-    def first_stop(seq):
-        if stop is None:
-            return None
-        for end in range(len(stop), len(seq) + 1):
-            if list(seq[end - len(stop):end]) == stop:
-                return end
-        return None
+    def steps(seq):
+        """log-softmax [V] after context + seq."""
+        full = list(context) + list(seq)
+        if not full:
+            return np.full(V, -math.log(V))
+        lg, _ = model.forward(np.asarray(full, np.int32)[None, :])
+        z = lg[0, -1].astype(np.float64)
+        return z - z.max() - np.log(np.exp(z - z.max()).sum())
 
-    seen = set()
-    for seq in itertools.product(range(V), repeat=length):
-        end = first_stop(seq)
-        cand = tuple(seq[:end]) if end is not None else tuple(seq)
-        if cand in seen:
-            continue
-        seen.add(cand)
-        lp = log_prob(model, context, cand)
-        score = lp / len(cand) ** length_penalty if length_penalty and cand else lp
-        if score > best_score:
-            best, best_score = cand, score
-    return best, best_score
+    def complete(seq, rank, stopped):
+        score = rank / len(seq) ** length_penalty if length_penalty and seq else rank
+        key = (stopped and stop is not None, score)
+        if key > best[1]:
+            best[0], best[1] = tuple(seq), key
+
+    def walk(seq, rank):
+        if stop is not None and len(seq) >= len(stop) and seq[len(seq) - len(stop):] == stop:
+            return complete(seq, rank, True)
+        if len(seq) == length:
+            return complete(seq, rank, False)
+        full = list(context) + seq
+        banned = ngram_counts(full, no_repeat, V) if no_repeat else [0] * V
+        seen = ngram_counts(full, penalty_size, V) if penalty != 1.0 else [0] * V
+        lsm = steps(seq)
+        allowed = [v for v in range(V) if not banned[v]]
+        if not allowed:
+            return complete(seq, rank, False)
+        for v in allowed:
+            walk(seq + [v], rank + lsm[v] - seen[v] * log_r)
+
+    walk([], 0.0)
+    return best[0], best[1][1]

@@ -564,7 +564,7 @@ def test_unicode_vocab_survives_save_load(tmp_path):
     assert np.array_equal(loaded.vocab.encode(text), vocab.encode(text))
     assert_same_model(m, loaded)
     s = loaded.sample(40, prime="\ud800\udc00", seed=5)
-    assert len(s) == 40 and set(s) <= set(UNICODE_CHARS)
+    assert s.startswith("\ud800\udc00") and len(s) == 2 + 40 and set(s) <= set(UNICODE_CHARS)
     assert s == m.sample(40, prime="\ud800\udc00", seed=5)
 
 

@@ -54,7 +54,7 @@ def test_train_sample_info_resume(tmp_path, data):
     assert bad.returncode != 0 and "U+00E9" in bad.stderr
     s3 = cli(tmp_path, "sample", run, "--length", 50, "--seed", 3, "--prime", "to bée",
              "--drop-unknown", "--no-stream")
-    assert s3.stdout[len("to bée"):] == s1.stdout[len("to be"):]
+    assert s3.stdout == s1.stdout  # the prime as the model read it, then the same text
 
     info = json.loads(cli(tmp_path, "info", run).stdout)
     assert info["cell"] == "gru" and info["num_params"] == m.num_params
@@ -131,17 +131,34 @@ def test_sample_beam(tmp_path, data):
     run = tmp_path / "run"
     cli(tmp_path, "train", data, "--out", run, "--steps", 30, "--hidden-size", 16,
         "--batch-size", 4, "--seq-length", 16, "--sample-length", 0, "--quiet", "--seed", 2)
+    model = pc.load(run)
+    # The command line's beam search has repetition control unless --allow-repeats.
+    ruled = dict(no_repeat_ngram_size=20, repetition_penalty=1.2, penalty_ngram_size=4)
     r = cli(tmp_path, "sample", run, "--beam", 4, "--length", 40, "--prime", "to be")
-    want = pc.load(run).beam_search("to be", 40, beam_width=4)
-    assert r.stdout == "to be" + want + "\n"
+    want = model.beam_search("to be", 40, beam_width=4, **ruled)
+    assert r.stdout == want + "\n" and want.startswith("to be")
     assert f"log-probability {want.log_prob:.4f}" in r.stderr
+    plain = cli(tmp_path, "sample", run, "--beam", 4, "--length", 40, "--prime", "to be",
+                "--allow-repeats").stdout
+    assert plain == model.beam_search("to be", 40, beam_width=4) + "\n"
+    tuned = cli(tmp_path, "sample", run, "--beam", 4, "--length", 40, "--prime", "to be",
+                "--no-repeat-ngram", 3, "--repetition-penalty", 1).stdout
+    assert tuned == model.beam_search("to be", 40, beam_width=4, no_repeat_ngram_size=3) + "\n"
     stop = cli(tmp_path, "sample", run, "--beam", 3, "--length", 40, "--prime", "to",
                "--stop", " ", "--length-penalty", 0.5).stdout
-    assert stop == "to" + pc.load(run).beam_search("to", 40, 3, stop=" ",
-                                                     length_penalty=0.5) + "\n"
+    assert stop == model.beam_search("to", 40, 3, stop=" ", length_penalty=0.5, **ruled) + "\n"
+    # --argmax is beam search with K=1 (with the same control); --allow-repeats
+    # makes it the plain argmax sample.
     greedy = cli(tmp_path, "sample", run, "--beam", 1, "--length", 30, "--prime", "t").stdout
     assert greedy == cli(tmp_path, "sample", run, "--argmax", "--length", 30,
                          "--prime", "t").stdout
+    assert cli(tmp_path, "sample", run, "--argmax", "--allow-repeats", "--length", 30,
+               "--prime", "t").stdout == model.sample(30, "t", temperature=0) + "\n"
+    for flags in (["--no-repeat-ngram", 5], ["--repetition-penalty", 2], ["--allow-repeats"]):
+        bad = cli(tmp_path, "sample", run, *flags, ok=False)
+        assert bad.returncode != 0 and flags[0] in bad.stderr and "--beam" in bad.stderr
+    never = cli(tmp_path, "sample", run, "--beam", 2, "--length", 1, "--stop", "ee")
+    assert "no text reached --stop" in never.stderr
     for flags, name in ((["--top-k", 3], "--top-k"), (["--num-samples", 2], "--num-samples"),
                         (["--argmax"], "--argmax")):
         bad = cli(tmp_path, "sample", run, "--beam", 2, *flags, ok=False)

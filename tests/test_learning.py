@@ -26,7 +26,7 @@ def test_learns_repeating_pattern_and_reproduces_it(cell):
     assert loss < 0.05, f"did not learn the pattern: loss {loss:.4f}"
     # Primed with one full period, argmax continues the pattern exactly.
     out = model.sample(5 * len(PATTERN), prime=PATTERN, temperature=0)
-    assert out == PATTERN * 5
+    assert out == PATTERN * 6  # the prime, then five more periods
 
 
 def test_shakespeare_300_steps_brings_loss_well_below_uniform():

@@ -18,7 +18,7 @@ def test_a_saved_model_loads():
     m = pc.load(V1 / "model.npz")
     assert m.cell == "lstm" and m.num_layers == 2 and m.embedding_dim == 6
     assert np.array_equal(m.flat_params, np.load(V1 / "step20_params.npy"))
-    assert len(m.sample(20, prime="It was", seed=0)) == 20
+    assert len(m.sample(20, prime="It was", seed=0)) == len("It was") + 20
 
 
 def test_a_training_checkpoint_resumes_bit_for_bit(tmp_path):

@@ -16,7 +16,7 @@ def test_same_seed_same_text(model):
     a = model.sample(200, prime="abc", seed=7)
     b = model.sample(200, prime="abc", seed=7)
     c = model.sample(200, prime="abc", seed=8)
-    assert a == b and len(a) == 200
+    assert a == b and len(a) == 3 + 200 and a.startswith("abc")  # the prime, then 200
     assert a != c
 
 
@@ -83,7 +83,7 @@ def test_without_a_prime_a_sample_starts_at_a_line_start():
     assert model.sample(40, seed=1, num_samples=2)[0] == model.sample(40, seed=1, warmup="\n")
     # a prime or a warm-up of one's own is used as it is
     ids = model.sample_ids(40, prime=model.vocab.encode("a"), seed=1)
-    assert model.sample(40, seed=1, prime="a") == model.vocab.decode(ids)
+    assert model.sample(40, seed=1, prime="a") == "a" + model.vocab.decode(ids)
     # no newline in the vocabulary: the first character is drawn uniformly, as before
     flat = pc.CharRNN(pc.Vocab.from_text("abcde"), hidden_size=8, cell="lstm", seed=2)
     first = {flat.sample(1, seed=s, temperature=1e-3) for s in range(60)}

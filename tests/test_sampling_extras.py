@@ -144,6 +144,8 @@ def test_every_step_of_every_row_respects_the_cut(model, kwargs, allowed_of):
     rows = model.sample(40, prime=PRIME, num_samples=4, seed=5, **kwargs)
     checked = 0
     for row in rows:
+        assert row.startswith(PRIME)
+        row = row[len(PRIME):]
         logits, _ = model.forward(model.vocab.encode(PRIME + row)[None, :])
         for t, ch in enumerate(row):
             p = softmax(logits[0, len(PRIME) - 1 + t], kwargs["temperature"])
@@ -186,8 +188,8 @@ def test_batched_shapes_and_types(model):
     assert model.sample_ids(0, num_samples=3).shape == (3, 0)
     texts = model.sample(25, prime=PRIME, num_samples=6, seed=0)
     assert isinstance(texts, list) and len(texts) == 6
-    assert all(isinstance(t, str) and len(t) == 25 for t in texts)
-    assert texts == [model.vocab.decode(r) for r in ids]
+    assert all(isinstance(t, str) and len(t) == len(PRIME) + 25 for t in texts)
+    assert texts == [PRIME + model.vocab.decode(r) for r in ids]
     assert isinstance(model.sample(25, prime=PRIME, num_samples=1, seed=0), str)
     assert model.sample(0, num_samples=2) == ["", ""]
 
@@ -252,34 +254,37 @@ def test_batched_argmax_rows_equal_the_greedy_sample(model):
 # --------------------------------------------------------------------- stop
 
 def test_stop_cuts_after_the_first_occurrence(model):
-    full = model.sample(300, prime=PRIME, seed=8)
+    full = model.sample(300, prime=PRIME, seed=8)[len(PRIME):]
     for stop in (full[40:42], full[100:103], full[7]):
         cut = model.sample(300, prime=PRIME, seed=8, stop=stop)
+        assert cut[:len(PRIME)] == PRIME
+        cut = cut[len(PRIME):]
         assert cut == full[:full.index(stop) + len(stop)]
         assert cut.endswith(stop) and cut.find(stop) == len(cut) - len(stop)
 
 
 def test_stop_never_runs_past_length(model):
-    full = model.sample(50, prime=PRIME, seed=8)
+    full = model.sample(50, prime=PRIME, seed=8)[len(PRIME):]
     absent = next(a + b for a in CHARS for b in CHARS if a + b not in full)
-    assert model.sample(50, prime=PRIME, seed=8, stop=absent) == full
+    assert model.sample(50, prime=PRIME, seed=8, stop=absent) == PRIME + full
     # An occurrence only after `length` characters does not extend the sample.
-    longer = model.sample(200, prime=PRIME, seed=8)
+    longer = model.sample(200, prime=PRIME, seed=8)[len(PRIME):]
     assert longer[:50] == full
     late = next(longer[i:i + 2] for i in range(50, 198) if longer[i:i + 2] not in full)
-    assert model.sample(50, prime=PRIME, seed=8, stop=late) == full[:50]
-    assert len(model.sample(50, prime=PRIME, seed=8, stop=late)) == 50
+    assert model.sample(50, prime=PRIME, seed=8, stop=late) == PRIME + full
+    assert len(model.sample(50, prime=PRIME, seed=8, stop=late)) == len(PRIME) + 50
     assert model.sample(0, seed=8, stop="a") == ""
 
 
 def test_stop_does_not_match_the_prime(model):
     # The prime ends with "c"; stop "c" (or "bc") must wait for a generated one.
+    n = len(PRIME)
     seed = next(s for s in range(100)
-                if "bc" in model.sample(200, prime=PRIME, seed=s)[1:])
-    full = model.sample(200, prime=PRIME, seed=seed)
+                if "bc" in model.sample(200, prime=PRIME, seed=s)[n + 1:])
+    full = model.sample(200, prime=PRIME, seed=seed)[n:]
     for stop in ("c", "bc"):
         cut = model.sample(200, prime=PRIME, seed=seed, stop=stop)
-        assert cut == full[:full.index(stop) + len(stop)] and len(cut) > 1
+        assert cut == PRIME + full[:full.index(stop) + len(stop)] and len(cut) > n + 1
 
 
 def test_stop_in_batched_runs_each_row_on_its_own(model, monkeypatch):
@@ -288,23 +293,25 @@ def test_stop_in_batched_runs_each_row_on_its_own(model, monkeypatch):
     core = CountingCore(model.backend.core)
     monkeypatch.setattr(model.backend, "core", core)
     cut = model.sample(120, prime=PRIME, seed=6, num_samples=6, stop=stop)
-    want = [f[:f.index(stop) + 1] if stop in f else f for f in full]
+    n = len(PRIME)
+    full = [f[n:] for f in full]
+    want = [PRIME + (f[:f.index(stop) + 1] if stop in f else f) for f in full]
     assert cut == want
     assert len(set(map(len, cut))) > 2  # rows really stopped at different places
     # Generation ends once every row has stopped (or at length).
-    steps = max(map(len, cut))
+    steps = max(map(len, cut)) - n
     assert core.loops == [(6, 120, steps)]
 
 
 def test_generate_stops_drawing_at_the_stop(model, monkeypatch):
-    full = model.sample(200, prime=PRIME, seed=1)
+    full = model.sample(200, prime=PRIME, seed=1)[len(PRIME):]
     stop = full[30:33]
     core = CountingCore(model.backend.core)
     monkeypatch.setattr(model.backend, "core", core)
     out = "".join(model.generate(200, prime=PRIME, seed=1, stop=stop))
-    assert out == full[:full.index(stop) + 3]
+    assert out == PRIME + full[:full.index(stop) + 3]
     # Pieces of 1, 2, 4, ... ids; the last one ends at the stop.
-    assert sum(k for _, _, k in core.loops) == len(out)
+    assert sum(k for _, _, k in core.loops) == len(out) - len(PRIME)
     assert [n for _, n, _ in core.loops] == [1, 2, 4, 8, 16, 32, 64][:len(core.loops)]
 
 
@@ -315,11 +322,11 @@ def test_warmup_sets_the_state_and_is_not_in_the_output(model):
     assert not np.allclose(next_probs(model, "hhgg \nfeab"), next_probs(model, "ab"), atol=1e-3)
     base = model.sample(100, prime="ab", seed=3)
     warm = model.sample(100, prime="ab", seed=3, warmup="hhgg \nfe")
-    assert len(warm) == 100 and warm != base
+    assert len(warm) == 2 + 100 and warm != base and warm.startswith("ab")
     # The warm-up is context before the prime, not text of the sample.
-    assert warm == model.sample(100, prime="hhgg \nfeab", seed=3)
+    assert "hhgg \nfe" + warm == model.sample(100, prime="hhgg \nfeab", seed=3)
     rows = model.sample(30, prime="ab", seed=3, warmup="hhgg", num_samples=3)
-    assert rows == model.sample(30, prime="hhggab", seed=3, num_samples=3)
+    assert ["hhgg" + r for r in rows] == model.sample(30, prime="hhggab", seed=3, num_samples=3)
 
 
 def test_warmup_without_prime_draws_from_the_model(model):
@@ -365,12 +372,14 @@ def test_generate_is_a_lazy_iterator(model, monkeypatch):
     monkeypatch.setattr(model.backend, "core", core)
     it = model.generate(1000, prime=PRIME, seed=0)
     assert iter(it) is it and core.calls == [] and core.loops == []
+    # The prime's characters come first, before the model runs.
+    assert "".join(next(it) for _ in PRIME) == PRIME and core.calls == []
     first = next(it)
     assert core.calls == [(1, len(PRIME))] and core.loops == [(1, 1, 1)]
     first += "".join(next(it) for _ in range(2))
     assert core.loops == [(1, 1, 1), (1, 2, 2)]  # nothing made ahead of what was asked
-    assert first == model.sample(3, prime=PRIME, seed=0)
-    assert list(model.generate(0, prime=PRIME)) == []
+    assert PRIME + first == model.sample(3, prime=PRIME, seed=0)
+    assert "".join(model.generate(0, prime=PRIME)) == PRIME
 
 
 # ------------------------------------------------------------ bad arguments

@@ -3,6 +3,7 @@ sampling_reference.py), its counter-based random numbers (the same text at
 any thread count, on every instruction set, however it is split over
 calls), the GIL, and beam search against exhaustive search."""
 
+import itertools
 import threading
 import time
 
@@ -58,7 +59,7 @@ def test_loop_equals_the_numpy_reference(model, options, prime):
         # The text without a prime begins after a newline the model reads first.
         text_context = context or list(model.vocab.encode("\n")) * ("\n" in model.vocab)
         text = ref.sample_ids(model, 40, text_context, seed=seed, rows=1, **options)[0]
-        assert model.sample(40, prime, seed=seed, **options) == model.vocab.decode(
+        assert model.sample(40, prime, seed=seed, **options) == prime + model.vocab.decode(
             np.array(text, np.int32))
 
 
@@ -68,7 +69,7 @@ def test_stop_equals_the_numpy_reference(model, stop):
     want = ref.sample_ids(model, 80, list(model.vocab.encode("bc")), seed=5, rows=4,
                           stop=stop_ids)
     got = model.sample(80, "bc", seed=5, num_samples=4, stop=stop)
-    assert got == [model.vocab.decode(np.array(w, np.int32)) for w in want]
+    assert got == ["bc" + model.vocab.decode(np.array(w, np.int32)) for w in want]
     assert "".join(model.generate(80, "bc", seed=5, stop=stop)) == got[0]
 
 
@@ -249,7 +250,7 @@ def test_beam_search_finds_the_exhaustive_best(tiny, prime):
     want, score = ref.brute_force(tiny, context, length)
     found = tiny.beam_search(prime, length, beam_width=3 ** (length - 1))
     assert tuple(found.ids) == want and isinstance(found, str)
-    assert found == tiny.vocab.decode(np.array(want, np.int32))
+    assert found == prime + tiny.vocab.decode(np.array(want, np.int32))
     assert found.score == pytest.approx(score, rel=1e-12, abs=1e-12)
     assert found.log_prob == found.score
     # Narrower beams never beat it, and their own scores are their texts'.
@@ -274,6 +275,58 @@ def test_beam_search_with_stop_and_length_penalty(tiny, stop, alpha):
                                            abs=1e-12)
 
 
+@pytest.mark.parametrize("no_repeat, penalty, size, stop", [
+    (2, 1.0, 1, None), (3, 1.0, 1, None), (1, 1.0, 1, None), (0, 1.7, 2, None),
+    (0, 3.0, 1, None), (3, 1.5, 2, None), (2, 1.0, 1, "\n"), (0, 2.0, 3, "b\n"),
+])
+def test_beam_search_with_repetition_control_finds_the_exhaustive_best(tiny, no_repeat,
+                                                                       penalty, size, stop):
+    length, prime = 5, "ab"
+    context = list(tiny.vocab.encode(prime))
+    want, score = ref.brute_force(tiny, context, length,
+                                  stop=None if stop is None else list(tiny.vocab.encode(stop)),
+                                  no_repeat=no_repeat, penalty=penalty, penalty_size=size)
+    found = tiny.beam_search(prime, length, beam_width=3 ** length, stop=stop,
+                             no_repeat_ngram_size=no_repeat, repetition_penalty=penalty,
+                             penalty_ngram_size=size)
+    assert tuple(found.ids) == want
+    assert found.score == pytest.approx(score, rel=1e-12, abs=1e-12)
+    # The penalty ranks; the log-probability stays the model's own.
+    assert found.log_prob == pytest.approx(ref.log_prob(tiny, context, list(want)),
+                                           rel=1e-12, abs=1e-12)
+    seq = context + list(want)
+    if no_repeat:
+        grams = [tuple(seq[i:i + no_repeat]) for i in range(len(seq) - no_repeat + 1)]
+        assert len(set(grams)) == len(grams)
+
+
+def test_the_repetition_cases_change_the_plain_answer(tiny):
+    changed = 0
+    for no_repeat, penalty, size in ((2, 1.0, 1), (3, 1.0, 1), (0, 1.7, 2), (0, 3.0, 1)):
+        plain = tiny.beam_search("ab", 5, beam_width=3 ** 5)
+        ruled = tiny.beam_search("ab", 5, beam_width=3 ** 5, no_repeat_ngram_size=no_repeat,
+                                 repetition_penalty=penalty, penalty_ngram_size=size)
+        changed += tuple(plain.ids) != tuple(ruled.ids)
+    assert changed >= 2
+
+
+def test_a_stop_reached_beats_a_likelier_text_that_did_not_reach_it(tiny):
+    # Beam search used to return a live hypothesis that never reached the stop
+    # whenever it scored above every one that did.
+    plain, plain_score = ref.brute_force(tiny, [0], 4)
+    cases = 0
+    for stop in ("".join(s) for n in (2, 3) for s in itertools.product("ab\n", repeat=n)):
+        if stop in tiny.vocab.decode(np.array(plain, np.int32)):
+            continue
+        want, _ = ref.brute_force(tiny, [0], 4, stop=list(tiny.vocab.encode(stop)))
+        found = tiny.beam_search("\n", 4, beam_width=3 ** 4, stop=stop)
+        assert tuple(found.ids) == want and found.stopped and found.endswith(stop)
+        cases += found.score < plain_score  # less likely than `plain`, yet it wins
+    assert cases >= 3
+    never = tiny.beam_search("\n", 1, beam_width=9, stop="bb")
+    assert not never.stopped and len(never.ids) == 1
+
+
 def test_beam_width_one_is_greedy(model):
     for prime in ("a", "hg", "abc\n"):
         greedy = model.sample(60, prime, temperature=0)
@@ -290,17 +343,27 @@ def test_beam_search_on_a_trained_model_beats_greedy():
     wide = m.beam_search("the ", 30, beam_width=8)
     assert wide.log_prob >= greedy.log_prob - 1e-4
     assert set(wide) <= set(text)
+    # Its text repeats every 48 characters; a long beam copies it, and the
+    # repetition control keeps every 12-gram of prime + text new.
+    loop = m.beam_search("the ", 150, beam_width=4)
+    assert len({loop[i:i + 12] for i in range(len(loop) - 11)}) < len(loop) - 11
+    fresh = m.beam_search("the ", 150, beam_width=4, no_repeat_ngram_size=12)
+    assert len({fresh[i:i + 12] for i in range(len(fresh) - 11)}) == len(fresh) - 11
 
 
 def test_beam_search_arguments():
     m = pc.CharRNN(pc.Vocab.from_text("ab\n"), hidden_size=4, cell="gru", seed=0)
-    assert m.beam_search("a", 0) == "" and m.beam_search("a", 0).log_prob == 0.0
+    assert m.beam_search("a", 0) == "a" and m.beam_search("a", 0).log_prob == 0.0
     with pytest.raises(ValueError, match="beam_width"):
         m.beam_search("a", 5, beam_width=0)
     with pytest.raises(ValueError, match="prime.*'z'"):
         m.beam_search("az", 5)
     with pytest.raises(TypeError, match="length_penalty"):
         m.beam_search("a", 5, length_penalty=float("nan"))
+    for bad in (dict(no_repeat_ngram_size=-1), dict(repetition_penalty=0.0),
+                dict(penalty_ngram_size=0), dict(repetition_penalty=float("inf"))):
+        with pytest.raises((ValueError, TypeError), match=next(iter(bad))):
+            m.beam_search("a", 5, **bad)
     ids_only = pc.CharRNN(3, hidden_size=4, cell="gru", seed=0)
     found = ids_only.beam_search([0, 1], 4, beam_width=2, stop=[2])
     assert found.ids.dtype == np.int32 and found == ""

@@ -195,19 +195,28 @@ inline std::pair<idx, idx> check_xy(const py::array& x, const py::array& y, idx 
   return xs;
 }
 
-// Optional stop ids: None, or int32 [m] (m >= 1) of token ids.
-inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
+// Optional ids: None (no ids), or int32 [m] of token ids (m >= 1 unless
+// empty is allowed), named `name` in errors.
+inline std::vector<std::int32_t> id_list(const py::object& ids, idx V, const std::string& name,
+                                         bool allow_empty) {
   std::vector<std::int32_t> out;
-  if (stop.is_none()) return out;
-  if (!py::isinstance<py::array>(stop)) throw py::type_error("stop must be a numpy array or None");
-  py::array a = py::reinterpret_borrow<py::array>(stop);
-  if (a.ndim() != 1 || a.shape(0) < 1) throw py::value_error("stop must be 1-D and not empty");
-  const std::int32_t* p = in_ptr<std::int32_t>(a, "stop", {a.shape(0)});
+  if (ids.is_none()) return out;
+  if (!py::isinstance<py::array>(ids))
+    throw py::type_error(name + " must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(ids);
+  if (a.ndim() != 1 || (a.shape(0) < 1 && !allow_empty))
+    throw py::value_error(name + (allow_empty ? " must be 1-D" : " must be 1-D and not empty"));
+  const std::int32_t* p = in_ptr<std::int32_t>(a, name.c_str(), {a.shape(0)});
   for (idx i = 0; i < a.shape(0); ++i) {
-    if (p[i] < 0 || p[i] >= V) throw py::value_error("stop holds ids outside [0, vocab_size)");
+    if (p[i] < 0 || p[i] >= V) throw py::value_error(name + " holds ids outside [0, vocab_size)");
     out.push_back(p[i]);
   }
   return out;
+}
+
+// Optional stop ids: None, or int32 [m] (m >= 1) of token ids.
+inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
+  return id_list(stop, V, "stop", false);
 }
 
 }  // namespace bind

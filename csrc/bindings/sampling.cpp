@@ -78,11 +78,24 @@ template <typename T>
 void def_beam_search(ModelClass<T>& c) {
   c.def("beam_search",
         [](pcr::Model<T>& self, py::array params, py::array logits, py::array state, idx length,
-           idx beam_width, double length_penalty, py::object stop) {
+           idx beam_width, double length_penalty, py::object stop, py::object context,
+           idx no_repeat_ngram_size, double repetition_penalty, idx penalty_ngram_size) {
           if (length < 0) throw py::value_error("length must be >= 0");
           if (beam_width < 1) throw py::value_error("beam_width must be >= 1");
           if (!std::isfinite(length_penalty))
             throw py::value_error("length_penalty must be finite");
+          if (no_repeat_ngram_size < 0)
+            throw py::value_error("no_repeat_ngram_size must be >= 0");
+          if (!(std::isfinite(repetition_penalty) && repetition_penalty > 0))
+            throw py::value_error("repetition_penalty must be finite and > 0");
+          if (penalty_ngram_size < 1) throw py::value_error("penalty_ngram_size must be >= 1");
+          const std::vector<std::int32_t> ctx = id_list(context, self.V, "context", true);
+          pcr::Repeats rep;
+          rep.context = ctx.data();
+          rep.context_len = static_cast<idx>(ctx.size());
+          rep.no_repeat = no_repeat_ngram_size;
+          rep.penalty = repetition_penalty;
+          rep.penalty_size = penalty_ngram_size;
           const T* P = in_ptr<T>(params, "params", {self.num_params()});
           const T* lo = in_ptr<T>(logits, "logits", {self.V});
           const T* st = in_ptr<T>(state, "state", {self.state_slots(), self.L, 1, self.H});
@@ -95,18 +108,21 @@ void def_beam_search(ModelClass<T>& c) {
             py::gil_scoped_release nogil;
             pcr::DenormalsGuard flush;
             pcr::beam_search(self, P, lo, st, length, beam_width, length_penalty, sid.data(),
-                             static_cast<idx>(sid.size()), bp, &n, &score, &logp);
+                             static_cast<idx>(sid.size()), rep, bp, &n, &score, &logp);
           }
           py::array_t<std::int32_t> found(static_cast<py::ssize_t>(n), bp);
           return py::make_tuple(found, score, logp);
         },
         py::arg("params"), py::arg("logits"), py::arg("state"), py::arg("length"),
         py::arg("beam_width"), py::kw_only(), py::arg("length_penalty") = 0.0,
-        py::arg("stop") = py::none(),
+        py::arg("stop") = py::none(), py::arg("context") = py::none(),
+        py::arg("no_repeat_ngram_size") = 0, py::arg("repetition_penalty") = 1.0,
+        py::arg("penalty_ngram_size") = 1,
         "Beam search from the logits [V] and state [S, L, 1, H] after a prime: (ids, "
         "score, log-probability) of the best continuation of at most length ids; "
-        "score = log-probability / len ** length_penalty. stop (int32 ids) ends a "
-        "hypothesis.");
+        "score = (log-probability - repetition penalties) / len ** length_penalty. stop "
+        "(int32 ids) ends a hypothesis; context (int32 ids: what the model read) counts "
+        "in the repetition control (see csrc/sampling.hpp, Repeats).");
 }
 
 }  // namespace
