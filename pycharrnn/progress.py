@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .backend import get_num_threads, threads_auto
 from .config import TrainConfig
 from .cpuload import CpuLoad
+from .fit import ROSE, advice, diagnose
+from .rundir import BEST
 from .words import clock, plural
 
 __all__ = ["Progress", "Bar"]
@@ -53,6 +55,11 @@ class Progress:
         self.said_load = False  # the note about other programs' load, said once
         self.val_t0: Optional[float] = None  # when the validation in progress began
         self.val_shown = 0.0  # and when its progress was last shown
+        self.fit = ""  # overfitting, once said
+        self.points: List[Dict[str, float]] = []  # step, val_loss, train_loss per validation
+        #: How the end's advice writes a setting (field, value) -> str; the
+        #: command line names its flags.
+        self.option: Optional[Callable[[str, Any], str]] = None
 
     @classmethod
     def make(cls, progress: Any) -> Optional["Progress"]:
@@ -164,6 +171,12 @@ class Progress:
             self.val, self.val_t0 = m["val_loss"], None
             self.write(f"step {m['step']:6d}  validation loss {m['val_loss']:.4f} "
                        f"({m['val_bpc']:.3f} bits/char)")
+            self.points.append({"step": m["step"], "val_loss": m["val_loss"],
+                                "train_loss": _loss_now(trainer), "epoch": m["epoch"]})
+            fit = diagnose(self.points, capacity=_capacity(trainer))
+            if fit.kind and not self.fit and not self.quiet:  # said once a run
+                self.write(f"note: {fit.kind}: {fit.why}")
+                self.fit = fit.kind
             cpu = m.get("cpu")
             if cpu is not None and CpuLoad.busy(cpu) and not self.said_load:
                 self.said_load = True
@@ -210,12 +223,31 @@ class Progress:
             notes.append(f"note: the run took {clock(el)} of its {clock(self.seconds)}: its "
                          f"last validation took {trainer._last_eval_seconds:.1f} s and its "
                          f"last save {trainer._last_save_seconds:.1f} s")
+        fit = self._fit_note(trainer)
+        if fit:
+            notes.append(fit)
         busy = [w for w in trainer.cpu_load if CpuLoad.busy(w)]
         if busy:
             mean = {k: sum(w[k] for w in busy) / len(busy) for k in busy[0]}
             notes.append(f"note: at {plural(len(busy), 'validation')} of "
                          f"{len(trainer.cpu_load)}, {CpuLoad.describe(mean)}")
         return notes
+
+    def _fit_note(self, trainer: Any) -> str:
+        """The summary's line on over- or underfitting (or a wide gap), with
+        the one change to try; empty when the run is neither."""
+        if not self.points:
+            return ""
+        last = self.points[-1]
+        fit = diagnose(self.points, final=True, capacity=_capacity(trainer))
+        if not fit.kind:
+            return ""
+        tip = advice(fit, vars(trainer.model.model_config()), self.seconds, self.option)
+        best = min(p["val_loss"] for p in self.points)
+        if trainer.run_dir is not None and best < last["val_loss"] - ROSE:
+            tip += f" ({BEST} holds the model at its best, {best:.3f})"
+        label = "" if fit.kind == "apart" else f"{fit.kind}: "
+        return f"note: {label}{fit.why}" + (f"; {tip}" if tip else "")
 
     def on_run_end(self, trainer: Any, signum: Optional[int]) -> None:
         """Close the bar; the summary (unless quiet); a sample unless a signal
@@ -224,10 +256,9 @@ class Progress:
         if not trainer.history or trainer.step_count <= self.start_step:
             return
         if not self.quiet:
-            recent = trainer.history[-min(50, len(trainer.history)):]
-            train_loss = sum(h["loss"] for h in recent) / len(recent)
+            recent = min(RECENT, len(trainer.history))
             msg = (f"done: step {trainer.step_count}, {self.rate():,.0f} chars/s, train loss "
-                   f"{train_loss:.4f} (mean of the last {plural(len(recent), 'step')})")
+                   f"{_recent_loss(trainer):.4f} (mean of the last {plural(recent, 'step')})")
             if trainer.val_history:
                 v = trainer.val_history[-1]["val_loss"]
                 msg += f", validation loss {v:.4f} ({v / math.log(2):.3f} bits/char)"
@@ -238,6 +269,38 @@ class Progress:
             print("--- sample ---")
             print(trainer.model.sample(self.sample_length,
                                        temperature=self.sample_temperature, seed=self.seed))
+
+
+#: The training loss the summary and the fit notes give: the mean of this
+#: many last steps (the moving average lags a falling loss by about
+#: 1 / (1 - ema_decay) steps, 100 by default).
+RECENT = 50
+
+
+def _recent_loss(trainer: Any) -> float:
+    """The mean training loss of the last :data:`RECENT` steps (NaN before any)."""
+    recent = trainer.history[-min(RECENT, len(trainer.history)):]
+    return sum(h["loss"] for h in recent) / len(recent) if recent else math.nan
+
+
+def _capacity(trainer: Any) -> float:
+    """The model's parameters per training character."""
+    return trainer.model.num_params / max(1, trainer.batches.ids.size)
+
+
+def _loss_now(trainer: Any) -> float:
+    """The training loss at the current step, without the lag of a mean over
+    a falling loss: the least-squares line through the last :data:`RECENT`
+    steps' losses, at the last step."""
+    recent = trainer.history[-min(RECENT, len(trainer.history)):]
+    if len(recent) < 3:
+        return _recent_loss(trainer)
+    s = [float(h["step"]) for h in recent]
+    x = [float(h["loss"]) for h in recent]
+    ms, mx = sum(s) / len(s), sum(x) / len(x)
+    var = sum((a - ms) ** 2 for a in s)
+    slope = sum((a - ms) * (b - mx) for a, b in zip(s, x)) / var if var else 0.0
+    return mx + slope * (s[-1] - ms)
 
 
 class Bar:

@@ -193,6 +193,7 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
     progress = Progress(bar=not args.no_bar, quiet=args.quiet, **{
         k: given.get(k, DEFAULTS[k]) for k in ("log_every", "sample_every", "sample_length",
                                                "sample_temperature", "seed")})
+    progress.option = lambda k, v, own=_parser(): f"{flag_of(k, own)} {v}"
     if args.resume:
         if not on_main(lambda: (out / LATEST).is_file()):
             if main:
