@@ -3,8 +3,8 @@ trains when nothing else is said.
 
 Each :class:`Recipe` is the model, batch, optimizer, schedule and
 regularisation that reached the lowest validation loss in its budget on a
-2-core machine (benchmarks/quality.py measures them; README, "Recipes by
-time budget", gives the numbers and how the table was found).
+2-core machine (benchmarks/quality.py measures them; docs/recipes.md gives
+the numbers and how the table was found).
 :func:`for_budget` picks the row for a budget: the one made for the largest
 budget that fits in it (the smallest row for shorter ones). Every field can
 be overridden by its own flag; the learning rate follows a linear warm-up,
