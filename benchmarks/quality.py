@@ -16,6 +16,13 @@ the recipe's bare training step (forward, backward, update on one batch, no
 validation or checkpoints) in the same run: the step rate the kernel allows,
 against which the run's own rate shows its overheads.
 
+Each recipe run is also measured the way nanoGPT's estimate_loss measures
+its character model (pycharrnn.evaluation.window_loss: 200 x 64 random
+windows of 256 characters of the same validation text, each from a cold
+state, every position counted), so that the table can be read against
+published nanoGPT numbers ("window val"; higher than the one-stream figure:
+the first characters of a window have little context).
+
 --torch BUDGET adds PyTorch on the same recipe and budget (its nn.GRU/LSTM, AdamW,
 the same warm-up and cosine to the deadline, validated with the same
 evaluate() on the weights copied over; dropout only where torch has it:
@@ -95,6 +102,17 @@ def kernel_rate(run_dir: Path, text: str, seconds: float = 6.0) -> float:
         opt.step()
         n += 1
     return n * B * T / (time.perf_counter() - t0)
+
+
+def window_val(run_dir: Path, text: str, val_fraction: float = 0.1) -> float:
+    """The run's final model on its validation text, measured as nanoGPT's
+    estimate_loss measures (pycharrnn.evaluation.window_loss)."""
+    from pycharrnn.data import split_validation
+    from pycharrnn.evaluation import window_loss
+
+    model = pc.load(run_dir / "latest.npz")
+    _, val_ids = split_validation(model.vocab.encode(text), val_fraction)
+    return window_loss(model, val_ids)
 
 
 def torch_run(text: str, seconds: float, recipe, val_fraction: float = 0.1) -> dict:
@@ -212,14 +230,16 @@ def markdown(results: dict, commands, date: str = "") -> str:
              "Validation: the text's last 10%, nats/char, read with the state carried. "
              "gap = validation - training loss (EMA) at the end: overfitting when large. "
              "bare step: the same model's training step alone (no validation, checkpoints "
-             "or logging). Curves: `quality.png` beside `quality.json`.", "",
-             "| text | run | final val | best val | train (EMA) | gap | steps | epochs | "
-             "chars/s | bare step chars/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "or logging). window val: nanoGPT's estimate_loss on the same validation text "
+             "(200 x 64 random 256-character windows, each from a cold state). Curves: `quality.png` beside `quality.json`.", "",
+             "| text | run | final val | window val | best val | train (EMA) | gap | steps | "
+             "epochs | chars/s | bare step chars/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for text, runs in results.items():
         for r in runs:
             tr = r.get("train_ema", math.nan)
             lines.append(
-                f"| {text} | {r['name']} | {r['final_val']:.4f} | {r['best_val']:.4f} | "
+                f"| {text} | {r['name']} | {r['final_val']:.4f} | "
+                f"{r.get('window_val', math.nan):.4f} | {r['best_val']:.4f} | "
                 f"{tr:.4f} | {r['final_val'] - tr:+.3f} | {r['steps']:,} | "
                 f"{r.get('epochs', math.nan):.1f} | {r['chars_per_sec']:,.0f} | "
                 f"{r.get('kernel_chars_per_sec', math.nan):,.0f} |")
@@ -287,6 +307,7 @@ def main(argv=None) -> int:
                                   f"{recipe.name} ({budget / 60:g} min)")]
                 runs[0]["kernel_chars_per_sec"] = kernel_rate(work / data.stem / runs[0]["name"],
                                                               text)
+                runs[0]["window_val"] = window_val(work / data.stem / runs[0]["name"], text)
                 if budget in a.baseline:
                     runs.append(train_run(data, budget, ["--recipe", "none", "--cell",
                                                          a.baseline_cell], work,
@@ -301,6 +322,7 @@ def main(argv=None) -> int:
                     results[data.name].append(r)
                     rows.append((data.name, r))
                     print(f"{data.name:22s} {r['name']:22s} final {r['final_val']:.4f} "
+                          f"window {r.get('window_val', math.nan):.4f} "
                           f"best {r['best_val']:.4f} train {r.get('train_ema', math.nan):.4f} "
                           f"steps {r['steps']} {r['chars_per_sec']:,.0f} chars/s "
                           f"(bare step {r.get('kernel_chars_per_sec', math.nan):,.0f})",

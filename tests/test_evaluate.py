@@ -151,3 +151,27 @@ def test_the_trainers_validation_shows_its_progress(monkeypatch, capsys):
     shown.validating(100, 100)
     assert FakeBar.labels[-1] == "training" and any(s.startswith("validating") for s in
                                                     FakeBar.labels)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_window_loss_is_nanogpts_estimate_against_the_reference(cell, rng):
+    # Every window read from zeros, every position counted: the NumPy
+    # reference, window by window, with the starts drawn the same way.
+    from pycharrnn import reference as ref
+    from pycharrnn.evaluation import window_loss
+
+    V, H, L, block, windows = 6, 5, 2, 9, 13
+    params = ref.init_params(rng, V, H, L, cell, 3)
+    model = pc.CharRNN(V, hidden_size=H, num_layers=L, cell=cell, embedding_dim=3,
+                       dtype="float64")
+    model.load_state_dict(params)
+    ids = rng.integers(0, V, 200)
+    starts = np.random.default_rng(4).integers(0, ids.size - block, windows)
+    zero = np.zeros((L, 1, H))
+    expect = np.mean([ref.loss_only(params, ids[None, s:s + block], ids[None, s + 1:s + block + 1],
+                                    (zero, zero) if cell == "lstm" else zero, cell)
+                      for s in starts])
+    got = window_loss(model, ids, block=block, windows=windows, seed=4, batch=5)
+    assert abs(got - expect) <= 1e-12 * expect
+    with pytest.raises(ValueError, match="block \\+ 1 = 201"):
+        window_loss(model, ids, block=200)
