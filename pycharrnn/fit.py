@@ -90,6 +90,10 @@ def diagnose(points: Sequence[Mapping[str, float]], final: bool = False,
         return Fit("overfitting", gap, f"validation loss {v:.3f} is {gap:.2f} above {train}, "
                                        f"{grew:.2f} more than at step {int(base['step'])}: "
                                        "the model is learning its training text by heart")
+    if final and gap > WIDE and base is None:
+        return Fit("apart", gap, f"validation loss {v:.3f} is {gap:.2f} above {train}; one "
+                                 "validation cannot tell whether the model learnt its "
+                                 "training text by heart or the validation text differs")
     if not final or base is None:
         return Fit("", gap, "")
     if gap > WIDE:
@@ -113,10 +117,12 @@ def advice(fit: Fit, model_config: Mapping[str, Any], seconds: Optional[float] =
     command line gives its flags)."""
     opt = option or (lambda k, v: f"{k}={v}")
     if fit.kind == "overfitting":
-        d = float(model_config.get("dropout", 0.0) or 0.0)
+        # Dropout on the output layer's input: it acts in a model of any depth
+        # and input ("dropout" acts between layers only).
+        d = float(model_config.get("output_dropout", 0.0) or 0.0)
         if d < 0.5:
             new = min(0.5, round(d + 0.2, 2))
-            return f"try more dropout: {opt('dropout', f'{new:g}')} (now {d:g})"
+            return f"try more dropout: {opt('output_dropout', f'{new:g}')} (now {d:g})"
         h = int(model_config["hidden_size"])
         return f"try a smaller model: {opt('hidden_size', max(16, h // 2))} (now {h})"
     if fit.kind == "underfitting":

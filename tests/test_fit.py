@@ -54,6 +54,9 @@ def test_a_gap_that_grew_is_overfitting_and_a_gap_from_the_start_is_not():
     end = diagnose(constant, final=True)
     assert end.kind == "apart" and math.isclose(end.gap, 0.3) and "differs" in end.why
     assert end.gap > WIDE
+    # One validation only: a wide gap is still said, without a cause.
+    one = diagnose(points([1.8], [1.5]), final=True)
+    assert one.kind == "apart" and "cannot tell" in one.why
 
 
 def test_a_level_gap_with_a_falling_loss_at_the_end_is_underfitting():
@@ -67,9 +70,11 @@ def test_a_level_gap_with_a_falling_loss_at_the_end_is_underfitting():
 
 def test_advice_names_one_change():
     over = Fit("overfitting", 0.3, "")
-    assert advice(over, {"dropout": 0.0, "hidden_size": 256}) == \
-        "try more dropout: dropout=0.2 (now 0)"
-    assert "hidden_size=128" in advice(over, {"dropout": 0.5, "hidden_size": 256})
+    assert advice(over, {"output_dropout": 0.0, "dropout": 0.5, "hidden_size": 256}) == \
+        "try more dropout: output_dropout=0.2 (now 0)"
+    assert advice(over, {"output_dropout": 0.25, "hidden_size": 256}) == \
+        "try more dropout: output_dropout=0.45 (now 0.25)"
+    assert "hidden_size=128" in advice(over, {"output_dropout": 0.5, "hidden_size": 256})
     under = Fit("underfitting", 0.0, "")
     flag = {"seconds": "--time", "hidden_size": "--hidden-size"}
     assert advice(under, {"hidden_size": 64}, 60, lambda k, v: f"{flag[k]} {v}") == \
@@ -96,5 +101,5 @@ def test_a_run_that_learns_a_small_text_by_heart_says_so(tmp_path, capsys):
     assert "note: overfitting:" in out
     summary = out[out.index("done:"):]
     assert "overfitting: validation loss" in summary and "has risen" in summary
-    assert "try more dropout: dropout=0.2 (now 0)" in summary
+    assert "try more dropout: output_dropout=0.2 (now 0)" in summary
     assert "(best.npz holds the model at its best, " in summary
