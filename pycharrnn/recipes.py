@@ -6,17 +6,23 @@ regularisation that reached the lowest validation loss in its budget on a
 2-core machine (benchmarks/quality.py measures them; docs/recipes.md gives
 the numbers and how the table was found).
 :func:`for_budget` picks the row for a budget: the one made for the largest
-budget that fits in it (the smallest row for shorter ones). Every field can
+budget that fits in it (the smallest row for shorter ones);
+:func:`fit_to_text` then sets its regularisation by the epochs the budget
+buys on the text (:data:`REGULARISATION`, :func:`level_for`). Every field can
 be overridden by its own flag; the learning rate follows a linear warm-up,
 then a cosine to the deadline (:class:`pycharrnn.schedule.CosineToDeadline`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import time
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-__all__ = ["Recipe", "RECIPES", "for_budget", "by_name"]
+__all__ = ["Recipe", "RECIPES", "for_budget", "by_name", "REGULARISATION", "level_for",
+           "EPOCHS_MODERATE", "EPOCHS_STRONG", "SECONDS_TO_REGULARISE", "fit_to_text",
+           "measure_rate"]
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,17 @@ class Recipe:
     weight_drop: float = 0.0
     embedding_dropout: float = 0.0
     locked_dropout: bool = False
+    #: Set by :func:`fit_to_text`: the regularisation level chosen for the
+    #: text, the epochs the budget buys on it and the training speed measured.
+    level: str = ""
+    epochs: Optional[float] = None
+    rate: Optional[float] = None
 
     def options(self) -> Dict[str, Any]:
         """The fields that are config fields, by name."""
         d = asdict(self)
-        del d["name"], d["seconds"]
+        for k in ("name", "seconds", "level", "epochs", "rate"):
+            del d[k]
         return d
 
     def announce(self, config: Any, given: Mapping[str, Any] = (),
@@ -65,6 +77,9 @@ class Recipe:
                 config.epochs is None
         how = f"for {name('seconds')} {config.seconds:g}" if auto else \
             (name("recipe") if naming else "by name")
+        if self.level and self.epochs is not None:
+            how += (f"; about {self.epochs:.3g} epochs of this text at {self.rate:,.0f} chars/s: "
+                    f"{'no' if self.level == 'none' else self.level} regularisation")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
         yours = [name(k) for k in opts if k in given and given[k] is not None
@@ -103,6 +118,98 @@ RECIPES: List[Recipe] = [
            warmup=300, dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
            locked_dropout=True),
 ]
+
+
+#: The regularisation levels of the table's rows: none (the 1- and 3-minute
+#: rows), moderate (the 15-minute row's), strong (the 60-minute row's;
+#: ``dropout`` acts between layers, so only in a model of two or more).
+REGULARISATION: Dict[str, Dict[str, Any]] = {
+    "none": dict(dropout=0.0, input_dropout=0.0, output_dropout=0.0, weight_drop=0.0,
+                 locked_dropout=False),
+    "moderate": dict(dropout=0.0, input_dropout=0.1, output_dropout=0.25, weight_drop=0.2,
+                     locked_dropout=True),
+    "strong": dict(dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
+                   locked_dropout=True),
+}
+#: A budget that reads the training text this many times or more needs the
+#: moderate level (tinyshakespeare: none was best at 7 epochs, 3 minutes;
+#: the moderate level made the 15-minute row, 17 epochs), ...
+EPOCHS_MODERATE = 12.0
+#: ... and this many times or more the strong one (a 200,000-character text
+#: in 3 minutes, read 29 times: moderate 1.305, strong 1.313, none 1.650;
+#: the strong level made the 60-minute row, 39 epochs). The epochs are
+#: estimated from bare steps, which run ahead of a run's own (its
+#: validations, checkpoints, dropout): that text's estimate was 38.
+EPOCHS_STRONG = 40.0
+#: Shorter budgets never regularise: the noise slows learning more than it
+#: saves (a 200,000-character text in 1 minute, 15 epochs: none 1.335,
+#: moderate 1.398, strong 1.408). benchmarks/recipe_spread.py measures these.
+SECONDS_TO_REGULARISE = 180.0
+
+
+def level_for(epochs: float, seconds: float = math.inf) -> str:
+    """The regularisation level for a run of ``seconds`` that reads its
+    training text ``epochs`` times (a key of :data:`REGULARISATION`)."""
+    if seconds < SECONDS_TO_REGULARISE:
+        return "none"
+    if epochs >= EPOCHS_STRONG:
+        return "strong"
+    return "moderate" if epochs >= EPOCHS_MODERATE else "none"
+
+
+def fit_to_text(recipe: Recipe, seconds: float, train_chars: int, rate: float) -> Recipe:
+    """``recipe`` with the regularisation of :func:`level_for` the epochs
+    that ``seconds`` buy on a training text of ``train_chars`` characters at
+    ``rate`` training characters a second (:func:`measure_rate`)."""
+    epochs = seconds * rate / max(1, train_chars)
+    level = level_for(epochs, seconds)
+    reg = dict(REGULARISATION[level])
+    if recipe.num_layers < 2:
+        reg["dropout"] = 0.0  # between layers: none in one
+    return replace(recipe, **reg, level=level, epochs=epochs, rate=rate)
+
+
+def measure_rate(model_config: Any, vocab_size: int, batch_size: int, seq_length: int,
+                 optimizer: str = "adamw", threads: Optional[int] = None,
+                 seconds: float = 0.5) -> float:
+    """Training characters a second of a model (a
+    :class:`pycharrnn.config.ModelConfig`) on this machine, now: bare
+    training steps (forward, backward, update) on random ids, one untimed
+    first, then at least 3 and ``seconds`` of them, with ``threads`` kernel
+    threads (None: the process's setting). No dropout: a step with it costs
+    little more."""
+    import numpy as np
+
+    from .backend import get_num_threads, set_num_threads, set_threads_auto, threads_auto
+    from .model import CharRNN
+    from .optim import create
+
+    if threads is not None:
+        before = None if threads_auto() else get_num_threads()
+        set_num_threads(threads)
+        try:
+            return measure_rate(model_config, vocab_size, batch_size, seq_length, optimizer,
+                                None, seconds)
+        finally:
+            if before is None:
+                set_threads_auto()
+            else:
+                set_num_threads(before)
+
+    plain = replace(model_config, dropout=0.0, input_dropout=0.0, output_dropout=0.0,
+                    weight_drop=0.0, embedding_dropout=0.0)
+    model = CharRNN.from_config(vocab_size, plain)
+    opt = create(optimizer, model, 1e-9)
+    ids = np.random.default_rng(0).integers(0, vocab_size, (batch_size, seq_length + 1))
+    x, y = ids[:, :-1], ids[:, 1:]
+    n, t0 = -1, 0.0
+    while n < 3 or time.perf_counter() - t0 < seconds:
+        model.forward_backward(x, y)
+        opt.step()
+        n += 1
+        if n == 0:
+            t0 = time.perf_counter()
+    return n * batch_size * seq_length / (time.perf_counter() - t0)
 
 
 def for_budget(seconds: float) -> Recipe:

@@ -146,3 +146,25 @@ def test_end_to_end_with_torch():
     assert not row["errors"]
     assert row["chars_per_s"]["torch"] > 0 and row["ratio_vs_torch"] > 0
     assert results["meta"]["torch"]
+
+
+def test_recipe_spread_options_and_table():
+    # benchmarks/recipe_spread.py: a level's flags are the level's values, and
+    # the table marks the old level, the rule's pick and the best.
+    import recipe_spread as rs
+    from pycharrnn.recipes import REGULARISATION
+
+    opts = rs.level_options("strong", 1)
+    flags = dict(zip(opts[0:8:2], opts[1:8:2]))
+    strong = REGULARISATION["strong"]
+    assert flags == {"--dropout": "0", "--input-dropout": f"{strong['input_dropout']:g}",
+                     "--output-dropout": f"{strong['output_dropout']:g}",
+                     "--weight-drop": f"{strong['weight_drop']:g}"}
+    assert opts[-1] == "--locked-dropout" and "--locked-dropout" not in rs.level_options("none", 2)
+    assert rs.level_options("strong", 2)[1] == f"{strong['dropout']:g}"
+    row = {"text": "t", "chars": 9, "budget": 180.0, "row": "3min", "window_val": 1.0,
+           "train_ema": 1.0}
+    rows = [dict(row, level="none", final_val=1.6, epochs=30.0, old=True),
+            dict(row, level="moderate", final_val=1.3, epochs=29.0, old=False)]
+    lines = rs.table(rows).splitlines()
+    assert lines[2].endswith("| old |") and lines[3].endswith("| auto, best |")

@@ -101,17 +101,62 @@ def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
     run, r = _train(tmp_path, data, "--time", 1, "--cell", "lstm")
     first = recipes.RECIPES[0]
     line = r.stdout.splitlines()[0]
-    assert line.startswith(f"recipe {first.name} (for --time 1): ")
+    assert line.startswith(f"recipe {first.name} (for --time 1; about ")
+    # A tiny model on a short text: many epochs in a second, but a second is
+    # too short for dropout to pay (the strong level: see the next test).
+    epochs = float(line.split("; about ")[1].split(" epochs")[0])
+    assert epochs >= recipes.EPOCHS_STRONG and ": no regularisation):" in line
     assert "then a cosine to the deadline" in line
     assert "yours: --cell, --hidden-size, --batch-size, --seq-length" in line
     m = pc.load(run)  # the recipe's choices, and yours where you gave them
     assert (m.cell, m.hidden_size, m.embedding_dim) == ("lstm", 12, first.embedding_dim)
-    assert m.weight_drop == first.weight_drop and m.output_dropout == first.output_dropout
+    assert not m.regularized
     assert json.loads((run / "run.json").read_text())["recipe"] == first.name
     h, _ = pc.checkpoint.read_arrays(run / "latest.npz")
     sched = h["extra"]["schedule"]["config"]
     assert sched["type"] == "CosineToDeadline" and sched["seconds"] == 1
     assert h["extra"]["optimizer"]["type"] == first.optimizer.capitalize().replace("w", "W")
+
+
+def test_the_regularisation_follows_the_epochs_the_budget_buys():
+    # Estimated epochs: the table's rows on tinyshakespeare (1.0M training
+    # characters) read it 7, 17 and 43 times in 3, 15 and 60 minutes (their
+    # own levels); a 200,000-character text 38 times in 3 minutes (moderate
+    # was best).
+    assert [recipes.level_for(e) for e in (0.5, 7.1, 16.7, 38.1, 42.8)] == \
+        ["none", "none", "moderate", "moderate", "strong"]
+    assert recipes.level_for(100, 60) == "none"  # a minute is too short for dropout
+    row = recipes.by_name("3min")
+    small = recipes.fit_to_text(row, 180, 180_000, 47_000)  # 47 epochs
+    assert small.level == "strong" and small.epochs == pytest.approx(47.0)
+    assert (small.weight_drop, small.output_dropout, small.dropout) == (0.4, 0.3, 0.0)
+    assert (small.hidden_size, small.lr, small.name) == (row.hidden_size, row.lr, row.name)
+    big = recipes.fit_to_text(recipes.by_name("15min"), 900, 3_040_000, 19_000)  # 5.6
+    assert big.level == "none" and not (big.weight_drop or big.output_dropout)
+    two = recipes.fit_to_text(recipes.by_name("60min"), 3600, 1_000_000, 12_000)
+    assert two.level == "strong" and two.dropout == 0.25  # two layers: between them too
+
+
+def test_resolve_fits_the_recipe_to_the_text_and_keeps_what_you_set():
+    from pycharrnn import config
+
+    text = "abcdefghij" * 20_000  # 180,000 characters to train on
+    m, t, r = config.resolve({"seconds": 180}, text=text, rate=47_000)
+    assert r.level == "strong" and m.weight_drop == 0.4 and m.locked_dropout
+    m, t, r = config.resolve({"seconds": 180, "output_dropout": 0.05}, text=text,
+                             rate=47_000)
+    assert m.output_dropout == 0.05 and m.weight_drop == 0.4  # yours stays
+    assert "yours: output_dropout" in r.announce(t, {"output_dropout": 0.05})
+    m, t, r = config.resolve({"seconds": 180}, text=text * 50, rate=47_000)
+    assert r.level == "none" and m.weight_drop == 0.0
+    # A row by name, or no text: the row as it is.
+    m, t, r = config.resolve({"seconds": 180}, recipe="3min", text=text, rate=47_000)
+    assert not r.level and m.weight_drop == 0.0
+    assert not config.resolve({"seconds": 180})[2].level
+    # Measured when not given: a positive speed, and the epochs it implies.
+    m, t, r = config.resolve({"seconds": 1, "hidden_size": 16, "embedding_dim": 8},
+                             text=text)
+    assert r.rate > 0 and r.epochs == pytest.approx(r.rate / 180_000)
 
 
 def test_no_recipe_with_steps_or_recipe_none(tmp_path, data):  # noqa: F811

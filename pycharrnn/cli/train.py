@@ -94,8 +94,9 @@ def _add_training(p: Any) -> None:
                    choices=["auto", "none"] + [r.name for r in RECIPES],
                    help="a row of the recipe table (" + ", ".join(r.name for r in RECIPES)
                         + ") that sets model, batch, optimizer, schedule and dropout; "
-                        "auto: the row for --time when --time is the only limit; none: "
-                        "off. Options you give override it")
+                        "auto: the row for --time when --time is the only limit, its "
+                        "dropout fitted to the epochs the time buys on this text at this "
+                        "machine's measured speed; none: off. Options you give override it")
     config_option(g, "--batch-size", "batch_size", "parallel streams", type=number(int, 1))
     config_option(g, "--seq-length", "seq_length", "characters per chunk of BPTT",
                   type=number(int, 1))
@@ -220,7 +221,11 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
                      "choose another --out")
             return 2
         text = text_data.load_text(args.data, args.corpus)
-        model_cfg, cfg, recipe = resolve(given, recipe=args.recipe)
+        # The recipe's regularisation fits the text (by the epochs its budget
+        # buys at this machine's measured speed) in a run of one process; the
+        # ranks of a data-parallel run share the machines, so theirs is the row's.
+        model_cfg, cfg, recipe = resolve(given, recipe=args.recipe,
+                                         text=text if group is None else None)
         own = _parser()
         notes = [recipe.announce(cfg, given, auto=args.recipe == "auto",
                                  naming=lambda k: flag_of(k, own))] if recipe else []

@@ -1,0 +1,152 @@
+"""Recipes on a spread of texts: how much regularisation a budget's row
+needs, by the number of epochs the budget buys on the text.
+
+    python benchmarks/recipe_spread.py [--texts small sherlock ...]
+        [--budgets 60 180] [--levels none moderate strong] [--out DIR]
+
+For each text and budget it trains the budget's row of the recipe table
+(pycharrnn.recipes.for_budget) with each regularisation level of
+pycharrnn.recipes.REGULARISATION in turn, with `pycharrnn train TEXT --time
+BUDGET --recipe ROW` and the level's options (benchmarks/quality.py's
+train_run, one process at a time), and reports the final validation loss
+(one stream over the text's last 10%), nanoGPT's windowed loss of the same
+text, the training loss and the epochs read. "old" marks the table's own
+regularisation for the row; "auto" the level the rule (recipes.for_text)
+picks from the epochs the row read with no dropout (or, if that level was
+not run, from the first level's epochs).
+
+The texts (nothing is downloaded at run time):
+
+- tinyshakespeare, sherlock: ../shared/data (1.1M and 3.4M characters);
+- small: 200,000 characters of sherlock (from its start);
+- corpus: the built-in corpus (the corpus extra, 5M characters);
+- russian: Debian's fortunes-ru (apt-get install fortunes-ru: Russian
+  quotations and jokes, Cyrillic), its files in name order, 1M characters;
+- code: NumPy's own Python sources in path order, 1M characters.
+
+Writes DIR/spread.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import pycharrnn as pc  # noqa: E402
+from pycharrnn.recipes import REGULARISATION, by_name, for_budget, level_for  # noqa: E402
+from quality import SHARED, train_run, window_val  # noqa: E402
+
+FORTUNES_RU = Path("/usr/share/games/fortunes/ru")
+CUT = 1_000_000
+
+
+def text_of(name: str) -> str:
+    """One text of the spread, by name."""
+    if name in ("tinyshakespeare", "sherlock"):
+        return pc.files.read_text(SHARED / f"{name}.txt")
+    if name == "small":
+        return pc.files.read_text(SHARED / "sherlock.txt")[:200_000]
+    if name == "corpus":
+        from pycharrnn.data import load_text
+        return load_text(None, "shakespeare")
+    if name == "russian":
+        if not FORTUNES_RU.is_dir():
+            raise SystemExit("russian: apt-get install fortunes-ru first")
+        files = sorted(p for p in FORTUNES_RU.iterdir()
+                       if p.suffix not in (".dat", ".u8") and not p.is_symlink())
+        return "".join(p.read_text(encoding="utf-8", errors="replace") for p in files)[:CUT]
+    if name == "code":
+        import numpy
+        root = Path(numpy.__file__).parent
+        return "".join(p.read_text(encoding="utf-8", errors="replace")
+                       for p in sorted(root.rglob("*.py")))[:CUT]
+    raise SystemExit(f"no text {name!r}")
+
+
+def level_options(level: str, num_layers: int) -> list:
+    """The command-line options of one regularisation level."""
+    reg = dict(REGULARISATION[level])
+    if num_layers < 2:
+        reg.pop("dropout", None)
+    opts = []
+    for k in ("dropout", "input_dropout", "output_dropout", "weight_drop"):
+        opts += [f"--{k.replace('_', '-')}", f"{reg.get(k, 0.0):g}"]
+    return opts + (["--locked-dropout"] if reg.get("locked_dropout") else [])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--texts", nargs="+", default=["small", "sherlock"])
+    p.add_argument("--budgets", nargs="+", type=float, default=[60, 180])
+    p.add_argument("--levels", nargs="+", default=list(REGULARISATION),
+                   choices=list(REGULARISATION))
+    p.add_argument("--out", type=Path, default=HERE / "spread")
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / "spread.json"
+    saved = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for name in a.texts:
+            text = text_of(name)
+            data = work / f"{name}.txt"
+            data.write_text(text, encoding="utf-8")
+            n_train = len(text) - round(len(text) * 0.1)
+            for budget in a.budgets:
+                row = for_budget(budget)
+                old = next((lv for lv, reg in REGULARISATION.items()
+                            if all(getattr(row, k) == v for k, v in reg.items()
+                                   if k != "dropout" or row.num_layers > 1)), "?")
+                for level in a.levels:
+                    extra = ["--recipe", row.name] + level_options(level, row.num_layers)
+                    r = train_run(data, budget, extra, work, f"{row.name}-{level}-{budget:g}")
+                    r["window_val"] = window_val(work / data.stem / r["name"], text)
+                    r.update(text=name, chars=len(text), vocab=len(set(text)),
+                             budget=budget, row=row.name, level=level, old=level == old)
+                    r.pop("sample", None)
+                    saved["rows"].append(r)
+                    print(f"{name:16s} {budget / 60:4g} min {row.name:6s} {level:9s} "
+                          f"val {r['final_val']:.4f} window {r['window_val']:.4f} "
+                          f"train {r['train_ema']:.4f} epochs {r['epochs']:.1f}"
+                          + (" (old)" if level == old else ""), flush=True)
+                    saved["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+                    saved["build_info"] = pc.build_info()
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(saved, indent=1))
+                    tmp.replace(path)
+    print(table(saved["rows"]))
+    return 0
+
+
+def table(rows) -> str:
+    """The rows as markdown, with the rule's pick marked: the level for the
+    epochs the row read without dropout (its first level run otherwise)."""
+    lines = ["| text | chars | budget | row | level | final val | window val | train | "
+             "epochs | |", "|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["text"], r["budget"]), []).append(r)
+    for (name, budget), rs in groups.items():
+        base = next((r for r in rs if r["level"] == "none"), rs[0])
+        auto = level_for(base["epochs"], budget)
+        best = min(r["final_val"] for r in rs)
+        for r in rs:
+            marks = [m for m, on in (("old", r["old"]), ("auto", r["level"] == auto),
+                                     ("best", r["final_val"] == best)) if on]
+            lines.append(f"| {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
+                         f"{r['level']} | {r['final_val']:.4f} | "
+                         f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
+                         f"{r['epochs']:.1f} | {', '.join(marks)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
