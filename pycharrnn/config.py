@@ -154,19 +154,20 @@ def defaults(cls) -> Dict[str, Any]:
 
 
 def resolve(given: Mapping[str, Any], recipe: str = "auto", text: Optional[str] = None,
-            rate: Optional[float] = None) -> Tuple[ModelConfig, TrainConfig, Any]:
+            rate: Any = None) -> Tuple[ModelConfig, TrainConfig, Any]:
     """The configs of a new run from the options the user set (``given``:
     field names of both classes; None values count as not given), as
     ``pycharrnn train`` makes them.
 
     ``recipe``: "auto" takes the recipe of :func:`pycharrnn.recipes.for_budget`
     when ``seconds`` is the only limit; "none" takes none; any other name
-    that row of the table. With ``text`` (the text to train on), "auto"
-    also fits the row's regularisation to the text
-    (:func:`pycharrnn.recipes.fit_to_text`): the epochs the budget buys on
-    its training part at ``rate`` characters a second (None: measured now,
-    :func:`pycharrnn.recipes.measure_rate`, for the model as configured); the
-    user's own regularisation options stay. A recipe fills what the user did not set (its
+    that row of the table. With ``text`` (the text to train on) and
+    ``rate``, "auto" also fits the row's regularisation to the text
+    (:func:`pycharrnn.recipes.fit_to_text`) as ``pycharrnn train`` does: by
+    the epochs the budget buys on its training part at ``rate`` characters
+    a second, or at what ``rate(model_config, train_config, vocab_size)``
+    returns (:func:`pycharrnn.runs.measure_rate` measures the model as
+    configured); the user's own regularisation options stay. A recipe fills what the user did not set (its
     learning rate then runs a cosine: to ``steps`` when given, else to the
     deadline), then the defaults fill the rest. A run limited by time alone
     without ``eval_every`` or ``eval_every_seconds`` validates
@@ -201,11 +202,9 @@ def resolve(given: Mapping[str, Any], recipe: str = "auto", text: Optional[str] 
         values["eval_every_seconds"] = seconds / EVALS_BY_TIME
     model = ModelConfig(**{k: v for k, v in values.items() if k in MODEL_KEYS})
     train = TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_KEYS})
-    if chosen is not None and recipe == "auto" and text is not None:
-        if rate is None:
-            rate = recipes.measure_rate(model.checked(), len(set(text)),
-                                        train.batch_size, train.seq_length, train.optimizer,
-                                        train.threads)
+    if chosen is not None and recipe == "auto" and text is not None and rate is not None:
+        if callable(rate):
+            rate = rate(model, train, len(set(text)))
         n_train = len(text) - int(round(len(text) * train.val_fraction))
         fitted = recipes.fit_to_text(chosen, seconds, n_train, rate)
         reg = {k: v for k, v in fitted.options().items()

@@ -16,13 +16,11 @@ then a cosine to the deadline (:class:`pycharrnn.schedule.CosineToDeadline`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 __all__ = ["Recipe", "RECIPES", "for_budget", "by_name", "REGULARISATION", "level_for",
-           "EPOCHS_MODERATE", "EPOCHS_STRONG", "SECONDS_TO_REGULARISE", "fit_to_text",
-           "measure_rate"]
+           "EPOCHS_MODERATE", "EPOCHS_STRONG", "SECONDS_TO_REGULARISE", "fit_to_text"]
 
 
 @dataclass(frozen=True)
@@ -160,56 +158,14 @@ def level_for(epochs: float, seconds: float = math.inf) -> str:
 def fit_to_text(recipe: Recipe, seconds: float, train_chars: int, rate: float) -> Recipe:
     """``recipe`` with the regularisation of :func:`level_for` the epochs
     that ``seconds`` buy on a training text of ``train_chars`` characters at
-    ``rate`` training characters a second (:func:`measure_rate`)."""
+    ``rate`` training characters a second
+    (:func:`pycharrnn.runs.measure_rate`)."""
     epochs = seconds * rate / max(1, train_chars)
     level = level_for(epochs, seconds)
     reg = dict(REGULARISATION[level])
     if recipe.num_layers < 2:
         reg["dropout"] = 0.0  # between layers: none in one
     return replace(recipe, **reg, level=level, epochs=epochs, rate=rate)
-
-
-def measure_rate(model_config: Any, vocab_size: int, batch_size: int, seq_length: int,
-                 optimizer: str = "adamw", threads: Optional[int] = None,
-                 seconds: float = 0.5) -> float:
-    """Training characters a second of a model (a
-    :class:`pycharrnn.config.ModelConfig`) on this machine, now: bare
-    training steps (forward, backward, update) on random ids, one untimed
-    first, then at least 3 and ``seconds`` of them, with ``threads`` kernel
-    threads (None: the process's setting). No dropout: a step with it costs
-    little more."""
-    import numpy as np
-
-    from .backend import get_num_threads, set_num_threads, set_threads_auto, threads_auto
-    from .model import CharRNN
-    from .optim import create
-
-    if threads is not None:
-        before = None if threads_auto() else get_num_threads()
-        set_num_threads(threads)
-        try:
-            return measure_rate(model_config, vocab_size, batch_size, seq_length, optimizer,
-                                None, seconds)
-        finally:
-            if before is None:
-                set_threads_auto()
-            else:
-                set_num_threads(before)
-
-    plain = replace(model_config, dropout=0.0, input_dropout=0.0, output_dropout=0.0,
-                    weight_drop=0.0, embedding_dropout=0.0)
-    model = CharRNN.from_config(vocab_size, plain)
-    opt = create(optimizer, model, 1e-9)
-    ids = np.random.default_rng(0).integers(0, vocab_size, (batch_size, seq_length + 1))
-    x, y = ids[:, :-1], ids[:, 1:]
-    n, t0 = -1, 0.0
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        model.forward_backward(x, y)
-        opt.step()
-        n += 1
-        if n == 0:
-            t0 = time.perf_counter()
-    return n * batch_size * seq_length / (time.perf_counter() - t0)
 
 
 def for_budget(seconds: float) -> Recipe:

@@ -6,7 +6,9 @@ classmethods of the same names call these."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -173,6 +175,41 @@ def end_cost(trainer: Any, seconds: Optional[float] = None) -> float:
         if seconds is not None:
             val = min(val, 0.25 * seconds)
     return val + (trainer._last_save_seconds if trainer.run_dir is not None else 0.0)
+
+
+def measure_rate(model_config: ModelConfig, train_config: TrainConfig, vocab_size: int,
+                 seconds: float = 0.5) -> float:
+    """Training characters a second of the model ``model_config`` with the
+    batch, optimizer and threads of ``train_config``, on this machine, now:
+    bare training steps (forward, backward, update) on random ids, one
+    untimed first, then at least 3 and ``seconds`` of them. No dropout: a
+    step with it costs little more. (What :func:`pycharrnn.config.resolve`
+    takes as ``rate`` to fit a recipe to a text.)"""
+    from .backend import get_num_threads, set_num_threads, set_threads_auto, threads_auto
+
+    before = None if threads_auto() else get_num_threads()
+    if train_config.threads is not None:
+        set_num_threads(train_config.threads)
+    try:
+        plain = dataclasses.replace(model_config, dropout=0.0, input_dropout=0.0,
+                                    output_dropout=0.0, weight_drop=0.0, embedding_dropout=0.0)
+        model = CharRNN.from_config(vocab_size, plain.checked())
+        opt = create_optimizer(train_config.optimizer, model, 1e-9)
+        B, T = train_config.batch_size, train_config.seq_length
+        ids = np.random.default_rng(0).integers(0, vocab_size, (B, T + 1))
+        n, t0 = -1, 0.0
+        while n < 3 or time.perf_counter() - t0 < seconds:
+            model.forward_backward(ids[:, :-1], ids[:, 1:])
+            opt.step()
+            n += 1
+            if n == 0:
+                t0 = time.perf_counter()
+        return n * B * T / (time.perf_counter() - t0)
+    finally:
+        if before is None:
+            set_threads_auto()
+        else:
+            set_num_threads(before)
 
 
 def use_threads(threads: Optional[int], parallel: Any) -> None:

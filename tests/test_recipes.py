@@ -153,10 +153,16 @@ def test_resolve_fits_the_recipe_to_the_text_and_keeps_what_you_set():
     m, t, r = config.resolve({"seconds": 180}, recipe="3min", text=text, rate=47_000)
     assert not r.level and m.weight_drop == 0.0
     assert not config.resolve({"seconds": 180})[2].level
-    # Measured when not given: a positive speed, and the epochs it implies.
+    assert not config.resolve({"seconds": 180}, text=text)[2].level  # no rate: no fit
+    # Measured as the command line does: a positive speed, and the epochs.
+    from pycharrnn.runs import measure_rate
     m, t, r = config.resolve({"seconds": 1, "hidden_size": 16, "embedding_dim": 8},
-                             text=text)
+                             text=text, rate=measure_rate)
     assert r.rate > 0 and r.epochs == pytest.approx(r.rate / 180_000)
+    # With the run's threads, and the process's setting left as it was.
+    auto, n = pc.backend.threads_auto(), pc.get_num_threads()
+    assert measure_rate(m, config.replace(t, threads=1), 12, seconds=0.05) > 0
+    assert (pc.backend.threads_auto(), pc.get_num_threads()) == (auto, n)
 
 
 def test_no_recipe_with_steps_or_recipe_none(tmp_path, data):  # noqa: F811

@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
     import pycharrnn as pc
     from ..progress import Progress
     from ..rundir import LATEST, check_new_run
-    from ..runs import check_compatible
+    from ..runs import check_compatible, measure_rate
     from ..signals import Interrupted, check_signalled, exit_code
 
     main = group is None or group.is_main
@@ -225,7 +225,8 @@ def _train(args: argparse.Namespace, given: Dict[str, Any], group: Any) -> int:
         # buys at this machine's measured speed) in a run of one process; the
         # ranks of a data-parallel run share the machines, so theirs is the row's.
         model_cfg, cfg, recipe = resolve(given, recipe=args.recipe,
-                                         text=text if group is None else None)
+                                         text=text if group is None else None,
+                                         rate=measure_rate)
         own = _parser()
         notes = [recipe.announce(cfg, given, auto=args.recipe == "auto",
                                  naming=lambda k: flag_of(k, own))] if recipe else []
