@@ -63,6 +63,8 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     samples_ = 0;
     bails_in_row_ = 0;
     base_ = 0;
+    jump_t_ = jump_amt_ = 0;
+    jump_units_ = 0;
     probe_size_ = 0;
     cur_t_ = cur_amt_ = 0;
   }
@@ -163,11 +165,19 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
   }
   if (cut) return;
   est_ = samples_ ? 0.7 * est_ + 0.3 * r : r;
-  if (++samples_ == 3 && base_ == 0) base_ = est_;
-  if (base_ > 0 && (est_ > kJump * base_ || kJump * est_ < base_)) {  // the load changed: compare again now
+  ++samples_;
+  jump_t_ += seconds;
+  jump_amt_ += amount;
+  if (++jump_units_ < kWindowUnits || jump_t_ < kWindow) return;
+  const double w = jump_t_ / jump_amt_;  // a window's average (see base_)
+  jump_t_ = jump_amt_ = 0;
+  jump_units_ = 0;
+  if (base_ == 0) {
+    base_ = w;
+  } else if (w > kJump * base_ || kJump * w < base_) {  // the load changed: compare again now
     cad_->next_probe = now;
     cad_->wait = kFirstWait;
-    base_ = est_;
+    base_ = w;
     cur_t_ = cur_amt_ = 0;  // the average from before the change no longer holds
   }
 }
@@ -191,12 +201,15 @@ void Chooser::decide(double now, bool won) {
   probe_size_ = 0;
   if (won) cur_t_ = cur_amt_ = 0;  // a lost probe leaves the current size's average as it was
   cad_->next_probe = now + cad_->wait;
-  base_ = est_;
+  base_ = 0;  // the next window sets it
+  jump_t_ = jump_amt_ = 0;
+  jump_units_ = 0;
 }
 
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after, int change_at,
-                                   const std::vector<int>& shapes) {
+                                   const std::vector<int>& shapes,
+                                   const std::vector<double>& scale) {
   std::vector<Chooser> c(std::max<size_t>(1, shapes.empty() ? 1 : *std::max_element(
                                                  shapes.begin(), shapes.end()) + 1));
   std::vector<int> sizes;
@@ -207,11 +220,12 @@ std::vector<int> governor_simulate(const std::vector<double>& seconds, int units
     const size_t k = shapes.empty() ? 0 : static_cast<size_t>(shapes[i % shapes.size()]);
     if (k > 0 && c[k].units == 0 && c[0].units > 0) c[k].inherit(c[0]);  // as SiteState::find
     const Unit u = c[k].begin(now, 1.0, max_team);
-    double t = s[static_cast<size_t>(u.size - 1)];
+    const double f = scale.empty() ? 1.0 : scale[static_cast<size_t>(i) % scale.size()];
+    double t = f * s[static_cast<size_t>(u.size - 1)];
     bool cut = false;
     if (u.deadline > 0 && now + t > u.deadline) {  // the rest runs on the fallback team
       const double done = (u.deadline - now) / t;
-      t = (u.deadline - now) + (1 - done) * s[static_cast<size_t>(u.fallback - 1)];
+      t = (u.deadline - now) + (1 - done) * f * s[static_cast<size_t>(u.fallback - 1)];
       cut = true;
     }
     now += t;

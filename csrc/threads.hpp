@@ -83,7 +83,7 @@ class Chooser {
   static constexpr double kGainUp = 0.90;
   static constexpr double kGainDown = 1.0;
   static constexpr double kAbandon = 1.5;    // a probe's deadline: 1.5x the expected time
-  static constexpr double kJump = 2.0;       // the estimate 2x (or half) its value at the last decision: probe now
+  static constexpr double kJump = 2.0;       // a window's average 2x (or half) the first after the last decision: probe now
   static constexpr double kBail = 2.0;       // an ordinary unit's deadline: 2x the expected time
   static constexpr double kFreshBail = 4.0;  // a new shape's first unit, from another's estimate
   // A probe is judged over a window of units, not one: beside other
@@ -117,7 +117,16 @@ class Chooser {
   int est_size_ = 0;       // the team size est_ and cur_t_ were measured at
   bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
   double est_ = 0;         // seconds per amount at the current size (a moving average)
-  double base_ = 0;        // est_ when the last probe ended
+  // The load-change check: the average over a window of units (kWindow,
+  // kWindowUnits), against the first such window after the last decision.
+  // Not the moving estimate: beside other programs a short unit (a
+  // validation's odd last chunk, a millisecond) often takes a time slice
+  // longer, one such unit moves the estimate 2x, and each reset the
+  // model's probing cadence (a probe of a team that stalls every 0.5 s:
+  // validation beside a NumPy process at 0.88 of one thread).
+  double base_ = 0;        // seconds per amount in the first window after the last decision; 0: none yet
+  double jump_t_ = 0, jump_amt_ = 0;  // the window in progress
+  int jump_units_ = 0;
   int samples_ = 0;        // units behind est_
   int bails_in_row_ = 0;   // units in a row that bailed out
   // What the shapes of one model share: the team size (one decision for the
@@ -176,9 +185,11 @@ SiteStats site_stats(Site s);
 // amount when a unit at team size n takes seconds[n - 1] (n <= seconds.size()),
 // and after[n - 1] from unit change_at on (when `after` is given: the load
 // changed). `shapes`: unit i is of shape shapes[i % shapes.size()], each
-// shape its own chooser of one model (empty: one shape).
+// shape its own chooser of one model (empty: one shape); `scale`: unit i
+// takes scale[i % scale.size()] times as long (a shape's size, noise).
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after = {}, int change_at = 0,
-                                   const std::vector<int>& shapes = {});
+                                   const std::vector<int>& shapes = {},
+                                   const std::vector<double>& scale = {});
 
 }  // namespace pcr

@@ -124,6 +124,24 @@ def test_the_shapes_of_one_model_share_its_team_size():
     assert Counter(rare)[2] >= 0.97 * len(rare), Counter(rare)
 
 
+def test_a_short_unit_that_stalls_now_and_then_leaves_the_probing_alone():
+    # A validation pass: eight chunks of 40 ms and a 1 ms last chunk, which
+    # beside other programs now and then waits a time slice (here 20x its
+    # time). A load change is judged over a window of units, so the
+    # stalls must not restart the probing of two threads (7x slower here):
+    # 5,000 units are about 200 s, a probe every 16 s once settled.
+    shapes = [0] * 8 + [1]
+    scale = ([1] * 8 + [0.025]) * 4 + [1] * 8 + [0.5]
+    sizes = _core._governor_simulate([0.040, 0.300], 6000, shapes=shapes, scale=scale)
+    probes = sum(1 for a, b in zip(sizes[1000:], sizes[1001:]) if (a, b) == (1, 2))
+    assert probes <= 16, probes
+    # A real change of load is still seen: two threads become 1.8x faster.
+    sizes = _core._governor_simulate([0.065, 0.450], 3000, after=[0.060, 0.033],
+                                     change_at=1000, shapes=shapes, scale=scale)
+    late = Counter(sizes[1300:])
+    assert late[2] >= 0.97 * len(sizes[1300:]), late
+
+
 def _trainer(tmp_path, cell):
     vocab = pc.Vocab.from_text(TEXT)
     # Big enough that the recurrence, the products and the updates run on a
