@@ -101,6 +101,51 @@ def get_flush_denormals() -> bool:
     return bool(_core.get_flush_denormals())
 
 
+#: The devices a model may be asked for (``CharRNN(..., device=)``).
+DEVICES = ("cpu", "cuda")
+
+
+def parse_device(device: Any) -> str:
+    """The device a ``device`` argument names: "cpu", or "cuda" ("cuda:0"
+    names the first GPU, the only one used); ValueError for anything else."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got "
+                        f"{type(device).__name__}")
+    d = device.strip().lower()
+    if d in ("cuda:0", "gpu"):
+        d = "cuda"
+    if d not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return d
+
+
+def device_unavailable(device: str) -> Optional[str]:
+    """Why a model cannot live on ``device`` with this build on this
+    machine, in one sentence; None where it can."""
+    if device == "cpu":
+        return None
+    info = build_info()
+    if not info.get("cuda"):
+        return ("this build of pycharrnn has no CUDA backend: build it with "
+                "pip install . -C cmake.define.PYCHARRNN_CUDA=ON")
+    if not info.get("cuda_devices"):
+        why = info.get("cuda_error") or "the CUDA runtime sees no device"
+        return f"no usable CUDA device: {why}"
+    return ("this version trains and samples on the CPU only; its CUDA build holds the "
+            "device kernels' tests, not yet a model on the device "
+            f"(devices seen: {', '.join(info['cuda_devices'])})")
+
+
+def check_device(device: Any) -> str:
+    """``device`` parsed (:func:`parse_device`), or a RuntimeError that
+    says why a model cannot live there (:func:`device_unavailable`)."""
+    d = parse_device(device)
+    why = device_unavailable(d)
+    if why:
+        raise RuntimeError(f"device={device!r}: {why}")
+    return d
+
+
 class CPUBackend:
     """One model's parameters, gradients and computations on the CPU.
 

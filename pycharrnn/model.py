@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from . import sampling
-from .backend import CPUBackend
+from .backend import CPUBackend, check_device
 from .checks import as_ids, check_int, check_number
 from .config import REGULARIZERS, ModelConfig
 from .data import text_to_ids
@@ -55,6 +55,11 @@ class CharRNN:
             draw one mask per sequence (row of the batch) and call, shared by
             all its time steps (variational / locked dropout, Gal &
             Ghahramani 2016) instead of a new mask at every step.
+        device: where the parameters live and the model computes: "cpu".
+            "cuda" raises a RuntimeError that says why it cannot be used
+            here (a build without CUDA, no usable device, or this version's
+            CUDA build, which holds the device kernels but not yet a model
+            on the device). See :meth:`to`.
 
     The defaults are :class:`pycharrnn.config.ModelConfig`'s;
     :meth:`from_config` builds a model from one.
@@ -79,7 +84,8 @@ class CharRNN:
                  input_dropout: float = _M.input_dropout,
                  output_dropout: float = _M.output_dropout, weight_drop: float = _M.weight_drop,
                  embedding_dropout: float = _M.embedding_dropout,
-                 locked_dropout: bool = _M.locked_dropout):
+                 locked_dropout: bool = _M.locked_dropout, device: str = "cpu"):
+        check_device(device)
         if isinstance(vocab, Vocab):
             self.vocab: Optional[Vocab] = vocab
             vocab_size = len(vocab)
@@ -366,6 +372,20 @@ class CharRNN:
     def eval(self) -> "CharRNN":
         """Evaluation mode, as ``train(False)`` (PyTorch's name)."""
         return self.train(False)
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live and the model computes ("cpu")."""
+        return self.backend.device
+
+    def to(self, device: str) -> "CharRNN":
+        """The model on ``device`` ("cpu" or "cuda"), as PyTorch's
+        ``Module.to``: this model, moved (here: already on the CPU). A device
+        it cannot use is a RuntimeError that says why (see ``device`` in the
+        class description); the model is left as it was."""
+        if check_device(device) != self.device:  # pragma: no cover - one device today
+            raise RuntimeError(f"device={device!r}: no backend to move to")
+        return self
 
     # -------------------------------------------------------------- the loops
     def forward_packed(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
