@@ -2,7 +2,8 @@
 needs, by the number of epochs the budget buys on the text.
 
     python benchmarks/recipe_spread.py [--texts small sherlock ...]
-        [--budgets 60 180] [--levels none moderate strong] [--out DIR]
+        [--budgets 60 180] [--levels none moderate strong]
+        [--variants "h1024=--hidden-size 1024" ...] [--out DIR]
 
 For each text and budget it trains the budget's row of the recipe table
 (pycharrnn.recipes.for_budget) with each regularisation level of
@@ -13,7 +14,9 @@ train_run, one process at a time), and reports the final validation loss
 text, the training loss and the epochs read. "old" marks the table's own
 regularisation for the row; "auto" the level the rule (recipes.for_text)
 picks from the epochs the row read with no dropout (or, if that level was
-not run, from the first level's epochs).
+not run, from the first level's epochs). ``--variants`` adds a grid around
+the row: each NAME=FLAGS trains the row with those flags too (another
+model size, cell or depth) at every level; "row" is the row as it is.
 
 The texts (nothing is downloaded at run time):
 
@@ -88,8 +91,16 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", nargs="+", type=float, default=[60, 180])
     p.add_argument("--levels", nargs="+", default=list(REGULARISATION),
                    choices=list(REGULARISATION))
+    p.add_argument("--variants", nargs="+", default=["row="],
+                   help="NAME=FLAGS: the row with these options too (default: the row alone)")
     p.add_argument("--out", type=Path, default=HERE / "spread")
     a = p.parse_args(argv)
+    variants = []
+    for v in a.variants:
+        vname, eq, flags = v.partition("=")
+        if not eq or not vname:
+            p.error(f"--variants: {v!r} is not NAME=FLAGS")
+        variants.append((vname, flags.split()))
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "spread.json"
     saved = json.loads(path.read_text()) if path.exists() else {"rows": []}
@@ -105,18 +116,23 @@ def main(argv=None) -> int:
                 old = next((lv for lv, reg in REGULARISATION.items()
                             if all(getattr(row, k) == v for k, v in reg.items()
                                    if k != "dropout" or row.num_layers > 1)), "?")
-                for level in a.levels:
-                    extra = ["--recipe", row.name] + level_options(level, row.num_layers)
-                    r = train_run(data, budget, extra, work, f"{row.name}-{level}-{budget:g}")
+                for (vname, flags), level in [(v, lv) for v in variants for lv in a.levels]:
+                    layers = row.num_layers
+                    if "--layers" in flags:
+                        layers = int(flags[flags.index("--layers") + 1])
+                    extra = ["--recipe", row.name] + flags + level_options(level, layers)
+                    r = train_run(data, budget, extra, work,
+                                  f"{row.name}-{vname}-{level}-{budget:g}")
                     r["window_val"] = window_val(work / data.stem / r["name"], text)
                     r.update(text=name, chars=len(text), vocab=len(set(text)),
-                             budget=budget, row=row.name, level=level, old=level == old)
+                             budget=budget, row=row.name, level=level, variant=vname,
+                             flags=" ".join(flags), old=level == old and vname == "row")
                     r.pop("sample", None)
                     saved["rows"].append(r)
-                    print(f"{name:16s} {budget / 60:4g} min {row.name:6s} {level:9s} "
+                    print(f"{name:16s} {budget / 60:4g} min {row.name:6s} {vname:8s} {level:9s} "
                           f"val {r['final_val']:.4f} window {r['window_val']:.4f} "
                           f"train {r['train_ema']:.4f} epochs {r['epochs']:.1f}"
-                          + (" (old)" if level == old else ""), flush=True)
+                          + (" (old)" if r["old"] else ""), flush=True)
                     saved["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
                     saved["build_info"] = pc.build_info()
                     tmp = path.with_suffix(".tmp")
@@ -127,21 +143,25 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    """The rows as markdown, with the rule's pick marked: the level for the
-    epochs the row read without dropout (its first level run otherwise)."""
-    lines = ["| text | chars | budget | row | level | final val | window val | train | "
-             "epochs | |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """The rows as markdown, with the rule's pick marked: the row as it is
+    at the level for the epochs it read without dropout (its first level
+    run otherwise); "best" is the lowest of the text and budget's grid."""
+    lines = ["| text | chars | budget | row | model | level | final val | window val | train | "
+             "epochs | |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["text"], r["budget"]), []).append(r)
     for (name, budget), rs in groups.items():
-        base = next((r for r in rs if r["level"] == "none"), rs[0])
+        plain = [r for r in rs if r.get("variant", "row") == "row"] or rs
+        base = next((r for r in plain if r["level"] == "none"), plain[0])
         auto = level_for(base["epochs"], budget)
         best = min(r["final_val"] for r in rs)
         for r in rs:
-            marks = [m for m, on in (("old", r["old"]), ("auto", r["level"] == auto),
+            is_auto = r["level"] == auto and r.get("variant", "row") == "row"
+            marks = [m for m, on in (("old", r["old"]), ("auto", is_auto),
                                      ("best", r["final_val"] == best)) if on]
             lines.append(f"| {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
+                         f"{r.get('flags') or 'as the row'} | "
                          f"{r['level']} | {r['final_val']:.4f} | "
                          f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
                          f"{r['epochs']:.1f} | {', '.join(marks)} |")
