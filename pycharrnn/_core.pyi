@@ -137,7 +137,8 @@ def _force_team_sizes(sizes: List[int]) -> None:
     """Tests: in auto mode every parallel region takes the next of these sizes."""
 
 def _governor_simulate(seconds: List[float], units: int, after: List[float] = [],
-                       change_at: int = 0, shapes: List[int] = []) -> List[int]:
+                       change_at: int = 0, shapes: List[int] = [],
+                       scale: List[float] = []) -> List[int]:
     """Tests: the team sizes the governor picks for made-up timings."""
 
 def set_flush_denormals(on: bool) -> None:

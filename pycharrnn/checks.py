@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
 import numpy as np
 
@@ -109,3 +109,28 @@ def as_ids(x: Any, vocab_size: int, name: str = "x") -> np.ndarray:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name} holds id {bad}, outside [0, {vocab_size})")
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def check_state_dict(state: Any, views: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The arrays of ``state`` (numpy, or anything ``np.asarray`` takes, e.g.
+    CPU torch tensors) for the parameters ``views``, by name, after checking
+    that the names and shapes match exactly and every array is numeric."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    missing = [k for k in views if k not in state]
+    unexpected = [k for k in state if k not in views]
+    if missing or unexpected:
+        raise ValueError(f"state_dict does not match the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+    arrays = {}
+    for name, view in views.items():
+        v = state[name]
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        a = np.asarray(v)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+        if a.shape != view.shape:
+            raise ValueError(f"{name}: expected shape {view.shape}, got {a.shape}")
+        arrays[name] = a
+    return arrays

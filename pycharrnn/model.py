@@ -9,7 +9,7 @@ import numpy as np
 
 from . import sampling
 from .backend import CPUBackend, check_device
-from .checks import as_ids, check_int, check_number
+from .checks import as_ids, check_int, check_number, check_state_dict
 from .config import REGULARIZERS, ModelConfig
 from .data import text_to_ids
 from .vocab import Vocab
@@ -55,11 +55,8 @@ class CharRNN:
             draw one mask per sequence (row of the batch) and call, shared by
             all its time steps (variational / locked dropout, Gal &
             Ghahramani 2016) instead of a new mask at every step.
-        device: where the parameters live and the model computes: "cpu".
-            "cuda" raises a RuntimeError that says why it cannot be used
-            here (a build without CUDA, no usable device, or this version's
-            CUDA build, which holds the device kernels but not yet a model
-            on the device). See :meth:`to`.
+        device: where the model lives and computes: "cpu" ("cuda": a
+            RuntimeError that says why not here; see :meth:`to`).
 
     The defaults are :class:`pycharrnn.config.ModelConfig`'s;
     :meth:`from_config` builds a model from one.
@@ -200,24 +197,7 @@ class CharRNN:
         """Copy parameters in from a dict of arrays (numpy, or anything
         ``np.asarray`` takes, e.g. CPU torch tensors). Names and shapes must
         match exactly; nothing is changed when any does not."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        missing = [k for k in self._params if k not in state]
-        unexpected = [k for k in state if k not in self._params]
-        if missing or unexpected:
-            raise ValueError(f"state_dict does not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
-        arrays = {}
-        for name, view in self._params.items():
-            v = state[name]
-            if hasattr(v, "detach"):
-                v = v.detach().cpu().numpy()
-            a = np.asarray(v)
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-            if a.shape != view.shape:
-                raise ValueError(f"{name}: expected shape {view.shape}, got {a.shape}")
-            arrays[name] = a
+        arrays = check_state_dict(state, self._params)  # nothing changed unless all fit
         for name, a in arrays.items():
             self._params[name][...] = a
 
@@ -379,10 +359,10 @@ class CharRNN:
         return self.backend.device
 
     def to(self, device: str) -> "CharRNN":
-        """The model on ``device`` ("cpu" or "cuda"), as PyTorch's
-        ``Module.to``: this model, moved (here: already on the CPU). A device
-        it cannot use is a RuntimeError that says why (see ``device`` in the
-        class description); the model is left as it was."""
+        """This model on ``device``, as PyTorch's ``Module.to``. A device it
+        cannot use (on this build: "cuda") is a RuntimeError that says why
+        (no CUDA in the build, no usable device, no device model yet); the
+        model is left as it was."""
         if check_device(device) != self.device:  # pragma: no cover - one device today
             raise RuntimeError(f"device={device!r}: no backend to move to")
         return self
