@@ -87,10 +87,11 @@ Unit Chooser::begin(double now, double amount, int max_team) {
       probe_units_ = 0;
     }
   }
-  if (probe_size_ != 0) {  // abandoned once the window so far is 1.5x the expected time
+  if (probe_size_ != 0) {  // abandoned once the window so far is 1.5x the expected time (see kAbandon)
     u.size = probe_size_;
     u.probe = true;
-    u.deadline = now + std::max(0.0, kAbandon * ref() * (probe_amt_ + amount) - probe_t_);
+    const double expected = std::max(kWindow, ref() * (probe_amt_ + amount));
+    u.deadline = now + std::max(0.0, kAbandon * expected - probe_t_);
     return u;
   }
   if (est_ > 0 && cur > 1) {  // far slower than usual: finish on a smaller team

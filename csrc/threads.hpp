@@ -12,7 +12,8 @@
 // block of sampled characters) is timed, and now and then a window of units
 // (a probe: at least 0.15 s and 2 units) runs with a neighbouring team size;
 // the faster size is kept. Every unit has a deadline (in a probe, the
-// window's time so far 1.5x the expected; any other unit 2x): past it, the
+// window's time so far 1.5x the expected or 1.5x the window's least length,
+// whichever is longer; any other unit 2x): past it, the
 // next parallel region runs on the current size (a probe) or a smaller team
 // (any other), so a bad probe costs little and a team caught in a bad phase
 // of the scheduler (benchmarks/contention.py's "numpy x1" row: 2 threads
@@ -82,7 +83,14 @@ class Chooser {
   // team leaves cores to the other programs.
   static constexpr double kGainUp = 0.90;
   static constexpr double kGainDown = 1.0;
-  static constexpr double kAbandon = 1.5;    // a probe's deadline: 1.5x the expected time
+  // A probe's deadline: 1.5x the expected time of its window so far, and
+  // never before 1.5x kWindow. Beside other programs one short unit (a
+  // 10 ms block of samples) often waits a time slice; judged alone, the
+  // first unit of a probe ended it (traced: sampling beside two busy
+  // processes, where two threads are 1.3x faster, lost both its first
+  // probes in their first unit and stayed on one thread). A bad probe now
+  // costs up to about 0.2 s, once per wait (16 s when settled).
+  static constexpr double kAbandon = 1.5;
   static constexpr double kJump = 2.0;       // a window's average 2x (or half) the first after the last decision: probe now
   static constexpr double kBail = 2.0;       // an ordinary unit's deadline: 2x the expected time
   static constexpr double kFreshBail = 4.0;  // a new shape's first unit, from another's estimate
