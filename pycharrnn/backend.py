@@ -112,7 +112,7 @@ def parse_device(device: Any) -> str:
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got "
                         f"{type(device).__name__}")
     d = device.strip().lower()
-    if d in ("cuda:0", "gpu"):
+    if d == "cuda:0":
         d = "cuda"
     if d not in DEVICES:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

@@ -205,7 +205,9 @@ def resolve(given: Mapping[str, Any], recipe: str = "auto", text: Optional[str] 
     if chosen is not None and recipe == "auto" and text is not None and rate is not None:
         if callable(rate):
             rate = rate(model, train, len(set(text)))
-        n_train = len(text) - int(round(len(text) * train.val_fraction))
+        from .data import validation_size
+
+        n_train = len(text) - validation_size(len(text), train.val_fraction)
         fitted = recipes.fit_to_text(chosen, seconds, n_train, rate)
         reg = {k: v for k, v in fitted.options().items()
                if k in recipes.REGULARISATION["none"] and k not in given}

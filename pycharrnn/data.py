@@ -99,11 +99,16 @@ def fingerprint(ids: np.ndarray) -> Dict[str, Any]:
     return {"length": int(ids.size), "sha256": h.hexdigest()}
 
 
+def validation_size(n: int, val_fraction: float) -> int:
+    """How many of ``n`` ids :func:`split_validation` holds out."""
+    return int(round(n * val_fraction))
+
+
 def split_validation(ids: np.ndarray, val_fraction: float) -> Tuple[np.ndarray, np.ndarray]:
     """(training ids, validation ids): the validation text is the contiguous
     tail of ``round(len(ids) * val_fraction)`` ids (none when 0)."""
     val_fraction = check_number("val_fraction", val_fraction, 0, 1, hi_open=True)
-    n_val = int(round(ids.size * val_fraction))
+    n_val = validation_size(ids.size, val_fraction)
     if val_fraction > 0 and n_val < 2:
         raise ValueError(f"val_fraction={val_fraction} of {plural(ids.size, 'character')} "
                          "leaves fewer than 2 for validation")
