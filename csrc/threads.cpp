@@ -52,7 +52,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
   int& cur = cad_->cur;
   if (max_team != max_) {  // the cores changed: start afresh
     max_ = max_team;
-    cur = std::max(1, std::min(max_team, start_team(max_team)));
+    cur = std::max(1, std::min(max_team, start > 0 ? start : start_team(max_team)));
     cad_->next_probe = 0;
     cad_->wait = kFirstWait;
     est_size_ = 0;
@@ -220,6 +220,7 @@ std::vector<int> governor_simulate(const std::vector<double>& seconds, int units
     const std::vector<double>& s = !after.empty() && i >= change_at ? after : seconds;
     const size_t k = shapes.empty() ? 0 : static_cast<size_t>(shapes[i % shapes.size()]);
     if (k > 0 && c[k].units == 0 && c[0].units > 0) c[k].inherit(c[0]);  // as SiteState::find
+    c[k].start = 1;  // not the load on this machine now: the same sizes wherever it runs
     const Unit u = c[k].begin(now, 1.0, max_team);
     const double f = scale.empty() ? 1.0 : scale[static_cast<size_t>(i) % scale.size()];
     double t = f * s[static_cast<size_t>(u.size - 1)];

@@ -114,6 +114,7 @@ class Chooser {
   // first guess.
   void inherit(const Chooser& o);
   long long probes = 0, switches = 0, abandoned = 0, bailouts = 0, units = 0;
+  int start = 0;  // the first team size (0: start_team's, from the machine's load now)
   std::uint64_t context = 0;
   const void* who = nullptr;
   long long last_used = 0;
@@ -195,6 +196,7 @@ SiteStats site_stats(Site s);
 // changed). `shapes`: unit i is of shape shapes[i % shapes.size()], each
 // shape its own chooser of one model (empty: one shape); `scale`: unit i
 // takes scale[i % scale.size()] times as long (a shape's size, noise).
+// Every chooser starts on one thread, whatever this machine runs now.
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after = {}, int change_at = 0,
                                    const std::vector<int>& shapes = {},
