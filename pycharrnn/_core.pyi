@@ -191,3 +191,74 @@ cuda_softmax_xent_f32: _CudaSoftmaxXent[np.float32]
 cuda_softmax_xent_f64: _CudaSoftmaxXent[np.float64]
 cuda_adam_f32: _CudaAdam[np.float32]
 cuda_adam_f64: _CudaAdam[np.float64]
+
+# Only in a build with the CUDA backend: the model on a device
+# (csrc/cuda/device_model.hpp), executor "cuda" (the GPU) or "host" (the same
+# code on the CPU, for tests). ModelF32's methods less the flat buffers,
+# which stay in the device's memory.
+class _DeviceModel(Generic[_F]):
+    def __init__(self, cell: int, vocab_size: int, embedding_dim: int, hidden_size: int,
+                 num_layers: int, dropout: float = 0.0, *, input_dropout: float = 0.0,
+                 output_dropout: float = 0.0, weight_drop: float = 0.0,
+                 embedding_dropout: float = 0.0, locked_dropout: bool = False,
+                 executor: str = "cuda") -> None:
+        """A model on a device, its parameters zero (see set_params)."""
+    @property
+    def num_params(self) -> int:
+        """Length of the flat buffers."""
+    @property
+    def state_slots(self) -> int:
+        """S of a state [S, L, B, H]."""
+    @property
+    def executor(self) -> str:
+        """Where the device model runs: "cuda" or "host"."""
+    def layout(self) -> list[tuple[str, tuple[int, ...], int]]:
+        """[(name, shape, offset)], as the CPU model's."""
+    def set_params(self, params: NDArray[_F]) -> None:
+        """Copy params [num_params] to the device."""
+    def get_params(self, out: NDArray[_F]) -> None:
+        """The device's parameters into out."""
+    def get_grads(self, out: NDArray[_F]) -> None:
+        """The last gradients into out."""
+    def has_optimizer_buffer(self, k: int) -> bool:
+        """Whether optimizer buffer k (0..2) exists on the device."""
+    def set_optimizer_buffer(self, k: int, buffer: NDArray[_F]) -> None:
+        """Copy an optimizer buffer (the CPU dict's order) to the device."""
+    def get_optimizer_buffer(self, k: int, out: NDArray[_F]) -> None:
+        """Optimizer buffer k into out."""
+    def forward(self, x: NDArray[np.int32], state_in: NDArray[_F], state_out: NDArray[_F],
+                logits: NDArray[_F] | None, *, train: bool = False, seed: int = 0) -> None:
+        """As ModelF32.forward."""
+    def loss(self, x: NDArray[np.int32], y: NDArray[np.int32], state_in: NDArray[_F],
+             state_out: NDArray[_F], *, train: bool = False, seed: int = 0,
+             stream_loss: NDArray[np.float64] | None = None) -> float:
+        """As ModelF32.loss."""
+    def forward_backward(self, x: NDArray[np.int32], y: NDArray[np.int32],
+                         state_in: NDArray[_F], state_out: NDArray[_F], dstate: NDArray[_F], *,
+                         train: bool = True, seed: int = 0, first_row: int = 0,
+                         total_rows: int = 0) -> float:
+        """As ModelF32.forward_backward; the gradients stay on the device."""
+    def grad_sum_squares(self) -> float:
+        """Sum of squares of the gradients, in double."""
+    def optimizer_step(self, optimizer: dict[str, Any], lr: float, grad_norm: float) -> None:
+        """One update on the device's buffers (the dict's buffers are not read)."""
+    def train_steps(self, xs: NDArray[np.int32], ys: NDArray[np.int32], state: NDArray[_F],
+                    seeds: NDArray[np.uint64] | None, lrs: NDArray[np.float64],
+                    losses: NDArray[np.float64], norms: NDArray[np.float64],
+                    optimizer: dict[str, Any]) -> tuple[int, int]:
+        """K training steps on the device, as ModelF32.train_steps."""
+
+class DeviceModelF32(_DeviceModel[np.float32]):
+    """The model on a device in float32."""
+
+class DeviceModelF64(_DeviceModel[np.float64]):
+    """The model on a device in float64."""
+
+def cuda_set_cublas_path(path: str) -> None:
+    """Where to load cuBLAS from, before the first device model."""
+
+def cuda_cublas() -> tuple[str, str]:
+    """(the path cuBLAS was loaded from or '', why it could not be)."""
+
+def cuda_memory(reset_peak: bool = False) -> tuple[int, int]:
+    """(bytes the device models hold now, the most they held since the last reset)."""

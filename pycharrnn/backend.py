@@ -14,6 +14,7 @@ of subnormal floats, and what was built.
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -32,7 +33,7 @@ except ImportError:  # the source folder of a clone, without the compiled core
             "core and works from the root too.") from None
     raise
 
-__all__ = ["CPUBackend", "build_info", "set_num_threads", "get_num_threads",
+__all__ = ["CPUBackend", "find_cublas", "build_info", "set_num_threads", "get_num_threads",
            "set_threads_auto", "threads_auto", "usable_cores", "thread_report",
            "set_flush_denormals", "get_flush_denormals", "CELL_CODES", "MAX_THREADS"]
 
@@ -119,6 +120,21 @@ def parse_device(device: Any) -> str:
     return d
 
 
+def find_cublas() -> Optional[str]:
+    """The path of cuBLAS 13 from NVIDIA's wheel (nvidia-cublas) on this
+    Python's path, or None (the system's loader is then asked)."""
+    try:
+        import nvidia  # the namespace package of NVIDIA's wheels
+    except ImportError:
+        return None
+    for root in list(getattr(nvidia, "__path__", [])):
+        for pattern in ("cu13/lib/libcublas.so.13", "cublas/lib/libcublas.so.13"):
+            hits = sorted(glob.glob(os.path.join(root, pattern)))
+            if hits:
+                return hits[0]
+    return None
+
+
 def device_unavailable(device: str) -> Optional[str]:
     """Why a model cannot live on ``device`` with this build on this
     machine, in one sentence; None where it can."""
@@ -131,9 +147,11 @@ def device_unavailable(device: str) -> Optional[str]:
     if not info.get("cuda_devices"):
         why = info.get("cuda_error") or "the CUDA runtime sees no device"
         return f"no usable CUDA device: {why}"
-    return ("this version trains and samples on the CPU only; its CUDA build holds the "
-            "device kernels' tests, not yet a model on the device "
-            f"(devices seen: {', '.join(info['cuda_devices'])})")
+    path = find_cublas()
+    if path:
+        _core.cuda_set_cublas_path(path)
+    loaded, why = _core.cuda_cublas()
+    return None if loaded else why
 
 
 def check_device(device: Any) -> str:
@@ -161,6 +179,9 @@ class CPUBackend:
                  hidden_size: int, num_layers: int, dtype: np.dtype, dropout: float = 0.0,
                  **regularizers: Any):
         self.dtype = np.dtype(dtype)
+        self._args = (cell, nonlinearity, vocab_size, embedding_dim, hidden_size, num_layers,
+                      self.dtype, dropout)
+        self._regularizers = dict(regularizers)
         cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
         #: The compiled model (its methods take the flat buffers explicitly).
         self.core = cls(CELL_CODES[(cell, nonlinearity)], vocab_size, embedding_dim,
@@ -180,6 +201,31 @@ class CPUBackend:
     def sum_squares(self, a: np.ndarray) -> float:
         """The sum of squares of a flat float array (accumulated in double)."""
         return float(_core.sum_squares(a))
+
+    def grad_sum_squares(self) -> float:
+        """The sum of squares of the gradients (accumulated in double)."""
+        return float(_core.sum_squares(self.grads))
+
+    def host_params(self) -> np.ndarray:
+        """The parameters as a writable host array (on the CPU: the buffer
+        itself); hand it back to :meth:`set_params` after writing."""
+        return self.params
+
+    def set_params(self, flat: np.ndarray) -> None:
+        """Make flat [num_params] the parameters."""
+        if flat is not self.params:
+            np.copyto(self.params, flat)
+
+    # An optimizer's buffers are the host arrays themselves on the CPU: the
+    # device backend's hooks (copies in and out) have nothing to do here.
+    def read_optimizer(self, buffers: Any) -> None:
+        """Make an optimizer's host buffers current (nothing to do on the CPU)."""
+
+    def write_optimizer(self, buffers: Any) -> None:
+        """Take an optimizer's host buffers as written (nothing to do on the CPU)."""
+
+    def flush_optimizer(self) -> None:
+        """Copy the optimizer state held away from the host back (none here)."""
 
     # ----------------------------------------------------------- the model
     def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
@@ -240,6 +286,20 @@ class CPUBackend:
         LSTM cell state, GRU/LSTM gates) and logits."""
         self.core.trace(self.params, x, s0, s1, hidden, cell, gates, logits)
 
+    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
+        """:meth:`trace` of int32 ids [T] from a zero state: hidden [L, T, H],
+        cell (LSTM, else None), gates [L, T, G*H] (else None), logits [T, V]."""
+        cell, _, V, _, H, L, dtype, _ = self._args
+        T, G = ids.size, {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        s0 = np.zeros((self.state_slots, L, 1, H), dtype)
+        hidden = np.empty((L, 1, T, H), dtype)
+        c = np.empty((L, 1, T, H), dtype) if cell == "lstm" else None
+        gates = np.empty((L, 1, T, G * H), dtype) if G > 1 else None
+        logits = np.empty((1, T, V), dtype)
+        self.trace(ids[None], s0, np.empty_like(s0), hidden, c, gates, logits)
+        return {"hidden": hidden[:, 0], "cell": None if c is None else c[:, 0],
+                "gates": None if gates is None else gates[:, 0], "logits": logits[0]}
+
     def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
                       norms: np.ndarray) -> float:
         """|| dL_last / dh_t || of every layer and step into norms [L, T]
@@ -251,3 +311,4 @@ class CPUBackend:
         """Named views of a flat buffer, by :attr:`layout`."""
         return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
                 for name, shape, off in self.layout}
+

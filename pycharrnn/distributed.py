@@ -342,6 +342,9 @@ class DataParallel(Alone):
         """Check that every rank has the same data and settings, then give
         everyone rank 0's parameters, optimizer state and dropout generator."""
         g, model, opt = self.group, trainer.model, trainer.optimizer
+        if model.device != "cpu":
+            raise ValueError(f"data-parallel training (MPI) runs on the CPU; the model is on "
+                             f"{model.device!r}: move it with model.to('cpu')")
         g.check_same("training setup", {
             "data": trainer.data_fingerprint, "model": model.config(),
             "num_params": model.num_params, "batch_size": trainer.batches.batch_size,

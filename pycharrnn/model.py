@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from . import sampling
-from .backend import CPUBackend, check_device
+from .backend import check_device
+from .devices import make_backend, move_backend
 from .checks import as_ids, check_int, check_number, check_state_dict
 from .config import REGULARIZERS, ModelConfig
 from .data import text_to_ids
@@ -55,8 +56,8 @@ class CharRNN:
             draw one mask per sequence (row of the batch) and call, shared by
             all its time steps (variational / locked dropout, Gal &
             Ghahramani 2016) instead of a new mask at every step.
-        device: where the model lives and computes: "cpu" ("cuda": a
-            RuntimeError that says why not here; see :meth:`to`).
+        device: where the model lives and computes: "cpu" or "cuda" (a
+            CUDA build on a machine with a GPU; see :meth:`to`).
 
     The defaults are :class:`pycharrnn.config.ModelConfig`'s;
     :meth:`from_config` builds a model from one.
@@ -69,7 +70,7 @@ class CharRNN:
 
     Parameters are named and shaped as PyTorch's Embedding -> nn.RNN/GRU/LSTM
     -> Linear (see :meth:`state_dict`) and live in one flat buffer of the
-    model's :attr:`backend` (the compiled core); the dict views share its memory.
+    model's :attr:`backend` (the compiled core; on a GPU, in its memory).
     """
 
     def __init__(self, vocab: Union[Vocab, int], hidden_size: int = _M.hidden_size,
@@ -82,7 +83,7 @@ class CharRNN:
                  output_dropout: float = _M.output_dropout, weight_drop: float = _M.weight_drop,
                  embedding_dropout: float = _M.embedding_dropout,
                  locked_dropout: bool = _M.locked_dropout, device: str = "cpu"):
-        check_device(device)
+        device = check_device(device)
         if isinstance(vocab, Vocab):
             self.vocab: Optional[Vocab] = vocab
             vocab_size = len(vocab)
@@ -109,11 +110,10 @@ class CharRNN:
         self.forget_bias = forget_bias
         self.training = True
         #: The compiled core that holds the parameters and computes.
-        self.backend = CPUBackend(cfg.cell, cfg.nonlinearity, vocab_size, cfg.embedding_dim or 0,
-                                  cfg.hidden_size, cfg.num_layers, self.dtype, cfg.dropout,
-                                  **{k: getattr(cfg, k) for k in REGULARIZERS})
-        self._params = self.backend.views(self.backend.params)
-        self._grads = self.backend.views(self.backend.grads)
+        self.backend = make_backend(device, cfg.cell, cfg.nonlinearity, vocab_size,
+                                    cfg.embedding_dim or 0, cfg.hidden_size, cfg.num_layers,
+                                    self.dtype, cfg.dropout,
+                                    **{k: getattr(cfg, k) for k in REGULARIZERS})
         self.state_grad: Optional[State] = None
         self._rng = np.random.default_rng(seed)
         self.reset_parameters()
@@ -131,7 +131,8 @@ class CharRNN:
 
     @property
     def flat_params(self) -> np.ndarray:
-        """All parameters in one contiguous buffer (the state_dict arrays are views of it)."""
+        """All parameters in one contiguous buffer (:attr:`params` are views
+        of it; on a GPU a read-only host copy)."""
         return self.backend.params
 
     @property
@@ -141,13 +142,14 @@ class CharRNN:
 
     @property
     def params(self) -> Dict[str, np.ndarray]:
-        """Views of the parameters by PyTorch name (writing to them changes the model)."""
-        return dict(self._params)
+        """Views of the parameters by PyTorch name (writing to them changes
+        the model; on a GPU they view a read-only host copy)."""
+        return self.backend.views(self.backend.params)
 
     @property
     def grads(self) -> Dict[str, np.ndarray]:
         """Views of the gradients of the last :meth:`forward_backward`, by name."""
-        return dict(self._grads)
+        return self.backend.views(self.backend.grads)
 
     def model_config(self) -> ModelConfig:
         """The architecture as a :class:`ModelConfig`."""
@@ -178,7 +180,9 @@ class CharRNN:
         """Initialise as PyTorch: recurrent and decoder weights and biases
         uniform(-1/sqrt(H), 1/sqrt(H)); the embedding N(0, 1)."""
         k = 1.0 / math.sqrt(self.hidden_size)
-        for name, view in self._params.items():
+        flat = self.backend.host_params()
+        views = self.backend.views(flat)
+        for name, view in views.items():
             if name == "embedding.weight":
                 view[...] = self._rng.standard_normal(view.shape)
             else:
@@ -186,20 +190,24 @@ class CharRNN:
         if self.forget_bias is not None:
             H = self.hidden_size
             for layer in range(self.num_layers):
-                self._params[f"rnn.bias_ih_l{layer}"][H:2 * H] = self.forget_bias
-                self._params[f"rnn.bias_hh_l{layer}"][H:2 * H] = 0.0
+                views[f"rnn.bias_ih_l{layer}"][H:2 * H] = self.forget_bias
+                views[f"rnn.bias_hh_l{layer}"][H:2 * H] = 0.0
+        self.backend.set_params(flat)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """A copy of every parameter by PyTorch name."""
-        return {name: view.copy() for name, view in self._params.items()}
+        return {name: view.copy() for name, view in self.params.items()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Copy parameters in from a dict of arrays (numpy, or anything
         ``np.asarray`` takes, e.g. CPU torch tensors). Names and shapes must
         match exactly; nothing is changed when any does not."""
-        arrays = check_state_dict(state, self._params)  # nothing changed unless all fit
+        flat = self.backend.host_params()
+        views = self.backend.views(flat)
+        arrays = check_state_dict(state, views)  # nothing changed unless all fit
         for name, a in arrays.items():
-            self._params[name][...] = a
+            views[name][...] = a
+        self.backend.set_params(flat)
 
     def param_norm(self) -> float:
         """The global L2 norm of the parameters (inf or NaN when one is)."""
@@ -207,12 +215,12 @@ class CharRNN:
 
     def grad_norm(self) -> float:
         """The global L2 norm of :attr:`grads` (accumulated in double)."""
-        return math.sqrt(self.backend.sum_squares(self.backend.grads))
+        return math.sqrt(self.backend.grad_sum_squares())
 
     def grad_norms(self) -> Dict[str, float]:
         """The L2 norm of each parameter's gradient, by name."""
         return {k: math.sqrt(self.backend.sum_squares(g.reshape(-1)))
-                for k, g in self._grads.items()}
+                for k, g in self.grads.items()}
 
     # ------------------------------------------------------------------- state
     def initial_state(self, batch_size: int = 1) -> State:
@@ -355,15 +363,16 @@ class CharRNN:
 
     @property
     def device(self) -> str:
-        """Where the parameters live and the model computes ("cpu")."""
+        """Where the parameters live and the model computes ("cpu" or "cuda")."""
         return self.backend.device
 
     def to(self, device: str) -> "CharRNN":
-        """This model on ``device``, as PyTorch's ``Module.to``. A device it
-        cannot use (on this build: "cuda") is a RuntimeError that says why
-        (no CUDA in the build, no usable device, no device model yet); the
-        model is left as it was."""
-        check_device(device)  # the CPU is the one device a model can use today
+        """This model moved in place to ``device`` ("cpu" or "cuda") and
+        returned, as PyTorch's ``Module.to``; its optimizer keeps working. A
+        device it cannot use is a RuntimeError that says why, the model unchanged."""
+        device = check_device(device)
+        if device != self.device:
+            self.backend = move_backend(self.backend, device)
         return self
 
     # -------------------------------------------------------------- the loops
@@ -396,17 +405,7 @@ class CharRNN:
         """An evaluation-mode pass over ids [T] from a zero state keeping
         every step: hidden [L, T, H], cell [L, T, H] (LSTM, else None), gates
         [L, T, G*H] (GRU/LSTM, else None), logits [T, V]."""
-        T, L, H, V = ids.size, self.num_layers, self.hidden_size, self.vocab_size
-        s0 = self.pack_state(None, 1)
-        G = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
-        hidden = np.empty((L, 1, T, H), self.dtype)
-        cell = np.empty((L, 1, T, H), self.dtype) if self.cell == "lstm" else None
-        gates = np.empty((L, 1, T, G * H), self.dtype) if G > 1 else None
-        logits = np.empty((1, T, V), self.dtype)
-        self.backend.trace(np.ascontiguousarray(ids, np.int32)[None], s0, np.empty_like(s0),
-                           hidden, cell, gates, logits)
-        return {"hidden": hidden[:, 0], "cell": None if cell is None else cell[:, 0],
-                "gates": None if gates is None else gates[:, 0], "logits": logits[0]}
+        return self.backend.trace_arrays(np.ascontiguousarray(ids, np.int32))
 
     def gradient_flow(self, text: Any, T: Optional[int] = None) -> np.ndarray:
         """|| dL_T / dh_t || of every layer at every step t = 1..T: float64

@@ -102,6 +102,7 @@ class Optimizer:
 
     def state_dict(self) -> Dict[str, Any]:
         """type, step_count, hyper-parameters and copies of the buffers."""
+        self.model.backend.read_optimizer(self.spec()["buffers"])  # from a GPU
         return {"type": type(self).__name__, "step_count": self.step_count,
                 "hparams": self.hparams(),
                 "buffers": {k: v.copy() for k, v in self.buffers.items()}}
@@ -129,6 +130,7 @@ class Optimizer:
                                  f"needs {buf.shape}")
         for k, buf in self.buffers.items():
             buf[...] = bufs[k]
+        self.model.backend.write_optimizer(self.spec()["buffers"])  # to a GPU
         for k, v in hp.items():
             if k in ("lr", "clip_value", "clip_norm") + self._hparams:
                 setattr(self, k, v)

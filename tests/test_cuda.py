@@ -34,9 +34,10 @@ def test_build_info_tells_the_truth():
     if not BUILT:
         assert names == [] and "cuda_devices" not in INFO
     else:
-        assert sorted(names) == sorted(f"{f}_{t}" for f in ("cuda_adam", "cuda_cell_step",
-                                                           "cuda_softmax_xent")
-                                       for t in ("f32", "f64"))
+        assert sorted(names) == sorted([f"{f}_{t}" for f in ("cuda_adam", "cuda_cell_step",
+                                                            "cuda_softmax_xent")
+                                        for t in ("f32", "f64")] +
+                                       ["cuda_cublas", "cuda_memory", "cuda_set_cublas_path"])
         assert isinstance(INFO["cuda_devices"], list) and INFO["cuda_runtime"] > 0
         if not INFO["cuda_devices"]:
             assert INFO.get("cuda_error")

@@ -9,6 +9,7 @@
 //   kernels.cpp   gemm, threads, floating-point modes, instruction sets,
 //                 build_info
 //   cuda.cpp      the device kernels on host arrays (CUDA builds only)
+//   device.cpp    DeviceModelF32 / F64, the model on a device (CUDA builds only)
 //
 // Every array is checked by checks.hpp before a kernel touches it, and the
 // GIL is released while kernels run.
@@ -35,6 +36,7 @@ void bind_optim(py::module_& m);
 void bind_kernels(py::module_& m);
 #if PYCHARRNN_HAVE_CUDA
 void bind_cuda(py::module_& m);
+void bind_device(py::module_& m);
 #endif
 
 }  // namespace bind

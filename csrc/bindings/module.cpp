@@ -21,5 +21,6 @@ PYBIND11_MODULE(_core, m) {
   pcr::bind::bind_kernels(m);
 #if PYCHARRNN_HAVE_CUDA
   pcr::bind::bind_cuda(m);
+  pcr::bind::bind_device(m);
 #endif
 }

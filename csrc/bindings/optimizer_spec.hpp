@@ -21,13 +21,15 @@ constexpr long long kMaxOptimizerStep = 1LL << 62;
 // flat [n] arrays of dtype T or None: SGD momentum_buffer; AdaGrad sum;
 // RMSProp square_avg, grad_avg, momentum_buffer; Adam exp_avg, exp_avg_sq,
 // max_exp_avg_sq. Those the configuration uses are required and writeable.
+// Without `buffers` (a device model, which holds its own) the list is not read.
 template <typename T>
-pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
+pcr::OptSpec<T> opt_spec(const py::dict& d, idx n, bool buffers = true) {
   pcr::OptSpec<T> o;
   auto num = [&](const char* k) { return d.contains(k) ? d[k].cast<double>() : 0.0; };
   auto flag = [&](const char* k) { return d.contains(k) && d[k].cast<bool>(); };
   for (const char* k : {"kind", "step", "buffers"})
-    if (!d.contains(k)) throw py::value_error(std::string("optimizer: no '") + k + "'");
+    if (!d.contains(k) && (buffers || std::string(k) != "buffers"))
+      throw py::value_error(std::string("optimizer: no '") + k + "'");
   const int kind = d["kind"].cast<int>();
   if (kind < 0 || kind > 3) throw py::value_error("optimizer kind must be 0..3");
   o.kind = static_cast<pcr::OptKind>(kind);
@@ -47,6 +49,9 @@ pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
   for (const auto& [key, field] : flags) o.*field = flag(key);
   if (!(o.clip_norm >= 0) || !(o.clip_value >= 0) || !(o.weight_decay >= 0))
     throw py::value_error("clip_norm, clip_value and weight_decay must be >= 0");
+  if (o.kind == pcr::OptKind::ADAM && !(o.beta1 < 1 && o.beta2 < 1))
+    throw py::value_error("betas must be < 1");
+  if (!buffers) return o;
   const bool needed[4][3] = {{o.momentum != 0, false, false},
                              {true, false, false},
                              {true, o.centered, o.momentum > 0},
@@ -59,8 +64,6 @@ pcr::OptSpec<T> opt_spec(const py::dict& d, idx n) {
   o.buf0 = ptrs[0];
   o.buf1 = ptrs[1];
   o.buf2 = ptrs[2];
-  if (o.kind == pcr::OptKind::ADAM && !(o.beta1 < 1 && o.beta2 < 1))
-    throw py::value_error("betas must be < 1");
   return o;
 }
 

@@ -1,0 +1,194 @@
+"""The CUDA backend: a model whose parameters, gradients and optimizer state
+live on a GPU (a CUDA build: ``pip install . -C cmake.define.PYCHARRNN_CUDA=ON``).
+
+:class:`CUDABackend` has :class:`pycharrnn.backend.CPUBackend`'s methods.
+Per training step only the batch's ids go to the device and only the loss
+and gradient norm come back. What differs, as with PyTorch's tensors on a
+GPU: ``params`` and ``grads`` are read-only host copies taken when asked
+for (write through :meth:`set_params`, as ``CharRNN.load_state_dict``
+does), and the optimizer's buffers live on the device, copied to the host
+arrays of :class:`pycharrnn.optim.Optimizer` when its state is saved.
+
+The sampling loop, beam search, trace and gradient flow do not run on the
+device yet: they run on the CPU's core with a copy of the device's
+parameters (made again only after the parameters change), giving the same
+text and numbers as a CPU model with those parameters.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _core
+from .backend import CELL_CODES, CPUBackend, find_cublas
+
+__all__ = ["CUDABackend"]
+
+
+class CUDABackend:
+    """One model's parameters, gradients, optimizer state and computations
+    on the GPU. The constructor's arguments are :class:`CPUBackend`'s."""
+
+    device = "cuda"
+    #: Where the device model's code runs: "cuda" (the GPU), or "host" (the
+    #: same code on the CPU: how the tests check this class without a GPU).
+    executor = "cuda"
+
+    def __init__(self, cell: str, nonlinearity: str, vocab_size: int, embedding_dim: int,
+                 hidden_size: int, num_layers: int, dtype: np.dtype, dropout: float = 0.0,
+                 **regularizers: Any):
+        self.dtype = np.dtype(dtype)
+        self._args = (cell, nonlinearity, vocab_size, embedding_dim, hidden_size, num_layers,
+                      self.dtype, dropout)
+        self._regularizers = dict(regularizers)
+        if self.executor == "cuda":
+            path = find_cublas()
+            if path:
+                _core.cuda_set_cublas_path(path)
+        cls = _core.DeviceModelF64 if self.dtype == np.float64 else _core.DeviceModelF32
+        #: The compiled device model (parameters stay in its memory).
+        self.core = cls(CELL_CODES[(cell, nonlinearity)], vocab_size, embedding_dim,
+                        hidden_size, num_layers, dropout, executor=self.executor,
+                        **regularizers)
+        self.num_params = int(self.core.num_params)
+        self.state_slots = int(self.core.state_slots)
+        self.layout: List[Tuple[str, Tuple[int, ...], int]] = [
+            (name, tuple(shape), int(off)) for name, shape, off in self.core.layout()]
+        self._version = 0  # counts changes of the device's parameters
+        self._cpu: Optional[CPUBackend] = None
+        self._cpu_version = -1
+        self._opt: List[Optional[weakref.ref]] = [None, None, None]
+
+    def zeros(self) -> np.ndarray:
+        """A host buffer shaped like the parameters."""
+        return np.zeros(self.num_params, self.dtype)
+
+    # ------------------------------------------------------ host <-> device
+    def _copy(self, get: Any) -> np.ndarray:
+        out = self.zeros()
+        get(out)
+        out.flags.writeable = False
+        return out
+
+    @property
+    def params(self) -> np.ndarray:
+        """The parameters now: a read-only host copy."""
+        return self._copy(self.core.get_params)
+
+    @property
+    def grads(self) -> np.ndarray:
+        """The last gradients: a read-only host copy."""
+        return self._copy(self.core.get_grads)
+
+    def host_params(self) -> np.ndarray:
+        """A writable host copy of the parameters, for :meth:`set_params`."""
+        out = self.zeros()
+        self.core.get_params(out)
+        return out
+
+    def set_params(self, flat: np.ndarray) -> None:
+        """Copy flat [num_params] to the device."""
+        self.core.set_params(np.ascontiguousarray(flat, self.dtype))
+        self._version += 1
+
+    def sum_squares(self, a: np.ndarray) -> float:
+        return float(_core.sum_squares(a))
+
+    def grad_sum_squares(self) -> float:
+        """The sum of squares of the gradients, summed on the device."""
+        return float(self.core.grad_sum_squares())
+
+    def views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
+        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
+                for name, shape, off in self.layout}
+
+    # ------------------------------------------------------- the optimizer
+    def _use_optimizer(self, buffers: Sequence[Optional[np.ndarray]]) -> None:
+        """The device holds one optimizer's buffers: those of the host arrays
+        last seen. Another optimizer's (or a new one's) are copied in first."""
+        for k, b in enumerate(buffers):
+            ref = self._opt[k]
+            if b is not None and (ref is None or ref() is not b):
+                self.core.set_optimizer_buffer(k, np.ascontiguousarray(b, self.dtype))
+                self._opt[k] = weakref.ref(b)
+
+    def read_optimizer(self, buffers: Sequence[Optional[np.ndarray]]) -> None:
+        """Copy the device's optimizer buffers into ``buffers`` (the host
+        arrays of the optimizer that last updated this model)."""
+        for k, b in enumerate(buffers):
+            ref = self._opt[k]
+            if b is not None and ref is not None and ref() is b:
+                self.core.get_optimizer_buffer(k, b)
+
+    def write_optimizer(self, buffers: Sequence[Optional[np.ndarray]]) -> None:
+        """Copy ``buffers`` (an optimizer's host arrays, just loaded) to the device."""
+        self._opt = [None, None, None]
+        self._use_optimizer(buffers)
+
+    def flush_optimizer(self) -> None:
+        """Copy the device's optimizer buffers into the host arrays they came
+        from (those still alive): before the model leaves the device."""
+        self.read_optimizer([None if r is None else r() for r in self._opt])
+
+    def optimizer_step(self, optimizer: Dict[str, Any], lr: float, grad_norm: float) -> None:
+        self._use_optimizer(optimizer["buffers"])
+        self.core.optimizer_step(optimizer, lr, grad_norm)
+        self._version += 1
+
+    # ----------------------------------------------------------- the model
+    def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                logits: Optional[np.ndarray]) -> None:
+        self.core.forward(x, s0, s1, logits)
+
+    def loss(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+             stream_loss: Optional[np.ndarray] = None) -> float:
+        return float(self.core.loss(x, y, s0, s1, stream_loss=stream_loss))
+
+    def forward_backward(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                         ds: np.ndarray, train: bool, seed: int, first_row: int = 0,
+                         total_rows: int = 0) -> float:
+        return float(self.core.forward_backward(x, y, s0, s1, ds, train=train, seed=seed,
+                                                first_row=first_row, total_rows=total_rows))
+
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, state: np.ndarray,
+                    seeds: Optional[np.ndarray], lrs: np.ndarray, losses: np.ndarray,
+                    norms: np.ndarray, optimizer: Dict[str, Any]) -> Tuple[int, int]:
+        self._use_optimizer(optimizer["buffers"])
+        done, status = self.core.train_steps(xs, ys, state, seeds, lrs, losses, norms,
+                                             optimizer)
+        self._version += 1
+        return int(done), int(status)
+
+    # ------------------------------------------- loops run on the CPU's core
+    def cpu_copy(self) -> CPUBackend:
+        """A CPU backend holding the device's parameters now (kept, and
+        copied again only after they change)."""
+        if self._cpu is None:
+            self._cpu = CPUBackend(*self._args, **self._regularizers)
+        if self._cpu_version != self._version:
+            self.core.get_params(self._cpu.params)
+            self._cpu_version = self._version
+        return self._cpu
+
+    def sample(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,
+               **options: Any) -> int:
+        return self.cpu_copy().sample(state, logits, out, **options)
+
+    def beam_search(self, logits: np.ndarray, state: np.ndarray, length: int,
+                    beam_width: int, **options: Any) -> Tuple[np.ndarray, float, float]:
+        return self.cpu_copy().beam_search(logits, state, length, beam_width, **options)
+
+    def trace(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray, hidden: np.ndarray,
+              cell: Optional[np.ndarray], gates: Optional[np.ndarray],
+              logits: np.ndarray) -> None:
+        self.cpu_copy().trace(x, s0, s1, hidden, cell, gates, logits)
+
+    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
+        return self.cpu_copy().trace_arrays(ids)
+
+    def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
+                      norms: np.ndarray) -> float:
+        return self.cpu_copy().gradient_flow(x, y, s0, norms)

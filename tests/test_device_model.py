@@ -1,0 +1,348 @@
+"""The device model (csrc/cuda/device_model.hpp) against the CPU's model.
+
+DeviceModelF32 / F64 exist in a CUDA build. Executor "host" runs the device
+model's code on the CPU (every functor it launches, its order of operations,
+its products through the same column-major mapping that cuBLAS gets), so
+these tests check that code on any machine with a CUDA build; executor
+"cuda" runs it on the GPU (marker cuda; skipped without one). Float64 agrees
+with the CPU to 1e-12, float32 to 1e-5 (relative to the largest element),
+for every cell, 1-3 layers, one-hot and embedding input, each dropout kind,
+every optimizer and clip, and the K-step loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pycharrnn as pc
+from pycharrnn import _core, optim
+
+pytestmark = pytest.mark.skipif(not hasattr(_core, "DeviceModelF64"),
+                                reason="needs a CUDA build (PYCHARRNN_CUDA=ON)")
+
+INFO = pc.build_info()
+GPU = bool(INFO.get("cuda")) and bool(INFO.get("cuda_devices"))
+EXECUTORS = ["host", pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not GPU, reason="needs a visible GPU")])]
+DTYPES = [("float64", 1e-12), ("float32", 1e-5)]
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")]
+V = 11
+
+
+def close(got, want, tol, what):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    err = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
+    assert err <= tol, f"{what}: relative error {err:.3g} > {tol:g}"
+
+
+def pair(executor, cell="lstm", nl="tanh", E=None, H=9, L=2, dtype="float64", seed=0, **reg):
+    """A CPU CharRNN and a device model holding the same parameters."""
+    m = pc.CharRNN(V, hidden_size=H, num_layers=L, cell=cell, nonlinearity=nl,
+                   embedding_dim=E, dtype=dtype, seed=seed, **reg)
+    # Parameters away from the initialisation's small range, so that
+    # saturation and the ReLU's kink are reached.
+    rng = np.random.default_rng(seed + 100)
+    m.backend.params[:] = rng.uniform(-0.6, 0.6, m.backend.num_params)
+    cls = _core.DeviceModelF64 if dtype == "float64" else _core.DeviceModelF32
+    code = pc.backend.CELL_CODES[(cell, nl)]
+    d = cls(code, V, E or 0, H, L, reg.pop("dropout", 0.0), executor=executor, **reg)
+    assert d.num_params == m.backend.num_params and d.layout() == m.backend.core.layout()
+    d.set_params(m.backend.params)
+    return m, d
+
+
+def batch(B, T, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, V, (B, T)).astype(np.int32)
+    y = rng.integers(0, V, (B, T)).astype(np.int32)
+    return x, y
+
+
+def state(m, B, seed):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.5, 0.5, (m.backend.state_slots, m.num_layers, B, m.hidden_size)) \
+        .astype(m.backend.dtype)
+
+
+def compare_step(m, d, tol, B=3, T=6, train=False, seed=0, rows=(0, 0)):
+    x, y = batch(B, T, seed)
+    s0 = state(m, B, seed)
+    core, P = m.backend.core, m.backend.params
+    shape = s0.shape
+    want = {k: np.zeros(shape, s0.dtype) for k in ("s1", "ds")}
+    got = {k: np.zeros(shape, s0.dtype) for k in ("s1", "ds")}
+    gw = np.zeros_like(P)
+    lw = core.forward_backward(P, gw, x, y, s0, want["s1"], want["ds"], train=train, seed=seed,
+                               first_row=rows[0], total_rows=rows[1])
+    lg = d.forward_backward(x, y, s0, got["s1"], got["ds"], train=train, seed=seed,
+                            first_row=rows[0], total_rows=rows[1])
+    gg = np.zeros_like(P)
+    d.get_grads(gg)
+    close(lg, lw, tol, "loss")
+    close(got["s1"], want["s1"], tol, "final state")
+    close(got["ds"], want["ds"], tol, "d loss / d state")
+    for name, shp, off in m.backend.layout:
+        n = int(np.prod(shp))
+        close(gg[off:off + n], gw[off:off + n], tol, f"gradient of {name}")
+    # Forward with logits and the loss's per-row sums.
+    lo_w, lo_g = (np.zeros((B, T, V), s0.dtype) for _ in range(2))
+    core.forward(P, x, s0, want["s1"], lo_w)
+    d.forward(x, s0, got["s1"], lo_g)
+    close(lo_g, lo_w, tol, "logits")
+    sw, sg = np.zeros(B), np.zeros(B)
+    close(d.loss(x, y, s0, got["s1"], stream_loss=sg),
+          core.loss(P, x, y, s0, want["s1"], stream_loss=sw), tol, "loss")
+    close(sg, sw, tol, "per-row loss")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("cell,nl", CELLS, ids=["tanh", "relu", "gru", "lstm"])
+@pytest.mark.parametrize("L,E", [(1, None), (2, 5), (3, None)], ids=["1-onehot", "2-emb", "3"])
+def test_forward_and_backward_match_the_cpu(executor, dtype, tol, cell, nl, L, E):
+    m, d = pair(executor, cell, nl, E=E, L=L, dtype=dtype, seed=L)
+    compare_step(m, d, tol, seed=L)
+    # A second shape on the same model (the workspace is planned again).
+    compare_step(m, d, tol, B=1, T=2, seed=7)
+
+
+REGULARISERS = {
+    "between": dict(dropout=0.4),
+    "input": dict(input_dropout=0.3),
+    "output": dict(output_dropout=0.3),
+    "weight": dict(weight_drop=0.5),
+    "embedding": dict(embedding_dropout=0.3),
+    "locked": dict(dropout=0.3, input_dropout=0.2, output_dropout=0.3, locked_dropout=True),
+}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", sorted(REGULARISERS))
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_every_dropout_kind_draws_the_cpus_masks(executor, dtype, tol, kind, cell):
+    m, d = pair(executor, cell, E=6, L=2, dtype=dtype, seed=3, **REGULARISERS[kind])
+    compare_step(m, d, tol, train=True, seed=11)
+    # Rows 2..4 of a batch of 8 (a data-parallel process's part).
+    compare_step(m, d, tol, train=True, seed=12, rows=(2, 8))
+
+
+OPTIMIZERS = {
+    "sgd": lambda m: optim.SGD(m, lr=0.3, momentum=0.9, nesterov=True, weight_decay=1e-3,
+                               clip_norm=1.0),
+    "sgd-plain": lambda m: optim.SGD(m, lr=0.5, clip_value=0.05),
+    "adagrad": lambda m: optim.AdaGrad(m, lr=0.1, eps=1e-8, clip_value=5.0,
+                                       eps_inside_sqrt=True, lr_decay=0.01),
+    "rmsprop": lambda m: optim.RMSProp(m, lr=2e-3, alpha=0.95, momentum=0.5, centered=True,
+                                       clip_norm=0.5),
+    "rmsprop-plain": lambda m: optim.RMSProp(m, lr=2e-3, weight_decay=0.01),
+    "adam": lambda m: optim.Adam(m, lr=3e-3, amsgrad=True, weight_decay=1e-4,
+                                 clip_norm=2.0, clip_value=0.5),
+    "adamw": lambda m: optim.AdamW(m, lr=3e-3, weight_decay=0.1),
+}
+
+BUFFERS = {optim.SGD: ["momentum_buffer"], optim.AdaGrad: ["sum"],
+           optim.RMSProp: ["square_avg", "grad_avg", "momentum_buffer"],
+           optim.Adam: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+           optim.AdamW: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]}
+
+
+def device_buffers(d, o):
+    out = {}
+    for k, name in enumerate(BUFFERS[type(o)]):
+        if name in o.buffers:
+            assert d.has_optimizer_buffer(k), name
+            out[name] = np.zeros_like(o.buffers[name])
+            d.get_optimizer_buffer(k, out[name])
+    return out
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_updates_as_the_cpu(executor, dtype, tol, name):
+    m, d = pair(executor, "gru", E=4, L=1, dtype=dtype, seed=5)
+    o = OPTIMIZERS[name](m)
+    for k, buf_name in enumerate(BUFFERS[type(o)]):  # AdaGrad's initial accumulator
+        if buf_name in o.buffers:
+            d.set_optimizer_buffer(k, o.buffers[buf_name])
+    core, P = m.backend.core, m.backend.params
+    grads = m.backend.grads  # what the CPU's optimizer_step reads
+    for step in range(4):
+        x, y = batch(2, 5, step)
+        s0 = state(m, 2, step)
+        s1, ds = np.zeros_like(s0), np.zeros_like(s0)
+        core.forward_backward(P, grads, x, y, s0, s1, ds, train=False)
+        d.forward_backward(x, y, s0, s1, ds, train=False)
+        norm_w = float(np.sqrt(m.backend.sum_squares(grads)))
+        norm_g = float(np.sqrt(d.grad_sum_squares()))
+        close(norm_g, norm_w, tol, "gradient norm")
+        spec = o.spec()
+        lr = 0.5 * o.lr * (1 + step)
+        m.backend.optimizer_step(spec, lr, norm_w)
+        d.optimizer_step(spec, lr, norm_w)
+        o.step_count += 1
+        got = np.zeros_like(P)
+        d.get_params(got)
+        close(got, P, tol * 10, f"parameters after update {step + 1}")
+        d.set_params(P)  # each update from the same parameters: errors do not compound
+        for buf_name, buf in device_buffers(d, o).items():
+            close(buf, o.buffers[buf_name], tol * 10, f"{buf_name} after update {step + 1}")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_k_steps_in_one_call_match_the_cpus_loop(executor, dtype, tol, cell):
+    m, d = pair(executor, cell, E=None, L=2, dtype=dtype, seed=9, dropout=0.25)
+    o = optim.Adam(m, lr=2e-3, clip_norm=1.0)
+    K, B, T = 5, 3, 7
+    rng = np.random.default_rng(4)
+    xs = rng.integers(0, V, (K, B, T)).astype(np.int32)
+    ys = rng.integers(0, V, (K, B, T)).astype(np.int32)
+    seeds = np.arange(100, 100 + K, dtype=np.uint64)
+    lrs = np.linspace(1e-3, 3e-3, K)
+    s_w = state(m, B, 1)
+    s_g = s_w.copy()
+    lw, nw, lg, ng = (np.zeros(K) for _ in range(4))
+    spec = o.spec()
+    done_w = m.backend.train_steps(xs, ys, s_w, seeds, lrs, lw, nw, spec)
+    done_g = tuple(d.train_steps(xs, ys, s_g, seeds, lrs, lg, ng, spec))
+    assert done_g == done_w == (K, 0)
+    close(lg, lw, tol, "losses")
+    close(ng, nw, tol * 10, "gradient norms")
+    close(s_g, s_w, tol * 10, "carried state")
+    got = np.zeros_like(m.backend.params)
+    d.get_params(got)
+    close(got, m.backend.params, tol * 100, f"parameters after {K} steps")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_non_finite_loss_stops_the_loop_before_its_update(executor):
+    m, d = pair(executor, "rnn", L=1, dtype="float64", seed=2)
+    P = m.backend.params.copy()
+    P[:] = np.nan
+    d.set_params(P)
+    o = optim.SGD(m, lr=0.1)
+    K, B, T = 3, 2, 4
+    xs = np.zeros((K, B, T), np.int32)
+    s = state(m, B, 0)
+    s_before = s.copy()
+    losses, norms = np.zeros(K), np.zeros(K)
+    done, status = d.train_steps(xs, xs, s, None, np.full(K, 0.1), losses, norms, o.spec())
+    assert (done, status) == (0, 1) and np.isnan(losses[0])
+    assert np.array_equal(s, s_before)
+
+
+def test_bad_arguments_are_refused_by_name():
+    with pytest.raises(ValueError, match="executor"):
+        _core.DeviceModelF64(0, V, 0, 4, 1, executor="gpu")
+    d = _core.DeviceModelF64(3, V, 0, 4, 1, executor="host")
+    with pytest.raises(ValueError, match="x"):
+        d.forward(np.full((1, 3), V, np.int32), np.zeros((2, 1, 1, 4)), np.zeros((2, 1, 1, 4)),
+                  None)
+    with pytest.raises(ValueError, match="params"):
+        d.set_params(np.zeros(3))
+    with pytest.raises(ValueError, match="optimizer buffer"):
+        d.get_optimizer_buffer(3, np.zeros(d.num_params))
+
+
+@pytest.mark.skipif(GPU, reason="for a CUDA build on a machine without a GPU")
+def test_without_a_gpu_the_cuda_executor_says_why():
+    with pytest.raises(RuntimeError, match="CUDA|cuBLAS"):
+        _core.DeviceModelF32(3, V, 0, 4, 1, executor="cuda")
+
+
+# ------------------------------------------------------------------ the library
+# A model made with device="cuda" runs through pycharrnn.backend_cuda; with
+# the host executor that path (the Trainer, checkpoints, optimizers, moves
+# between devices) is checked here without a GPU.
+
+TEXT = ("It was the best of times, it was the worst of times, it was the age of "
+        "wisdom, it was the age of foolishness.\n") * 12
+
+
+@pytest.fixture(params=EXECUTORS)
+def on_device(request, monkeypatch):
+    """device="cuda" gives a model on the host executor, or on the GPU."""
+    from pycharrnn import backend, backend_cuda
+
+    if request.param == "host":
+        monkeypatch.setattr(backend_cuda.CUDABackend, "executor", "host")
+        monkeypatch.setattr(backend, "device_unavailable", lambda device: None)
+    return request.param
+
+
+def run(device, steps, dtype="float64", steps_per_call=1, model=None, opt=None, **kw):
+    vocab = pc.Vocab.from_text(TEXT)
+    m = model or pc.CharRNN(vocab, hidden_size=16, num_layers=2, cell="gru", embedding_dim=6,
+                            dropout=0.2, dtype=dtype, seed=4, device=device)
+    o = opt or optim.Adam(m, lr=3e-3, clip_norm=1.0)
+    tr = pc.Trainer(m, TEXT, batch_size=3, seq_length=9, optimizer=o, val_fraction=0.1,
+                    eval_every=10, steps_per_call=steps_per_call, **kw)
+    tr.run(steps=steps)
+    return tr
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_a_run_on_the_device_follows_the_cpus(on_device, steps_per_call):
+    cpu = run("cpu", 25, steps_per_call=steps_per_call)
+    dev = run("cuda", 25, steps_per_call=steps_per_call)
+    assert dev.model.device == "cuda" and cpu.model.device == "cpu"
+    close(dev.model.flat_params, cpu.model.flat_params, 1e-11, "parameters after 25 steps")
+    for name, buf in cpu.optimizer.state_dict()["buffers"].items():
+        close(dev.optimizer.state_dict()["buffers"][name], buf, 1e-11, name)
+    a, b = cpu.history, dev.history
+    assert len(a) == len(b) > 0
+    close([r["loss"] for r in b], [r["loss"] for r in a], 1e-11, "logged losses")
+
+
+def test_device_parameters_are_read_only_copies(on_device):
+    m = pc.CharRNN(12, hidden_size=8, seed=0, device="cuda")
+    with pytest.raises(ValueError, match="read-only"):
+        m.params["decoder.bias"][0] = 1.0
+    sd = m.state_dict()
+    sd["decoder.bias"][:] = 0.25
+    m.load_state_dict(sd)
+    assert np.all(m.params["decoder.bias"] == 0.25)
+
+
+def test_moving_between_devices_keeps_the_model_and_its_optimizer(on_device):
+    def three_runs(moves):
+        m = pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=16, num_layers=2, cell="gru",
+                       embedding_dim=6, dropout=0.2, dtype="float64", seed=4)
+        o = optim.Adam(m, lr=3e-3, clip_norm=1.0)
+        tr = pc.Trainer(m, TEXT, batch_size=3, seq_length=9, optimizer=o, val_fraction=0.1,
+                        eval_every=10)
+        for steps, device in zip((10, 20, 30), moves):
+            assert m.to(device) is m and m.device == device
+            tr.run(steps=steps)
+        return m, o
+
+    ref, ref_opt = three_runs(["cpu"] * 3)
+    m, o = three_runs(["cpu", "cuda", "cpu"])
+    close(m.flat_params, ref.flat_params, 1e-11, "parameters after the three runs")
+    close(o.buffers["exp_avg"], ref_opt.buffers["exp_avg"], 1e-11, "exp_avg")
+
+
+def test_a_device_checkpoint_loads_on_the_cpu_bit_for_bit(on_device, tmp_path):
+    tr = run("cuda", 12)
+    path = tmp_path / "m.pcr"
+    tr.model.save(path)
+    back = pc.load(path)
+    assert back.device == "cpu"
+    assert np.array_equal(back.flat_params, tr.model.flat_params)
+
+
+def test_sampling_a_device_model_gives_the_cpus_text(on_device):
+    tr = run("cuda", 12)
+    cpu = pc.CharRNN(tr.model.vocab, hidden_size=16, num_layers=2, cell="gru",
+                     embedding_dim=6, dropout=0.2, dtype="float64", seed=4)
+    cpu.load_state_dict(tr.model.state_dict())
+    for m in (cpu, tr.model):
+        m.eval()
+    args = dict(length=60, prime="It was", temperature=0.8, seed=5)
+    assert tr.model.sample(**args) == cpu.sample(**args)
+    assert str(tr.model.beam_search("It", 20)) == str(cpu.beam_search("It", 20))
