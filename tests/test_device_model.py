@@ -236,6 +236,30 @@ def test_a_non_finite_loss_stops_the_loop_before_its_update(executor):
     assert np.array_equal(s, s_before)
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_call_too_large_for_the_memory_is_a_memory_error_and_the_model_goes_on(executor):
+    """About 1 TB of logits (B=512 rows of 1024 steps, 500,000 symbols): the
+    allocation is refused (MemoryError), and the model still computes what
+    the CPU does, at its earlier shape and at a new one."""
+    big_v = 500_000
+    d = _core.DeviceModelF32(0, big_v, 0, 4, 1, executor=executor)
+    m = pc.CharRNN(big_v, hidden_size=4, cell="rnn", dtype="float32", seed=1)
+    d.set_params(m.backend.params)
+    x = np.zeros((2, 3), np.int32)
+    s0 = np.zeros((1, 1, 2, 4), np.float32)
+    s1 = np.zeros_like(s0)
+    before = d.loss(x, x, s0, s1)
+    huge = np.zeros((512, 1024), np.int32)
+    with pytest.raises(MemoryError):
+        d.loss(huge, huge, np.zeros((1, 1, 512, 4), np.float32),
+               np.zeros((1, 1, 512, 4), np.float32))
+    assert d.loss(x, x, s0, s1) == before
+    close(before, m.loss(x, x)[0], 1e-5, "loss after the refusal")
+    y = np.ones((1, 5), np.int32)
+    close(d.loss(y, y, s0[:, :, :1].copy(), s1[:, :, :1].copy()), m.loss(y, y)[0], 1e-5,
+          "loss at a new shape")
+
+
 def test_bad_arguments_are_refused_by_name():
     with pytest.raises(ValueError, match="executor"):
         _core.DeviceModelF64(0, V, 0, 4, 1, executor="gpu")

@@ -552,6 +552,7 @@ class DeviceModel {
   }
 
   void replan(idx B, idx Tn) {
+    B_ = T_ = 0;  // a refused allocation leaves no shape planned: the next call plans again
     const idx N = B * Tn, GH = G * H, BH = B * H;
     const bool lstm = has_cell_state(cell), gru = cell == CellKind::GRU;
     auto sized = [](Buf<T>& b, idx n) { b.resize(n > 0 ? n : 1); };
