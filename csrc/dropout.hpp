@@ -36,12 +36,26 @@ struct Dropouts {
 // total == 0: the call's rows are the batch.
 struct MaskRows {
   idx first = 0, total = 0;
+  // Whether the B rows of a call are a part of a larger batch.
+  bool part(idx B) const { return total != 0 && !(first == 0 && total == B); }
 };
 
 // Streams of hash_uniform, one per kind of mask; layer l's between-layer mask
 // is stream l, its weight-drop mask kWeightStream + l.
 constexpr std::uint64_t kInputStream = 1u << 20, kOutputStream = kInputStream + 1,
                         kEmbeddingStream = kInputStream + 2, kWeightStream = 1u << 21;
+
+// The key of element i of a mask over [B*Tn, width] (rows r = t*B + b):
+// i itself, or, when the B rows are rows first..first+B of a batch of `total`
+// (a part), that element's index in the whole batch. Both backends draw with it.
+PCR_RNG_HD std::uint64_t mask_key(idx i, idx width, idx B, idx first, idx total, bool part) {
+  using u64 = std::uint64_t;
+  if (!part) return static_cast<u64>(i);
+  // unsigned: any total_rows the binding accepts is defined
+  const idx r = i / width, j = i - r * width, t = r / B, b = r - t * B;
+  return (static_cast<u64>(t) * static_cast<u64>(total) + static_cast<u64>(first + b)) *
+             static_cast<u64>(width) + static_cast<u64>(j);
+}
 
 // out [B*Tn, width] = in [B*Tn, width] * mask [B*Tn, width] (rows r = t*B + b).
 // Element (r, j) keeps its value (scaled) when its uniform from (seed, stream)
@@ -55,16 +69,9 @@ void apply_mask(double p, bool locked, std::uint64_t seed, std::uint64_t stream,
   const idx n = B * Tn * width, per_step = B * width, drawn = locked ? per_step : n;
   const T keep = T(1) / T(1 - p);
   const idx first = rows.first, total = rows.total;
-  const bool part = total != 0 && !(first == 0 && total == B);
+  const bool part = rows.part(B);
   parallel_for(drawn, threads_for(drawn * 4), [&](idx i) {
-    using u64 = std::uint64_t;
-    u64 key = static_cast<u64>(i);
-    if (part) {  // unsigned: any total_rows the binding accepts is defined
-      const idx r = i / width, j = i - r * width, t = r / B, b = r - t * B;
-      key = (static_cast<u64>(t) * static_cast<u64>(total) + static_cast<u64>(first + b)) *
-                static_cast<u64>(width) + static_cast<u64>(j);
-    }
-    const double u = hash_uniform(seed, stream, key);
+    const double u = hash_uniform(seed, stream, mask_key(i, width, B, first, total, part));
     mask[i] = u >= p ? keep : T(0);
   });
   if (locked)

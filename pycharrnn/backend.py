@@ -33,7 +33,7 @@ except ImportError:  # the source folder of a clone, without the compiled core
             "core and works from the root too.") from None
     raise
 
-__all__ = ["CPUBackend", "find_cublas", "build_info", "set_num_threads", "get_num_threads",
+__all__ = ["Backend", "CPUBackend", "find_cublas", "build_info", "set_num_threads", "get_num_threads",
            "set_threads_auto", "threads_auto", "usable_cores", "thread_report",
            "set_flush_denormals", "get_flush_denormals", "CELL_CODES", "MAX_THREADS"]
 
@@ -164,16 +164,17 @@ def check_device(device: Any) -> str:
     return d
 
 
-class CPUBackend:
-    """One model's parameters, gradients and computations on the CPU.
+class Backend:
+    """What every backend shares: the model's shape as its compiled core
+    gives it, host buffers shaped like the parameters, named views of them,
+    and the trace's arrays. A subclass makes the core (:meth:`_make_core`).
 
-    ``params`` and ``grads`` are float numpy arrays [num_params] in the
-    layout :attr:`layout` gives. States are packed [S, L, B, H] (S = 2 for
-    the LSTM's (h, c)); ids are int32 [B, T]. Arrays are checked by the core
-    (dtype, shape, contiguity, overlaps) before any kernel touches them.
+    States are packed [S, L, B, H] (S = 2 for the LSTM's (h, c)); ids are
+    int32 [B, T]. Arrays are checked by the core (dtype, shape, contiguity,
+    overlaps) before any kernel touches them.
     """
 
-    device = "cpu"
+    device = ""
 
     def __init__(self, cell: str, nonlinearity: str, vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, dtype: np.dtype, dropout: float = 0.0,
@@ -182,25 +183,62 @@ class CPUBackend:
         self._args = (cell, nonlinearity, vocab_size, embedding_dim, hidden_size, num_layers,
                       self.dtype, dropout)
         self._regularizers = dict(regularizers)
-        cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
-        #: The compiled model (its methods take the flat buffers explicitly).
-        self.core = cls(CELL_CODES[(cell, nonlinearity)], vocab_size, embedding_dim,
-                        hidden_size, num_layers, dropout, **regularizers)
+        #: The compiled model.
+        self.core = self._make_core(CELL_CODES[(cell, nonlinearity)], vocab_size,
+                                    embedding_dim, hidden_size, num_layers, dropout,
+                                    **regularizers)
         self.num_params = int(self.core.num_params)
         self.state_slots = int(self.core.state_slots)
         #: [(name, shape, offset)] of every parameter in the flat buffers.
         self.layout: List[Tuple[str, Tuple[int, ...], int]] = [
             (name, tuple(shape), int(off)) for name, shape, off in self.core.layout()]
-        self.params = self.zeros()
-        self.grads = self.zeros()
+
+    def _make_core(self, *args: Any, **regularizers: Any) -> Any:
+        raise NotImplementedError  # pragma: no cover
 
     def zeros(self) -> np.ndarray:
-        """A buffer shaped like the parameters (optimizer state lives in these)."""
+        """A host buffer shaped like the parameters (optimizer state lives in these)."""
         return np.zeros(self.num_params, self.dtype)
 
     def sum_squares(self, a: np.ndarray) -> float:
         """The sum of squares of a flat float array (accumulated in double)."""
         return float(_core.sum_squares(a))
+
+    def views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
+        """Named views of a flat buffer, by :attr:`layout`."""
+        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
+                for name, shape, off in self.layout}
+
+    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
+        """:meth:`trace` of int32 ids [T] from a zero state: hidden [L, T, H],
+        cell (LSTM, else None), gates [L, T, G*H] (else None), logits [T, V]."""
+        cell, _, V, _, H, L, dtype, _ = self._args
+        T, G = ids.size, {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        s0 = np.zeros((self.state_slots, L, 1, H), dtype)
+        hidden = np.empty((L, 1, T, H), dtype)
+        c = np.empty((L, 1, T, H), dtype) if cell == "lstm" else None
+        gates = np.empty((L, 1, T, G * H), dtype) if G > 1 else None
+        logits = np.empty((1, T, V), dtype)
+        self.trace(ids[None], s0, np.empty_like(s0), hidden, c, gates, logits)
+        return {"hidden": hidden[:, 0], "cell": None if c is None else c[:, 0],
+                "gates": None if gates is None else gates[:, 0], "logits": logits[0]}
+
+
+class CPUBackend(Backend):
+    """One model's parameters, gradients and computations on the CPU:
+    ``params`` and ``grads`` are float numpy arrays [num_params] in the
+    layout :attr:`layout` gives, which the core's calls take explicitly."""
+
+    device = "cpu"
+
+    def __init__(self, *args: Any, **regularizers: Any):
+        super().__init__(*args, **regularizers)
+        self.params = self.zeros()
+        self.grads = self.zeros()
+
+    def _make_core(self, *args: Any, **regularizers: Any) -> Any:
+        cls = _core.ModelF64 if self.dtype == np.float64 else _core.ModelF32
+        return cls(*args, **regularizers)
 
     def grad_sum_squares(self) -> float:
         """The sum of squares of the gradients (accumulated in double)."""
@@ -286,29 +324,9 @@ class CPUBackend:
         LSTM cell state, GRU/LSTM gates) and logits."""
         self.core.trace(self.params, x, s0, s1, hidden, cell, gates, logits)
 
-    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
-        """:meth:`trace` of int32 ids [T] from a zero state: hidden [L, T, H],
-        cell (LSTM, else None), gates [L, T, G*H] (else None), logits [T, V]."""
-        cell, _, V, _, H, L, dtype, _ = self._args
-        T, G = ids.size, {"rnn": 1, "gru": 3, "lstm": 4}[cell]
-        s0 = np.zeros((self.state_slots, L, 1, H), dtype)
-        hidden = np.empty((L, 1, T, H), dtype)
-        c = np.empty((L, 1, T, H), dtype) if cell == "lstm" else None
-        gates = np.empty((L, 1, T, G * H), dtype) if G > 1 else None
-        logits = np.empty((1, T, V), dtype)
-        self.trace(ids[None], s0, np.empty_like(s0), hidden, c, gates, logits)
-        return {"hidden": hidden[:, 0], "cell": None if c is None else c[:, 0],
-                "gates": None if gates is None else gates[:, 0], "logits": logits[0]}
-
     def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
                       norms: np.ndarray) -> float:
         """|| dL_last / dh_t || of every layer and step into norms [L, T]
         (float64); the model's gradients are left as they are."""
         scratch = self.zeros()
         return float(self.core.gradient_flow(self.params, scratch, x, y, s0, norms))
-
-    def views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
-        """Named views of a flat buffer, by :attr:`layout`."""
-        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
-                for name, shape, off in self.layout}
-

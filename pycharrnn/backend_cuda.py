@@ -23,12 +23,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from .backend import CELL_CODES, CPUBackend, find_cublas
+from .backend import Backend, CPUBackend, find_cublas
 
 __all__ = ["CUDABackend"]
 
 
-class CUDABackend:
+class CUDABackend(Backend):
     """One model's parameters, gradients, optimizer state and computations
     on the GPU. The constructor's arguments are :class:`CPUBackend`'s."""
 
@@ -37,34 +37,20 @@ class CUDABackend:
     #: same code on the CPU: how the tests check this class without a GPU).
     executor = "cuda"
 
-    def __init__(self, cell: str, nonlinearity: str, vocab_size: int, embedding_dim: int,
-                 hidden_size: int, num_layers: int, dtype: np.dtype, dropout: float = 0.0,
-                 **regularizers: Any):
-        self.dtype = np.dtype(dtype)
-        self._args = (cell, nonlinearity, vocab_size, embedding_dim, hidden_size, num_layers,
-                      self.dtype, dropout)
-        self._regularizers = dict(regularizers)
-        if self.executor == "cuda":
-            path = find_cublas()
-            if path:
-                _core.cuda_set_cublas_path(path)
-        cls = _core.DeviceModelF64 if self.dtype == np.float64 else _core.DeviceModelF32
-        #: The compiled device model (parameters stay in its memory).
-        self.core = cls(CELL_CODES[(cell, nonlinearity)], vocab_size, embedding_dim,
-                        hidden_size, num_layers, dropout, executor=self.executor,
-                        **regularizers)
-        self.num_params = int(self.core.num_params)
-        self.state_slots = int(self.core.state_slots)
-        self.layout: List[Tuple[str, Tuple[int, ...], int]] = [
-            (name, tuple(shape), int(off)) for name, shape, off in self.core.layout()]
+    def __init__(self, *args: Any, **regularizers: Any):
+        super().__init__(*args, **regularizers)
         self._version = 0  # counts changes of the device's parameters
         self._cpu: Optional[CPUBackend] = None
         self._cpu_version = -1
         self._opt: List[Optional[weakref.ref]] = [None, None, None]
 
-    def zeros(self) -> np.ndarray:
-        """A host buffer shaped like the parameters."""
-        return np.zeros(self.num_params, self.dtype)
+    def _make_core(self, *args: Any, **regularizers: Any) -> Any:
+        if self.executor == "cuda":
+            path = find_cublas()
+            if path:
+                _core.cuda_set_cublas_path(path)
+        cls = _core.DeviceModelF64 if self.dtype == np.float64 else _core.DeviceModelF32
+        return cls(*args, executor=self.executor, **regularizers)
 
     # ------------------------------------------------------ host <-> device
     def _copy(self, get: Any) -> np.ndarray:
@@ -94,16 +80,9 @@ class CUDABackend:
         self.core.set_params(np.ascontiguousarray(flat, self.dtype))
         self._version += 1
 
-    def sum_squares(self, a: np.ndarray) -> float:
-        return float(_core.sum_squares(a))
-
     def grad_sum_squares(self) -> float:
         """The sum of squares of the gradients, summed on the device."""
         return float(self.core.grad_sum_squares())
-
-    def views(self, flat: np.ndarray) -> Dict[str, np.ndarray]:
-        return {name: flat[off:off + int(np.prod(shape))].reshape(shape)
-                for name, shape, off in self.layout}
 
     # ------------------------------------------------------- the optimizer
     def _use_optimizer(self, buffers: Sequence[Optional[np.ndarray]]) -> None:
@@ -185,9 +164,6 @@ class CUDABackend:
               cell: Optional[np.ndarray], gates: Optional[np.ndarray],
               logits: np.ndarray) -> None:
         self.cpu_copy().trace(x, s0, s1, hidden, cell, gates, logits)
-
-    def trace_arrays(self, ids: np.ndarray) -> Dict[str, Optional[np.ndarray]]:
-        return self.cpu_copy().trace_arrays(ids)
 
     def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
                       norms: np.ndarray) -> float:

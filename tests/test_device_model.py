@@ -17,6 +17,7 @@ import pytest
 
 import pycharrnn as pc
 from pycharrnn import _core, optim
+from test_train_loop import OPTIMIZERS as TRAIN_LOOP_OPTIMIZERS
 
 pytestmark = pytest.mark.skipif(not hasattr(_core, "DeviceModelF64"),
                                 reason="needs a CUDA build (PYCHARRNN_CUDA=ON)")
@@ -129,19 +130,10 @@ def test_every_dropout_kind_draws_the_cpus_masks(executor, dtype, tol, kind, cel
     compare_step(m, d, tol, train=True, seed=12, rows=(2, 8))
 
 
-OPTIMIZERS = {
-    "sgd": lambda m: optim.SGD(m, lr=0.3, momentum=0.9, nesterov=True, weight_decay=1e-3,
-                               clip_norm=1.0),
-    "sgd-plain": lambda m: optim.SGD(m, lr=0.5, clip_value=0.05),
-    "adagrad": lambda m: optim.AdaGrad(m, lr=0.1, eps=1e-8, clip_value=5.0,
-                                       eps_inside_sqrt=True, lr_decay=0.01),
-    "rmsprop": lambda m: optim.RMSProp(m, lr=2e-3, alpha=0.95, momentum=0.5, centered=True,
-                                       clip_norm=0.5),
-    "rmsprop-plain": lambda m: optim.RMSProp(m, lr=2e-3, weight_decay=0.01),
-    "adam": lambda m: optim.Adam(m, lr=3e-3, amsgrad=True, weight_decay=1e-4,
-                                 clip_norm=2.0, clip_value=0.5),
-    "adamw": lambda m: optim.AdamW(m, lr=3e-3, weight_decay=0.1),
-}
+# test_train_loop's optimizers (every kind, clip and option), and RMSProp
+# without momentum or centring.
+OPTIMIZERS = {**TRAIN_LOOP_OPTIMIZERS,
+              "rmsprop-plain": lambda m: optim.RMSProp(m, lr=2e-3, weight_decay=0.01)}
 
 BUFFERS = {optim.SGD: ["momentum_buffer"], optim.AdaGrad: ["sum"],
            optim.RMSProp: ["square_avg", "grad_avg", "momentum_buffer"],

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "dropout.hpp"
 
 namespace pcr {
 namespace bind {
@@ -217,6 +218,31 @@ inline std::vector<std::int32_t> id_list(const py::object& ids, idx V, const std
 // Optional stop ids: None, or int32 [m] (m >= 1) of token ids.
 inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
   return id_list(stop, V, "stop", false);
+}
+
+// The regularisers' rates, each in [0, 1); input and embedding dropout only
+// with an embedding.
+inline pcr::Dropouts dropouts(idx E, double dropout, double input_dropout,
+                              double output_dropout, double weight_drop,
+                              double embedding_dropout, bool locked_dropout) {
+  const std::pair<const char*, double> rates[] = {
+      {"dropout", dropout}, {"input_dropout", input_dropout},
+      {"output_dropout", output_dropout}, {"weight_drop", weight_drop},
+      {"embedding_dropout", embedding_dropout}};
+  for (const auto& [name, p] : rates)
+    if (!(p >= 0.0 && p < 1.0)) throw py::value_error(std::string(name) + " must be in [0, 1)");
+  if (E == 0 && input_dropout > 0)
+    throw py::value_error("input_dropout needs an embedding (embedding_dim > 0)");
+  if (E == 0 && embedding_dropout > 0)
+    throw py::value_error("embedding_dropout needs an embedding (embedding_dim > 0)");
+  pcr::Dropouts d;
+  d.between = dropout;
+  d.input = input_dropout;
+  d.output = output_dropout;
+  d.weight = weight_drop;
+  d.embedding = embedding_dropout;
+  d.locked = locked_dropout;
+  return d;
 }
 
 }  // namespace bind

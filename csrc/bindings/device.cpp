@@ -43,13 +43,8 @@ DeviceModel<T>* make(int cell, idx V, idx E, idx H, idx L, double dropout, doubl
                           "embedding_dim >= 0");
   if (executor != "cuda" && executor != "host")
     throw py::value_error("executor must be 'cuda' or 'host', got '" + executor + "'");
-  pcr::Dropouts d;
-  d.between = dropout;
-  d.input = input_dropout;
-  d.output = output_dropout;
-  d.weight = weight_drop;
-  d.embedding = embedding_dropout;
-  d.locked = locked_dropout;
+  const pcr::Dropouts d = dropouts(E, dropout, input_dropout, output_dropout, weight_drop,
+                                   embedding_dropout, locked_dropout);
   auto out = std::make_unique<DeviceModel<T>>();
   out->shape = std::make_unique<pcr::Model<T>>(static_cast<pcr::CellKind>(cell), V, E, H, L, d);
   std::vector<idx> offsets;

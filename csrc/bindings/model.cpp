@@ -17,30 +17,6 @@ namespace pcr {
 namespace bind {
 namespace {
 
-// The regularisers' rates, each in [0, 1); input and embedding dropout only
-// with an embedding.
-pcr::Dropouts dropouts(idx E, double dropout, double input_dropout, double output_dropout,
-                       double weight_drop, double embedding_dropout, bool locked_dropout) {
-  const std::pair<const char*, double> rates[] = {
-      {"dropout", dropout}, {"input_dropout", input_dropout},
-      {"output_dropout", output_dropout}, {"weight_drop", weight_drop},
-      {"embedding_dropout", embedding_dropout}};
-  for (const auto& [name, p] : rates)
-    if (!(p >= 0.0 && p < 1.0)) throw py::value_error(std::string(name) + " must be in [0, 1)");
-  if (E == 0 && input_dropout > 0)
-    throw py::value_error("input_dropout needs an embedding (embedding_dim > 0)");
-  if (E == 0 && embedding_dropout > 0)
-    throw py::value_error("embedding_dropout needs an embedding (embedding_dim > 0)");
-  pcr::Dropouts d;
-  d.between = dropout;
-  d.input = input_dropout;
-  d.output = output_dropout;
-  d.weight = weight_drop;
-  d.embedding = embedding_dropout;
-  d.locked = locked_dropout;
-  return d;
-}
-
 template <typename T>
 void def_init(ModelClass<T>& c) {
   c.def(py::init([](int cell, idx V, idx E, idx H, idx L, double dropout, double input_dropout,

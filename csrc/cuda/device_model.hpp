@@ -102,12 +102,9 @@ struct ApplyMask {
   bool locked, part;
   PCR_HD void operator()(idx i) const {
     const idx k = locked ? i % per_step : i;
-    u64 key = u64(k);
-    if (part) {
-      const idx r = k / width, j = k - r * width, t = r / B, b = r - t * B;
-      key = (u64(t) * u64(total) + u64(first + b)) * u64(width) + u64(j);
-    }
-    const T m = hash_uniform(seed, stream, key) >= p ? keep : T(0);
+    const T m = hash_uniform(seed, stream, mask_key(k, width, B, first, total, part)) >= p
+                    ? keep
+                    : T(0);
     mask[i] = m;
     out[i] = in[i] * m;
   }
@@ -407,11 +404,10 @@ class DeviceModel {
   // As Model::forward_backward; the gradients stay on the device (grads()).
   double forward_backward(const i32* x, const i32* y, idx B, idx Tn, const T* state_in,
                           T* state_out, T* dstate, bool train, u64 seed, MaskRows rows) {
-    prepare(B, Tn, x, y);
+    prepare(B, Tn, x, y, true);
     load_state(state_in);
-    const double l = fb(train, seed, rows);
+    const double l = fb(train, seed, rows, dstate);
     save_state(state_out);
-    download_dstate(dstate);
     return l;
   }
 
@@ -482,9 +478,9 @@ class DeviceModel {
     *status = StepStatus::OK;
     idx done = 0;
     for (idx k = 0; k < K; ++k) {
-      prepare(B, Tn, xs + k * B * Tn, ys + k * B * Tn);
+      prepare(B, Tn, xs + k * B * Tn, ys + k * B * Tn, true);
       if (k == 0) load_state(state);
-      const double l = fb(train, train ? seeds[k] : 0, {});
+      const double l = fb(train, train ? seeds[k] : 0, {}, nullptr);
       losses[k] = l;
       if (!std::isfinite(l)) {
         *status = StepStatus::LOSS;
@@ -518,7 +514,7 @@ class DeviceModel {
   Buf<T> emb_, hp_, dhp_, dh_, dc_, logits_, dout_, top_, top_mask_, emb_mask_, ones_;
   Buf<i32> ids_, tgt_, id_start_, id_pos_;
   Buf<double> row_loss_;
-  std::vector<i32> ids_h_, tgt_h_, start_h_, pos_h_;
+  std::vector<i32> ids_h_, tgt_h_, start_h_, pos_h_, next_h_;
   std::vector<double> row_loss_h_;
   idx B_ = 0, T_ = 0;
   std::vector<char> in_dropped_;
@@ -528,7 +524,9 @@ class DeviceModel {
   const T* P(idx off) { return P_.data() + off; }
   T* Gr(idx off) { return Gbuf_.data() + off; }
 
-  void prepare(idx B, idx Tn, const i32* x, const i32* y) {
+  // The ids of a call, time-major; with by_id (a backward pass follows) also
+  // the rows of each id, for the sums by id.
+  void prepare(idx B, idx Tn, const i32* x, const i32* y, bool by_id = false) {
     if (B != B_ || Tn != T_) replan(B, Tn);
     const idx N = B * Tn;
     for (idx b = 0; b < B; ++b)
@@ -541,12 +539,12 @@ class DeviceModel {
         throw std::invalid_argument("token ids were changed while the call was running");
     x_.upload(ids_.data(), ids_h_.data(), N * sizeof(i32));
     if (y) x_.upload(tgt_.data(), tgt_h_.data(), N * sizeof(i32));
-    // The rows of each id, in increasing order (for the sums by id).
+    if (!by_id) return;
     std::fill(start_h_.begin(), start_h_.end(), 0);
     for (idx i = 0; i < N; ++i) start_h_[ids_h_[i] + 1] += 1;
     for (idx v = 0; v < V; ++v) start_h_[v + 1] += start_h_[v];
-    std::vector<i32> next(start_h_.begin(), start_h_.end() - 1);
-    for (idx i = 0; i < N; ++i) pos_h_[next[ids_h_[i]]++] = static_cast<i32>(i);
+    std::copy(start_h_.begin(), start_h_.end() - 1, next_h_.begin());
+    for (idx i = 0; i < N; ++i) pos_h_[next_h_[ids_h_[i]]++] = static_cast<i32>(i);
     x_.upload(id_start_.data(), start_h_.data(), (V + 1) * sizeof(i32));
     x_.upload(id_pos_.data(), pos_h_.data(), N * sizeof(i32));
   }
@@ -596,6 +594,7 @@ class DeviceModel {
     ids_h_.resize(N);
     tgt_h_.resize(N);
     start_h_.resize(V + 1);
+    next_h_.resize(V);
     pos_h_.resize(N);
     row_loss_h_.resize(N);
     B_ = B;
@@ -634,13 +633,6 @@ class DeviceModel {
     }
   }
 
-  // dstate [S, L, B, H]: run_backward leaves layer l's in dstate_[l].
-  std::vector<T> dstate_h_;
-  void download_dstate(T* dstate) {
-    const idx BH = B_ * H, n = state_slots() * L * BH;
-    std::copy(dstate_h_.begin(), dstate_h_.begin() + n, dstate);
-  }
-
   void read_logits(T* out) {
     const idx N = B_ * T_;
     std::vector<T> tm(static_cast<size_t>(N * V));
@@ -661,10 +653,11 @@ class DeviceModel {
     return total / static_cast<double>(N);
   }
 
-  double fb(bool train, u64 seed, MaskRows rows) {
+  // dstate [S, L, B, H] on the host, or null (the K-step loop does not need it).
+  double fb(bool train, u64 seed, MaskRows rows, T* dstate) {
     run_forward(train, seed, rows);
     const double l = xent(true);
-    run_backward();
+    run_backward(dstate);
     return l;
   }
 
@@ -678,8 +671,7 @@ class DeviceModel {
             T* out) {
     const idx B = B_, n = B * T_ * width;
     ApplyMask<T> f{in, m, out, p, T(1) / T(1 - p), seed, stream, B, width, B * width,
-                   rows.first, rows.total, drop.locked,
-                   rows.total != 0 && !(rows.first == 0 && rows.total == B)};
+                   rows.first, rows.total, drop.locked, rows.part(B)};
     x_.each(n, f);
   }
 
@@ -747,7 +739,7 @@ class DeviceModel {
     gemm(x_, false, false, 1, cols, N, T(1), ones_.data(), N, d, cols, T(0), out, cols);
   }
 
-  void run_backward() {
+  void run_backward(T* dstate) {
     const idx B = B_, Tn = T_, N = B * Tn, GH = G * H, BH = B * H;
     const T* dlogits = logits_.data();
     const T* top = top_output();
@@ -758,7 +750,6 @@ class DeviceModel {
     if (out_dropped_) x_.each(N * H, MultiplyBy<T>{dout, top_mask_.data()});
     T* dh = dh_.data();
     T* dc = dc_.data();
-    dstate_h_.resize(static_cast<size_t>(state_slots() * L * BH));
     for (idx l = L - 1; l >= 0; --l) {
       const T* Wih = P(off_wih_[l]);
       const T* Whh = w_dropped_ ? weff_[l].data() : P(off_whh_[l]);
@@ -778,8 +769,10 @@ class DeviceModel {
                                     aux ? aux + t * BH : nullptr, dh, dc});
         gemm(x_, false, false, B, H, GH, T(1), dhp_all + t * B * GH, GH, Whh, H, beta, dh, H);
       }
-      x_.download(dstate_h_.data() + l * BH, dh, bytes(BH));
-      if (cs) x_.download(dstate_h_.data() + (L + l) * BH, dc, bytes(BH));
+      if (dstate) {
+        x_.download(dstate + l * BH, dh, bytes(BH));
+        if (cs) x_.download(dstate + (L + l) * BH, dc, bytes(BH));
+      }
       gemm(x_, true, false, GH, H, N, T(1), dhp_all, GH, hs, H, T(0), Gr(off_whh_[l]), H);
       if (w_dropped_) x_.each(GH * H, MultiplyBy<T>{Gr(off_whh_[l]), wmask_[l].data()});
       column_sums(dhp_all, N, GH, Gr(off_bhh_[l]));

@@ -160,17 +160,18 @@ struct CudaExec {
   }
 
   // Per-block partial sums, added on the host in block order.
+  static constexpr unsigned kSumBlocks = 512;
+  Buffer<double> part_;  // the partial sums, made on first use
+  std::vector<double> part_h_;
   template <typename T>
   double sum_squares(const T* a, idx n) {
-    const unsigned th = 256, blocks = 512;
-    Buffer<double> part;
-    part.resize(blocks);
-    sum_squares_kernel<T><<<blocks, th>>>(a, n, part.data());
+    if (part_.size() != kSumBlocks) part_.resize(kSumBlocks);
+    part_h_.resize(kSumBlocks);
+    sum_squares_kernel<T><<<kSumBlocks, 256>>>(a, n, part_.data());
     check(cudaGetLastError(), "kernel launch");
-    std::vector<double> h(blocks);
-    download(h.data(), part.data(), blocks * sizeof(double));
+    download(part_h_.data(), part_.data(), kSumBlocks * sizeof(double));
     double s = 0;
-    for (double v : h) s += v;
+    for (double v : part_h_) s += v;
     return s;
   }
 };
