@@ -247,6 +247,26 @@ class _DeviceModel(Generic[_F]):
                     losses: NDArray[np.float64], norms: NDArray[np.float64],
                     optimizer: dict[str, Any]) -> tuple[int, int]:
         """K training steps on the device, as ModelF32.train_steps."""
+    def sample(self, state: NDArray[_F], logits: NDArray[_F], out: NDArray[np.int32], *,
+               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+               position: int = 0, uniform_first: bool = False,
+               stop: NDArray[np.int32] | None = None, window: NDArray[np.int32] | None = None,
+               live: NDArray[np.uint8], feed_last: bool = True) -> int:
+        """The sampling loop on the device, as ModelF32.sample."""
+    def beam_search(
+        self, logits: NDArray[_F], state: NDArray[_F], length: int, beam_width: int, *,
+        length_penalty: float = 0.0, stop: NDArray[np.int32] | None = None,
+        context: NDArray[np.int32] | None = None, no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0, penalty_ngram_size: int = 1
+    ) -> tuple[NDArray[np.int32], float, float]:
+        """Beam search, the states and steps on the device, as ModelF32.beam_search."""
+    def trace(self, x: NDArray[np.int32], state_in: NDArray[_F], state_out: NDArray[_F],
+              hidden: NDArray[_F], cell: NDArray[_F] | None, gates: NDArray[_F] | None,
+              logits: NDArray[_F]) -> None:
+        """As ModelF32.trace, on the device."""
+    def gradient_flow(self, x: NDArray[np.int32], y: NDArray[np.int32], state_in: NDArray[_F],
+                      norms: NDArray[np.float64]) -> float:
+        """As ModelF32.gradient_flow; the device's gradients are left as they are."""
 
 class DeviceModelF32(_DeviceModel[np.float32]):
     """The model on a device in float32."""

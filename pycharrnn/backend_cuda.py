@@ -9,10 +9,10 @@ for (write through :meth:`set_params`, as ``CharRNN.load_state_dict``
 does), and the optimizer's buffers live on the device, copied to the host
 arrays of :class:`pycharrnn.optim.Optimizer` when its state is saved.
 
-The sampling loop, beam search, trace and gradient flow do not run on the
-device yet: they run on the CPU's core with a copy of the device's
-parameters (made again only after the parameters change), giving the same
-text and numbers as a CPU model with those parameters.
+The sampling loop (the draws and the stop matching included), beam search
+(its states and steps; the hypotheses' bookkeeping stays on the host), trace
+and gradient flow run on the device too, with the CPU's arithmetic: a seed
+gives the CPU's text.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from .backend import Backend, CPUBackend, find_cublas
+from .backend import Backend, find_cublas
 
 __all__ = ["CUDABackend"]
 
@@ -39,9 +39,6 @@ class CUDABackend(Backend):
 
     def __init__(self, *args: Any, **regularizers: Any):
         super().__init__(*args, **regularizers)
-        self._version = 0  # counts changes of the device's parameters
-        self._cpu: Optional[CPUBackend] = None
-        self._cpu_version = -1
         self._opt: List[Optional[weakref.ref]] = [None, None, None]
 
     def _make_core(self, *args: Any, **regularizers: Any) -> Any:
@@ -78,7 +75,6 @@ class CUDABackend(Backend):
     def set_params(self, flat: np.ndarray) -> None:
         """Copy flat [num_params] to the device."""
         self.core.set_params(np.ascontiguousarray(flat, self.dtype))
-        self._version += 1
 
     def grad_sum_squares(self) -> float:
         """The sum of squares of the gradients, summed on the device."""
@@ -115,7 +111,6 @@ class CUDABackend(Backend):
     def optimizer_step(self, optimizer: Dict[str, Any], lr: float, grad_norm: float) -> None:
         self._use_optimizer(optimizer["buffers"])
         self.core.optimizer_step(optimizer, lr, grad_norm)
-        self._version += 1
 
     # ----------------------------------------------------------- the model
     def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
@@ -138,33 +133,23 @@ class CUDABackend(Backend):
         self._use_optimizer(optimizer["buffers"])
         done, status = self.core.train_steps(xs, ys, state, seeds, lrs, losses, norms,
                                              optimizer)
-        self._version += 1
         return int(done), int(status)
 
-    # ------------------------------------------- loops run on the CPU's core
-    def cpu_copy(self) -> CPUBackend:
-        """A CPU backend holding the device's parameters now (kept, and
-        copied again only after they change)."""
-        if self._cpu is None:
-            self._cpu = CPUBackend(*self._args, **self._regularizers)
-        if self._cpu_version != self._version:
-            self.core.get_params(self._cpu.params)
-            self._cpu_version = self._version
-        return self._cpu
-
+    # ------------------------------------------------------------ loops
     def sample(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,
                **options: Any) -> int:
-        return self.cpu_copy().sample(state, logits, out, **options)
+        return int(self.core.sample(state, logits, out, **options))
 
     def beam_search(self, logits: np.ndarray, state: np.ndarray, length: int,
                     beam_width: int, **options: Any) -> Tuple[np.ndarray, float, float]:
-        return self.cpu_copy().beam_search(logits, state, length, beam_width, **options)
+        ids, score, logp = self.core.beam_search(logits, state, length, beam_width, **options)
+        return ids, float(score), float(logp)
 
     def trace(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray, hidden: np.ndarray,
               cell: Optional[np.ndarray], gates: Optional[np.ndarray],
               logits: np.ndarray) -> None:
-        self.cpu_copy().trace(x, s0, s1, hidden, cell, gates, logits)
+        self.core.trace(x, s0, s1, hidden, cell, gates, logits)
 
     def gradient_flow(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray,
                       norms: np.ndarray) -> float:
-        return self.cpu_copy().gradient_flow(x, y, s0, norms)
+        return float(self.core.gradient_flow(x, y, s0, norms))

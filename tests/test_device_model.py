@@ -7,7 +7,8 @@ these tests check that code on any machine with a CUDA build; executor
 "cuda" runs it on the GPU (marker cuda; skipped without one). Float64 agrees
 with the CPU to 1e-12, float32 to 1e-5 (relative to the largest element),
 for every cell, 1-3 layers, one-hot and embedding input, each dropout kind,
-every optimizer and clip, and the K-step loop.
+every optimizer and clip, the K-step loop, trace and gradient flow; the
+sampling loop and beam search give the CPU's ids.
 """
 
 from __future__ import annotations
@@ -271,6 +272,172 @@ def test_without_a_gpu_the_cuda_executor_says_why():
         _core.DeviceModelF32(3, V, 0, 4, 1, executor="cuda")
 
 
+# ------------------------------------------------------- loops and looks inside
+# The sampling loop (draws, stop matching), beam search, trace and gradient
+# flow on the device against the CPU's: the same ids, to the id.
+
+SAMPLE_OPTIONS = [dict(), dict(temperature=0.7, top_k=3), dict(temperature=1.3, top_p=0.6),
+                  dict(temperature=0.0), dict(temperature=0.9, top_k=4, top_p=0.8),
+                  dict(temperature=1e-300)]
+
+
+def sample_with(model_sample, m, B, n, s0, lo0, stop=None, **kw):
+    """One call of a sampling loop from copies of (s0, lo0): every array it
+    changes, and the steps it reports."""
+    st, lo = s0.copy(), lo0.copy()
+    out = np.full((B, n), 99, np.int32)
+    live = np.ones(B, np.uint8)
+    window = None if stop is None else np.full((B, len(stop)), -1, np.int32)
+    steps = model_sample(st, lo, out, stop=stop, window=window, live=live, **kw)
+    return dict(steps=steps, state=st, logits=lo, out=out, live=live, window=window)
+
+
+def both_samples(m, d, B, n, seed, stop=None, **kw):
+    s0 = state(m, B, seed)
+    lo0 = np.random.default_rng(seed).normal(0, 2, (B, V)).astype(s0.dtype)
+    P = m.backend.params
+    want = sample_with(lambda *a, **k: m.backend.core.sample(P, *a, **k), m, B, n, s0, lo0,
+                       stop=stop, seed=seed, **kw)
+    got = sample_with(d.sample, m, B, n, s0, lo0, stop=stop, seed=seed, **kw)
+    return got, want
+
+
+def assert_same_sample(got, want, tol):
+    assert got["steps"] == want["steps"]
+    np.testing.assert_array_equal(got["out"], want["out"])
+    np.testing.assert_array_equal(got["live"], want["live"])
+    if want["window"] is not None:
+        np.testing.assert_array_equal(got["window"], want["window"])
+    close(got["state"], want["state"], tol, "state after sampling")
+    close(got["logits"], want["logits"], tol, "logits after sampling")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("options", SAMPLE_OPTIONS, ids=str)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_sampling_on_the_device_draws_the_cpus_ids(executor, dtype, tol, options, cell):
+    m, d = pair(executor, cell, E=5, L=2, dtype=dtype, seed=6)
+    got, want = both_samples(m, d, 3, 30, seed=11, **options)
+    assert_same_sample(got, want, tol)
+    assert (got["out"] >= 0).all() and got["steps"] == 30
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_sampling_stops_where_the_cpu_stops(executor):
+    m, d = pair(executor, "gru", E=None, L=1, dtype="float64", seed=7)
+    free, _ = both_samples(m, d, 4, 40, seed=3, temperature=1.5)
+    for stop in ([int(free["out"][0, 4])], [int(free["out"][1, 2]), int(free["out"][1, 3])]):
+        stop = np.array(stop, np.int32)
+        got, want = both_samples(m, d, 4, 40, seed=3, temperature=1.5, stop=stop)
+        assert_same_sample(got, want, 1e-12)
+        assert not got["live"][0 if len(stop) == 1 else 1]  # that row did stop
+    # Every row stopped: the loop ends early and says how far it went.
+    got, want = both_samples(m, d, 1, 40, seed=3, temperature=1.5,
+                             stop=np.array([free["out"][0, 4]], np.int32))
+    assert_same_sample(got, want, 1e-12)
+    assert got["steps"] <= 5 and (got["out"][0, got["steps"]:] == 99).all()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_sample_in_pieces_is_the_sample_in_one_call(executor):
+    m, d = pair(executor, "lstm", E=4, L=3, dtype="float64", seed=8)
+    whole, want = both_samples(m, d, 2, 24, seed=5, uniform_first=True, feed_last=False)
+    assert_same_sample(whole, want, 1e-12)
+    s0 = state(m, 2, 5)
+    lo = np.random.default_rng(5).normal(0, 2, (2, V))
+    st, live = s0.copy(), np.ones(2, np.uint8)
+    parts = []
+    for k, n in enumerate((10, 14)):
+        out = np.zeros((2, n), np.int32)
+        d.sample(st, lo, out, seed=5, position=10 * k, uniform_first=True, live=live,
+                 feed_last=k == 0)
+        parts.append(out)
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole["out"])
+    close(st, whole["state"], 1e-12, "state after the pieces")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_non_finite_logits_are_refused_on_the_device(executor):
+    m, d = pair(executor, "rnn", E=None, L=1, dtype="float32", seed=1)
+    s0 = state(m, 2, 1)
+    lo = np.zeros((2, V), np.float32)
+    lo[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        d.sample(s0, lo, np.zeros((2, 5), np.int32), live=np.ones(2, np.uint8))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        d.sample(s0, lo, np.zeros((2, 5), np.int32), temperature=0.0,
+                 live=np.ones(2, np.uint8))
+    with pytest.raises(ValueError, match="top_p"):
+        d.sample(s0, lo, np.zeros((2, 5), np.int32), top_p=0.0, live=np.ones(2, np.uint8))
+
+
+BEAM_OPTIONS = [dict(), dict(length_penalty=0.7), dict(stop=[3]),
+                dict(no_repeat_ngram_size=2, context=[1, 2, 3]),
+                dict(repetition_penalty=1.6, penalty_ngram_size=2, context=[4, 4, 5])]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("options", BEAM_OPTIONS, ids=str)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_beam_search_on_the_device_finds_the_cpus_text(executor, dtype, tol, options, cell):
+    m, d = pair(executor, cell, E=None if cell == "gru" else 4, L=2, dtype=dtype, seed=12)
+    kw = {k: (np.array(v, np.int32) if isinstance(v, list) else v) for k, v in options.items()}
+    s0 = state(m, 1, 2)
+    lo = np.random.default_rng(2).normal(0, 1, V).astype(s0.dtype)
+    ids_w, score_w, logp_w = m.backend.core.beam_search(m.backend.params, lo, s0, 25, 4, **kw)
+    ids_g, score_g, logp_g = d.beam_search(lo, s0, 25, 4, **kw)
+    np.testing.assert_array_equal(ids_g, ids_w)
+    close(score_g, score_w, tol, "score")
+    close(logp_g, logp_w, tol, "log-probability")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("cell,nl", CELLS)
+def test_trace_on_the_device_matches_the_cpu(executor, dtype, tol, cell, nl):
+    m, d = pair(executor, cell, nl, E=None if cell == "rnn" else 5, L=2, dtype=dtype, seed=13)
+    x, _ = batch(3, 7, 13)
+    s0 = state(m, 3, 13)
+    G, L, H = {"rnn": 1, "gru": 3, "lstm": 4}[cell], 2, 9
+
+    def arrays():
+        return dict(s1=np.zeros_like(s0), hidden=np.zeros((L, 3, 7, H), s0.dtype),
+                    cell=np.zeros((L, 3, 7, H), s0.dtype) if cell == "lstm" else None,
+                    gates=np.zeros((L, 3, 7, G * H), s0.dtype) if G > 1 else None,
+                    logits=np.zeros((3, 7, V), s0.dtype))
+
+    want, got = arrays(), arrays()
+    m.backend.core.trace(m.backend.params, x, s0, *want.values())
+    d.trace(x, s0, *got.values())
+    for k, v in want.items():
+        if v is not None:
+            close(got[k], v, tol, k)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_gradient_flow_on_the_device_matches_the_cpu(executor, dtype, tol, cell):
+    m, d = pair(executor, cell, E=None if cell == "gru" else 4, L=3, dtype=dtype, seed=14)
+    x, y = batch(2, 8, 14)
+    s0 = state(m, 2, 14)
+    # The device's own gradients first, to see that gradient_flow leaves them.
+    d.forward_backward(x, y, s0, np.zeros_like(s0), np.zeros_like(s0))
+    before = np.zeros(d.num_params, s0.dtype)
+    d.get_grads(before)
+    nw, ng = np.zeros((3, 8)), np.zeros((3, 8))
+    lw = m.backend.core.gradient_flow(m.backend.params, m.backend.zeros(), x, y, s0, nw)
+    lg = d.gradient_flow(x, y, s0, ng)
+    close(lg, lw, tol, "last step's loss")
+    close(ng, nw, tol, "|| d loss / d h_t ||")
+    assert nw[-1, 0] > 0 and nw[0, -1] > 0
+    after = np.zeros_like(before)
+    d.get_grads(after)
+    np.testing.assert_array_equal(after, before)
+
+
 # ------------------------------------------------------------------ the library
 # A model made with device="cuda" runs through pycharrnn.backend_cuda; with
 # the host executor that path (the Trainer, checkpoints, optimizers, moves
@@ -362,3 +529,20 @@ def test_sampling_a_device_model_gives_the_cpus_text(on_device):
     args = dict(length=60, prime="It was", temperature=0.8, seed=5)
     assert tr.model.sample(**args) == cpu.sample(**args)
     assert str(tr.model.beam_search("It", 20)) == str(cpu.beam_search("It", 20))
+    args = dict(length=40, prime="It", temperature=1.0, seed=2, stop="s")
+    assert tr.model.sample(**args) == cpu.sample(**args)
+
+
+def test_the_looks_inside_a_device_model_are_the_cpus(on_device):
+    from pycharrnn import diagnostics
+
+    tr = run("cuda", 8)
+    cpu = pc.CharRNN(tr.model.vocab, hidden_size=16, num_layers=2, cell="gru",
+                     embedding_dim=6, dropout=0.2, dtype="float64", seed=4)
+    cpu.load_state_dict(tr.model.state_dict())
+    ids = tr.model.vocab.encode("It was the best")
+    a, b = tr.model.trace_arrays(ids), cpu.trace_arrays(ids)
+    for k in ("hidden", "gates", "logits"):
+        close(a[k], b[k], 1e-12, k)
+    close(diagnostics.gradient_flow(tr.model, TEXT[:80], T=20),
+          diagnostics.gradient_flow(cpu, TEXT[:80], T=20), 1e-12, "gradient flow")

@@ -220,6 +220,17 @@ inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
   return id_list(stop, V, "stop", false);
 }
 
+// trace's cell (an array for an LSTM, else None) and gates (an array unless
+// G == 1): the array's data, or null.
+template <typename T>
+std::pair<T*, Mem> trace_out(const py::object& o, const char* name, bool wanted,
+                             const std::vector<idx>& shape) {
+  if (o.is_none() == wanted)
+    throw py::value_error(std::string(name) + (wanted ? " must be an array" : " must be None") +
+                          " for this cell");
+  return optional_out<T>(o, name, shape);
+}
+
 // The regularisers' rates, each in [0, 1); input and embedding dropout only
 // with an embedding.
 inline pcr::Dropouts dropouts(idx E, double dropout, double input_dropout,

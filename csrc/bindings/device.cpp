@@ -14,6 +14,7 @@
 
 #include "bindings/bindings.hpp"
 #include "bindings/checks.hpp"
+#include "bindings/generation.hpp"
 #include "bindings/optimizer_spec.hpp"
 #include "cuda/device_api.hpp"
 #include "cuda/exec_cuda_path.hpp"
@@ -204,6 +205,69 @@ void def_device(py::module_& m, const char* name) {
   }, py::arg("xs"), py::arg("ys"), py::arg("state"), py::arg("seeds"), py::arg("lrs"),
      py::arg("losses"), py::arg("norms"), py::arg("optimizer"),
      "K training steps on the device, as ModelF32.train_steps.");
+  c.def("sample", [](D& s, py::array state, py::array logits, py::array out,
+                     double temperature, idx top_k, double top_p, std::uint64_t seed,
+                     std::uint64_t position, bool uniform_first, py::object stop,
+                     py::object window, py::array live, bool feed_last) {
+    const auto& M = *s.shape;
+    auto a = sample_args<T>(M.state_slots(), M.L, M.H, M.V, state, logits, out, temperature,
+                            top_k, top_p, stop, window, live, Mem{"params", nullptr, 0});
+    py::gil_scoped_release nogil;
+    return s.dev->sample(a.state, a.logits, a.B, a.n, a.out, a.o, seed, position, uniform_first,
+                         a.stop.data(), a.m, a.window, a.live, feed_last);
+  }, py::arg("state"), py::arg("logits"), py::arg("out"), py::kw_only(),
+     py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
+     py::arg("seed") = 0, py::arg("position") = 0, py::arg("uniform_first").noconvert() = false,
+     py::arg("stop") = py::none(), py::arg("window") = py::none(), py::arg("live"),
+     py::arg("feed_last").noconvert() = true,
+     "The sampling loop as ModelF32.sample, with the model, the draws and the stop "
+     "matching on the device.");
+  c.def("beam_search", [](D& s, py::array logits, py::array state, idx length, idx beam_width,
+                          double length_penalty, py::object stop, py::object context,
+                          idx no_repeat_ngram_size, double repetition_penalty,
+                          idx penalty_ngram_size) {
+    const auto& M = *s.shape;
+    auto a = beam_args<T>(M.state_slots(), M.L, M.H, M.V, logits, state, length, beam_width,
+                          length_penalty, stop, context, no_repeat_ngram_size,
+                          repetition_penalty, penalty_ngram_size);
+    return beam_result(length, [&](std::int32_t* best, idx* n, double* score, double* logp) {
+      s.dev->beam_search(a.logits, a.state, length, beam_width, length_penalty, a.stop.data(),
+                         static_cast<idx>(a.stop.size()), a.rep, best, n, score, logp);
+    });
+  }, py::arg("logits"), py::arg("state"), py::arg("length"), py::arg("beam_width"),
+     py::kw_only(), py::arg("length_penalty") = 0.0, py::arg("stop") = py::none(),
+     py::arg("context") = py::none(), py::arg("no_repeat_ngram_size") = 0,
+     py::arg("repetition_penalty") = 1.0, py::arg("penalty_ngram_size") = 1,
+     "Beam search as ModelF32.beam_search, the hypotheses' states and steps on the device.");
+  c.def("trace", [](D& s, py::array x, py::array s0, py::array s1, py::array hidden,
+                    py::object cell, py::object gates, py::array logits) {
+    const auto& M = *s.shape;
+    const auto [B, Tn] = check_ids(x, "x", M.V);
+    const T* a = in_ptr<T>(s0, "state_in", s.state_shape(B));
+    T* b = out_ptr<T>(s1, "state_out", s.state_shape(B));
+    T* hi = out_ptr<T>(hidden, "hidden", {M.L, B, Tn, M.H});
+    T* lo = out_ptr<T>(logits, "logits", {B, Tn, M.V});
+    auto [ce, cm] = trace_out<T>(cell, "cell", M.state_slots() == 2, {M.L, B, Tn, M.H});
+    auto [ga, gm] = trace_out<T>(gates, "gates", M.G > 1, {M.L, B, Tn, M.G * M.H});
+    check_disjoint({mem(s1, "state_out"), mem(hidden, "hidden"), mem(logits, "logits"), cm, gm},
+                   {mem(x, "x"), state_in_mem(s0, s1)});
+    const auto* xp = static_cast<const std::int32_t*>(x.data());
+    py::gil_scoped_release nogil;
+    s.dev->trace(xp, B, Tn, a, b, hi, ce, ga, lo);
+  }, py::arg("x"), py::arg("state_in"), py::arg("state_out"), py::arg("hidden"),
+     py::arg("cell"), py::arg("gates"), py::arg("logits"), "As ModelF32.trace, on the device.");
+  c.def("gradient_flow", [](D& s, py::array x, py::array y, py::array s0, py::array norms) {
+    const auto& M = *s.shape;
+    const auto [B, Tn] = check_xy(x, y, M.V);
+    const T* a = in_ptr<T>(s0, "state_in", s.state_shape(B));
+    double* no = out_ptr<double>(norms, "norms", {M.L, Tn});
+    check_disjoint({mem(norms, "norms")}, {mem(x, "x"), mem(y, "y"), mem(s0, "state_in")});
+    const auto* xp = static_cast<const std::int32_t*>(x.data());
+    const auto* yp = static_cast<const std::int32_t*>(y.data());
+    py::gil_scoped_release nogil;
+    return s.dev->gradient_flow(xp, yp, B, Tn, a, no);
+  }, py::arg("x"), py::arg("y"), py::arg("state_in"), py::arg("norms"),
+     "As ModelF32.gradient_flow, on the device; the model's gradients are left as they are.");
 }
 
 }  // namespace

@@ -132,17 +132,6 @@ void def_loss(ModelClass<T>& c) {
         "receives the final state, stream_loss (float64 [B] or None) each row's sum.");
 }
 
-// trace's cell (an array for an LSTM, else None) and gates (an array unless
-// G == 1): the array's data, or null.
-template <typename T>
-std::pair<T*, Mem> trace_out(const py::object& o, const char* name, bool wanted,
-                             const std::vector<idx>& shape) {
-  if (o.is_none() == wanted)
-    throw py::value_error(std::string(name) + (wanted ? " must be an array" : " must be None") +
-                          " for this cell");
-  return optional_out<T>(o, name, shape);
-}
-
 template <typename T>
 void def_trace(ModelClass<T>& c) {
   c.def("trace",

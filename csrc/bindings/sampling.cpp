@@ -8,29 +8,12 @@
 
 #include "bindings/bindings.hpp"
 #include "bindings/checks.hpp"
+#include "bindings/generation.hpp"
 #include "sampling.hpp"
 
 namespace pcr {
 namespace bind {
 namespace {
-
-pcr::DrawOptions draw_options(double temperature, idx top_k, double top_p) {
-  if (!(temperature >= 0) || !std::isfinite(temperature))
-    throw py::value_error("temperature must be finite and >= 0");
-  if (top_k < 0) throw py::value_error("top_k must be >= 0 (0: off)");
-  if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p must be in (0, 1]");
-  return pcr::DrawOptions{temperature, top_k, top_p};
-}
-
-// The rows' windows of stop matching: int32 [B, m] when there are m > 0
-// stop ids, else ignored (null).
-std::int32_t* stop_window(const py::object& window, idx B, idx m) {
-  if (m == 0) return nullptr;
-  if (!py::isinstance<py::array>(window))
-    throw py::type_error("window must be an int32 array [rows, len(stop)]");
-  py::array wa = py::reinterpret_borrow<py::array>(window);
-  return out_ptr<std::int32_t>(wa, "window", {B, m});
-}
 
 template <typename T>
 void def_sample(ModelClass<T>& c) {
@@ -39,26 +22,15 @@ void def_sample(ModelClass<T>& c) {
            py::array out, double temperature, idx top_k, double top_p, std::uint64_t seed,
            std::uint64_t position, bool uniform_first, py::object stop, py::object window,
            py::array live, bool feed_last) {
-          if (out.ndim() != 2) throw py::value_error("out must be 2-D [rows, length]");
-          const idx B = out.shape(0), n = out.shape(1);
-          if (B < 1) throw py::value_error("out must have at least one row");
-          const std::vector<idx> ss{self.state_slots(), self.L, B, self.H};
           const T* P = in_ptr<T>(params, "params", {self.num_params()});
-          T* st = out_ptr<T>(state, "state", ss);
-          T* lo = out_ptr<T>(logits, "logits", {B, self.V});
-          auto* o = out_ptr<std::int32_t>(out, "out", {B, n});
-          auto* lv = out_ptr<std::uint8_t>(live, "live", {B});
-          const auto opts = draw_options(temperature, top_k, top_p);
-          const std::vector<std::int32_t> sid = stop_ids(stop, self.V);
-          const idx m = static_cast<idx>(sid.size());
-          std::int32_t* win = stop_window(window, B, m);
-          check_disjoint({mem(state, "state"), mem(logits, "logits"), mem(out, "out"),
-                          mem(live, "live"), flat("window", win, win ? B * m : 0)},
-                         {mem(params, "params")});
+          auto a = sample_args<T>(self.state_slots(), self.L, self.H, self.V, state, logits, out,
+                                  temperature, top_k, top_p, stop, window, live,
+                                  mem(params, "params"));
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          return pcr::sample_loop(self, P, st, lo, B, n, o, opts, seed, position, uniform_first,
-                                  sid.data(), m, win, lv, feed_last);
+          return pcr::sample_loop(self, P, a.state, a.logits, a.B, a.n, a.out, a.o, seed,
+                                  position, uniform_first, a.stop.data(), a.m, a.window, a.live,
+                                  feed_last);
         },
         py::arg("params"), py::arg("state"), py::arg("logits"), py::arg("out"), py::kw_only(),
         py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
@@ -80,38 +52,17 @@ void def_beam_search(ModelClass<T>& c) {
         [](pcr::Model<T>& self, py::array params, py::array logits, py::array state, idx length,
            idx beam_width, double length_penalty, py::object stop, py::object context,
            idx no_repeat_ngram_size, double repetition_penalty, idx penalty_ngram_size) {
-          if (length < 0) throw py::value_error("length must be >= 0");
-          if (beam_width < 1) throw py::value_error("beam_width must be >= 1");
-          if (!std::isfinite(length_penalty))
-            throw py::value_error("length_penalty must be finite");
-          if (no_repeat_ngram_size < 0)
-            throw py::value_error("no_repeat_ngram_size must be >= 0");
-          if (!(std::isfinite(repetition_penalty) && repetition_penalty > 0))
-            throw py::value_error("repetition_penalty must be finite and > 0");
-          if (penalty_ngram_size < 1) throw py::value_error("penalty_ngram_size must be >= 1");
-          const std::vector<std::int32_t> ctx = id_list(context, self.V, "context", true);
-          pcr::Repeats rep;
-          rep.context = ctx.data();
-          rep.context_len = static_cast<idx>(ctx.size());
-          rep.no_repeat = no_repeat_ngram_size;
-          rep.penalty = repetition_penalty;
-          rep.penalty_size = penalty_ngram_size;
           const T* P = in_ptr<T>(params, "params", {self.num_params()});
-          const T* lo = in_ptr<T>(logits, "logits", {self.V});
-          const T* st = in_ptr<T>(state, "state", {self.state_slots(), self.L, 1, self.H});
-          const std::vector<std::int32_t> sid = stop_ids(stop, self.V);
-          py::array_t<std::int32_t> best(static_cast<py::ssize_t>(length));
-          std::int32_t* bp = best.mutable_data();
-          idx n = 0;
-          double score = 0, logp = 0;
-          {
-            py::gil_scoped_release nogil;
+          auto a = beam_args<T>(self.state_slots(), self.L, self.H, self.V, logits, state, length,
+                                beam_width, length_penalty, stop, context, no_repeat_ngram_size,
+                                repetition_penalty, penalty_ngram_size);
+          return beam_result(length, [&](std::int32_t* best, idx* n, double* score,
+                                         double* logp) {
             pcr::DenormalsGuard flush;
-            pcr::beam_search(self, P, lo, st, length, beam_width, length_penalty, sid.data(),
-                             static_cast<idx>(sid.size()), rep, bp, &n, &score, &logp);
-          }
-          py::array_t<std::int32_t> found(static_cast<py::ssize_t>(n), bp);
-          return py::make_tuple(found, score, logp);
+            pcr::beam_search(self, P, a.logits, a.state, length, beam_width, length_penalty,
+                             a.stop.data(), static_cast<idx>(a.stop.size()), a.rep, best, n,
+                             score, logp);
+          });
         },
         py::arg("params"), py::arg("logits"), py::arg("state"), py::arg("length"),
         py::arg("beam_width"), py::kw_only(), py::arg("length_penalty") = 0.0,

@@ -14,8 +14,10 @@
 #include <utility>
 #include <vector>
 
+#include "../beam.hpp"
 #include "../common.hpp"
 #include "../dispatch.hpp"
+#include "../draw.hpp"
 #include "../dropout.hpp"
 #include "../memory.hpp"
 #include "../opt_spec.hpp"
@@ -54,6 +56,20 @@ class DeviceModelAPI {
                           idx B, idx Tn, T* state, bool train, const std::uint64_t* seeds,
                           const double* lrs, double* losses, double* norms,
                           StepStatus* status) = 0;
+  // The generation loops and the looks inside, as the CPU model's
+  // (sampling.hpp, Model::trace, Model::gradient_flow); host arrays.
+  virtual idx sample(T* state, T* logits, idx B, idx n, std::int32_t* out,
+                     const DrawOptions& o, std::uint64_t seed, std::uint64_t position,
+                     bool uniform_first, const std::int32_t* stop, idx m, std::int32_t* window,
+                     std::uint8_t* live, bool feed_last) = 0;
+  virtual void beam_search(const T* logits, const T* state, idx length, idx K,
+                           double length_penalty, const std::int32_t* stop, idx m,
+                           const Repeats& rep, std::int32_t* best, idx* best_len,
+                           double* best_score, double* best_logp) = 0;
+  virtual void trace(const std::int32_t* x, idx B, idx Tn, const T* state_in, T* state_out,
+                     T* hidden, T* cell_out, T* gates, T* logits) = 0;
+  virtual double gradient_flow(const std::int32_t* x, const std::int32_t* y, idx B, idx Tn,
+                               const T* state_in, double* norms) = 0;
 };
 
 // offsets: the CPU model's parameter offsets in its layout's order.
@@ -125,6 +141,31 @@ class DeviceModelImpl final : public DeviceModelAPI<T> {
                   double* losses, double* norms, StepStatus* status) override {
     std::lock_guard<std::mutex> lock(mu_);
     return m_.train_steps(o, xs, ys, K, B, Tn, state, train, seeds, lrs, losses, norms, status);
+  }
+  idx sample(T* state, T* logits, idx B, idx n, std::int32_t* out, const DrawOptions& o,
+             std::uint64_t seed, std::uint64_t position, bool uniform_first,
+             const std::int32_t* stop, idx m, std::int32_t* window, std::uint8_t* live,
+             bool feed_last) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return m_.sample(state, logits, B, n, out, o, seed, position, uniform_first, stop, m, window,
+                     live, feed_last);
+  }
+  void beam_search(const T* logits, const T* state, idx length, idx K, double length_penalty,
+                   const std::int32_t* stop, idx m, const Repeats& rep, std::int32_t* best,
+                   idx* best_len, double* best_score, double* best_logp) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    m_.beam_search(logits, state, length, K, length_penalty, stop, m, rep, best, best_len,
+                   best_score, best_logp);
+  }
+  void trace(const std::int32_t* x, idx B, idx Tn, const T* s0, T* s1, T* hidden, T* cell_out,
+             T* gates, T* logits) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    m_.trace(x, B, Tn, s0, s1, hidden, cell_out, gates, logits);
+  }
+  double gradient_flow(const std::int32_t* x, const std::int32_t* y, idx B, idx Tn,
+                       const T* s0, double* norms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return m_.gradient_flow(x, y, B, Tn, s0, norms);
   }
 
  private:

@@ -30,7 +30,9 @@
 #include <string>
 #include <vector>
 
+#include "../beam.hpp"
 #include "../dispatch.hpp"
+#include "../draw.hpp"
 #include "../dropout.hpp"
 #include "../pointwise.hpp"
 #include "../rng.hpp"
@@ -311,6 +313,50 @@ struct OptimizerUpdate {
   }
 };
 
+// a[i] = 0 before start, a[i] * factor from there (gradient_flow: the
+// gradient of the last step's mean loss from that of the mean over all).
+template <typename T>
+struct KeepFrom {
+  T* a;
+  idx start;
+  T factor;
+  PCR_HD void operator()(idx i) const { a[i] = i < start ? T(0) : a[i] * factor; }
+};
+
+// One step of row b of the sampling loop (draw.hpp's sample_step, the CPU's
+// arithmetic, with the device's selection): out [B, n] column i; fed [B]
+// the ids the next step reads (a stopped row keeps its last); error set for
+// non-finite logits. Scratch z, p, c, order: [B, V] each.
+template <typename T>
+struct DrawRows {
+  const T* logits;
+  idx V;
+  DrawOptions o;
+  u64 seed, pos;
+  bool uniform_first;
+  const i32* stop;
+  idx m;
+  i32* window;
+  std::uint8_t* live;
+  double *z, *p, *c;
+  idx* order;
+  i32* out;
+  idx n, i;
+  i32* fed;
+  i32* error;
+  PCR_HD void operator()(idx b) const {
+    const idx r = b * V;
+    const i32 id = sample_step<true>(logits + r, V, o, seed, b, pos, uniform_first, stop, m,
+                                     window + b * m, live[b], z + r, p + r, c + r, order + r);
+    if (id == kNonFinite) {
+      *error = 1;
+      return;
+    }
+    out[b * n + i] = id;
+    if (id >= 0) fed[b] = id;
+  }
+};
+
 // C [M, N] = alpha op(A) op(B) + beta C, all row-major (model.hpp's
 // products), as the column-major product C^T = op(B)^T op(A)^T.
 template <typename X, typename T>
@@ -504,6 +550,153 @@ class DeviceModel {
     return done;
   }
 
+  // sampling.hpp's sample_loop with the model, the draws and the stop
+  // matching on the device: state [S, L, B, H], logits [B, V], out [B, n],
+  // window [B, m], live [B] are host arrays, copied in once and out once.
+  // Without stop ids the n steps run without a wait; with them the live
+  // flags come back after each step, to end when every row has stopped.
+  idx sample(T* state, T* logits, idx B, idx n, i32* out, const DrawOptions& o, u64 seed,
+             u64 position, bool uniform_first, const i32* stop, idx m, i32* window,
+             std::uint8_t* live, bool feed_last) {
+    plan(B, 1);
+    const idx BV = B * V;
+    load_state(state);
+    x_.upload(logits_.data(), logits, bytes(BV));
+    x_.each(B, Fill<i32>{ids_.data(), 0});
+    draw_.resize(3 * BV);
+    order_.resize(BV);
+    out_.resize(B * n);
+    stop_.resize(m > 0 ? m : 1);
+    window_.resize(m > 0 ? B * m : 1);
+    live_.resize(B);
+    error_.resize(1);
+    x_.upload(out_.data(), out, static_cast<size_t>(B * n) * sizeof(i32));
+    x_.upload(stop_.data(), stop, static_cast<size_t>(m) * sizeof(i32));
+    x_.upload(window_.data(), window, static_cast<size_t>(B * m) * sizeof(i32));
+    x_.upload(live_.data(), live, static_cast<size_t>(B));
+    x_.each(1, Fill<i32>{error_.data(), 0});
+    bool any = false;
+    for (idx b = 0; b < B; ++b) any = any || live[b];
+    DrawRows<T> d{logits_.data(), V, o, seed, 0, uniform_first, stop_.data(), m,
+                  m > 0 ? window_.data() : nullptr, live_.data(), draw_.data(),
+                  draw_.data() + BV, draw_.data() + 2 * BV, order_.data(), out_.data(), n, 0,
+                  ids_.data(), error_.data()};
+    idx steps = n;
+    for (idx i = 0; i < n; ++i) {
+      d.pos = position + static_cast<u64>(i);
+      d.i = i;
+      x_.each(B, d);
+      if (m > 0) {
+        x_.download(live, live_.data(), static_cast<size_t>(B));
+        any = false;
+        for (idx b = 0; b < B; ++b) any = any || live[b];
+      }
+      if (!any) {
+        steps = i + 1;
+        break;
+      }
+      if (i == n - 1 && !feed_last) break;
+      run_forward(false, 0, {});
+      carry_state();
+    }
+    i32 error = 0;
+    x_.download(&error, error_.data(), sizeof(i32));
+    if (error) non_finite_logits();
+    x_.download(out, out_.data(), static_cast<size_t>(B * n) * sizeof(i32));
+    x_.download(window, window_.data(), static_cast<size_t>(B * m) * sizeof(i32));
+    x_.download(live, live_.data(), static_cast<size_t>(B));
+    x_.download(logits, logits_.data(), bytes(BV));
+    save_initial_state(state);
+    return steps;
+  }
+
+  // sampling.hpp's beam search: the hypotheses' bookkeeping on the host,
+  // their states and steps on the device; each step sends the parents and
+  // ids (K each) and brings back K rows of logits. logits [V] and state
+  // [S, L, 1, H] on the host.
+  void beam_search(const T* logits0, const T* state0, idx length, idx K,
+                   double length_penalty, const i32* stop, idx m, const Repeats& rep,
+                   i32* best, idx* best_len, double* best_score, double* best_logp) {
+    const idx SL = state_slots() * L;
+    beam_state_.resize(SL * K * H);
+    parent_.resize(K);
+    x_.upload(beam_state_.data(), state0, bytes(SL * H));
+    std::vector<i32> parent_h(static_cast<size_t>(K));
+    std::vector<T> lg;
+    auto advance = [&](const idx* parent, const i32* fed, idx B, idx B2) -> const T* {
+      plan(B2, 1);
+      for (idx b = 0; b < B2; ++b) parent_h[b] = static_cast<i32>(parent[b]);
+      x_.upload(parent_.data(), parent_h.data(), static_cast<size_t>(B2) * sizeof(i32));
+      x_.upload(ids_.data(), fed, static_cast<size_t>(B2) * sizeof(i32));
+      const idx BH = B2 * H;
+      for (idx sl = 0; sl < SL; ++sl)  // the chosen parents' states, in the new order
+        x_.each(BH, Gather<T>{state_block(sl, 0), beam_state_.data() + sl * B * H,
+                              parent_.data(), H});
+      run_forward(false, 0, {});
+      for (idx sl = 0; sl < SL; ++sl)
+        x_.copy(beam_state_.data() + sl * BH, state_block(sl, 1), bytes(BH));
+      lg.resize(static_cast<size_t>(B2 * V));
+      x_.download(lg.data(), logits_.data(), bytes(B2 * V));
+      return lg.data();
+    };
+    beam_search_loop(V, advance, logits0, length, K, length_penalty, stop, m, rep, best,
+                     best_len, best_score, best_logp);
+  }
+
+  // As Model::trace: hidden, cell_out [L, B, Tn, H], gates [L, B, Tn, G*H],
+  // logits [B, Tn, V] on the host (cell_out, gates null where the cell has
+  // none).
+  void trace(const i32* x, idx B, idx Tn, const T* state_in, T* state_out, T* hidden,
+             T* cell_out, T* gates, T* logits) {
+    prepare(B, Tn, x, nullptr);
+    load_state(state_in);
+    run_forward(false, 0, {});
+    save_state(state_out);
+    const idx N = B * Tn, BH = B * H, GH = G * H;
+    std::vector<T> tm;
+    // [Tn, B, width] on the device -> [B, Tn, width] at out.
+    auto batch_first = [&](const T* src, idx width, T* out) {
+      tm.resize(static_cast<size_t>(N * width));
+      x_.download(tm.data(), src, bytes(N * width));
+      for (idx t = 0; t < Tn; ++t)
+        for (idx b = 0; b < B; ++b)
+          std::copy_n(tm.data() + (t * B + b) * width, width, out + (b * Tn + t) * width);
+    };
+    for (idx l = 0; l < L; ++l) {
+      batch_first(hs_[l].data() + BH, H, hidden + l * N * H);
+      if (cell_out) batch_first(cs_[l].data() + BH, H, cell_out + l * N * H);
+      if (gates) batch_first(xp_[l].data(), GH, gates + l * N * GH);
+    }
+    read_logits(logits);
+  }
+
+  // As Model::gradient_flow: the mean over the B rows of the last step's
+  // cross-entropy, and norms [L, Tn] (host) || d that / d h_t ||. The
+  // gradients go to a scratch buffer: the model's own are left as they are.
+  double gradient_flow(const i32* x, const i32* y, idx B, idx Tn, const T* state_in,
+                       double* norms) {
+    prepare(B, Tn, x, y, true);
+    load_state(state_in);
+    run_forward(false, 0, {});
+    xent(true);
+    const idx N = B * Tn, last = (Tn - 1) * B;
+    x_.each(N * V, KeepFrom<T>{logits_.data(), last * V, T(Tn)});
+    double loss = 0;
+    for (idx r = last; r < N; ++r) loss += row_loss_h_[r];
+    scratch_grads_.resize(n_);
+    struct Reset {
+      DeviceModel& m;
+      ~Reset() {
+        m.dh_norms_ = nullptr;
+        m.grad_out_ = nullptr;
+      }
+    } reset{*this};
+    dh_norms_ = norms;
+    grad_out_ = scratch_grads_.data();
+    run_backward(nullptr);
+    return loss / double(B);
+  }
+
  private:
   X& x_;
   idx n_ = 0, off_emb_ = -1, off_decw_ = 0, off_decb_ = 0;
@@ -514,6 +707,17 @@ class DeviceModel {
   Buf<T> emb_, hp_, dhp_, dh_, dc_, logits_, dout_, top_, top_mask_, emb_mask_, ones_;
   Buf<i32> ids_, tgt_, id_start_, id_pos_;
   Buf<double> row_loss_;
+  // sample(): draw scratch [3, B, V], order [B, V], ids out [B, n], the stop
+  // ids, windows [B, m], live flags [B], the error flag; beam_search():
+  // the hypotheses' states [S, L, K, H] and parents [K]; gradient_flow():
+  // its gradients.
+  Buf<double> draw_;
+  Buf<idx> order_;
+  Buf<i32> out_, stop_, window_, error_, parent_;
+  Buf<std::uint8_t> live_;
+  Buf<T> beam_state_, scratch_grads_;
+  double* dh_norms_ = nullptr;  // gradient_flow(): [L, Tn] recorded by run_backward
+  T* grad_out_ = nullptr;       // where run_backward writes (null: the model's gradients)
   std::vector<i32> ids_h_, tgt_h_, start_h_, pos_h_, next_h_;
   std::vector<double> row_loss_h_;
   idx B_ = 0, T_ = 0;
@@ -522,12 +726,22 @@ class DeviceModel {
 
   static size_t bytes(idx n) { return static_cast<size_t>(n) * sizeof(T); }
   const T* P(idx off) { return P_.data() + off; }
-  T* Gr(idx off) { return Gbuf_.data() + off; }
+  T* Gr(idx off) { return (grad_out_ ? grad_out_ : Gbuf_.data()) + off; }
+
+  // Shape the activations for B x Tn (their contents are not kept when it changes).
+  void plan(idx B, idx Tn) {
+    if (B != B_ || Tn != T_) replan(B, Tn);
+  }
+  // Block t (of T_ + 1) of state slot sl = s * L + l: h (s = 0) or c (s = 1).
+  T* state_block(idx sl, idx t) {
+    const idx l = sl % L;
+    return (sl < L ? hs_[l].data() : cs_[l].data()) + t * B_ * H;
+  }
 
   // The ids of a call, time-major; with by_id (a backward pass follows) also
   // the rows of each id, for the sums by id.
   void prepare(idx B, idx Tn, const i32* x, const i32* y, bool by_id = false) {
-    if (B != B_ || Tn != T_) replan(B, Tn);
+    plan(B, Tn);
     const idx N = B * Tn;
     for (idx b = 0; b < B; ++b)
       for (idx t = 0; t < Tn; ++t) {
@@ -763,6 +977,7 @@ class DeviceModel {
       const T beta = has_direct_dh(cell) ? T(1) : T(0);
       for (idx t = Tn - 1; t >= 0; --t) {
         x_.each(BH, AddTo<T>{dh, dout + t * BH});
+        if (dh_norms_) dh_norms_[l * Tn + t] = std::sqrt(x_.sum_squares(dh, BH));
         x_.each(BH, CellBackward<T>{int(cell), H, GH, xp + t * B * GH, dhp_all + t * B * GH,
                                     hs + t * BH, cs ? cs + t * BH : nullptr,
                                     cs ? cs + (t + 1) * BH : nullptr,
