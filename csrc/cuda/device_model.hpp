@@ -371,6 +371,8 @@ class DeviceModel {
  public:
   template <typename U>
   using Buf = typename X::template Buffer<U>;
+  template <typename U>
+  using HostBuf = typename X::template HostBuffer<U>;
 
   const CellKind cell;
   const idx V, E, H, L;
@@ -718,8 +720,10 @@ class DeviceModel {
   Buf<T> beam_state_, scratch_grads_;
   double* dh_norms_ = nullptr;  // gradient_flow(): [L, Tn] recorded by run_backward
   T* grad_out_ = nullptr;       // where run_backward writes (null: the model's gradients)
-  std::vector<i32> ids_h_, tgt_h_, start_h_, pos_h_, next_h_;
-  std::vector<double> row_loss_h_;
+  // What crosses each step, in host memory the executor chooses (pinned on a GPU).
+  HostBuf<i32> ids_h_, tgt_h_, start_h_, pos_h_;
+  HostBuf<double> row_loss_h_;
+  std::vector<i32> next_h_;
   idx B_ = 0, T_ = 0;
   std::vector<char> in_dropped_;
   bool out_dropped_ = false, emb_dropped_ = false, w_dropped_ = false;
@@ -757,7 +761,7 @@ class DeviceModel {
     std::fill(start_h_.begin(), start_h_.end(), 0);
     for (idx i = 0; i < N; ++i) start_h_[ids_h_[i] + 1] += 1;
     for (idx v = 0; v < V; ++v) start_h_[v + 1] += start_h_[v];
-    std::copy(start_h_.begin(), start_h_.end() - 1, next_h_.begin());
+    std::copy(start_h_.begin(), start_h_.end() - 1, next_h_.begin());  // [V]
     for (idx i = 0; i < N; ++i) pos_h_[next_h_[ids_h_[i]]++] = static_cast<i32>(i);
     x_.upload(id_start_.data(), start_h_.data(), (V + 1) * sizeof(i32));
     x_.upload(id_pos_.data(), pos_h_.data(), N * sizeof(i32));

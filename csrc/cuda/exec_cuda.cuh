@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <cstdlib>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -105,6 +107,50 @@ struct CudaExec {
       n = count;
       count_alloc(static_cast<long long>(bytes));
     }
+  };
+
+  // Page-locked host memory for what crosses to or from the device at each
+  // step (the batch's ids, the rows-by-id index, the per-row losses): the
+  // copy engine reads it directly instead of through a staging copy. Plain
+  // memory where the driver refuses to lock more.
+  template <typename T>
+  struct HostBuffer {
+    T* p = nullptr;
+    idx n = 0;
+    bool pinned = false;
+    HostBuffer() = default;
+    HostBuffer(const HostBuffer&) = delete;
+    HostBuffer& operator=(const HostBuffer&) = delete;
+    ~HostBuffer() { release(); }
+    void release() {
+      if (p) {
+        if (pinned)
+          cudaFreeHost(p);
+        else
+          std::free(p);
+      }
+      p = nullptr;
+      n = 0;
+    }
+    void resize(idx count) {  // the contents are not kept
+      if (count == n && p) return;
+      release();
+      const size_t bytes = static_cast<size_t>(count > 0 ? count : 1) * sizeof(T);
+      void* q = nullptr;
+      pinned = cudaMallocHost(&q, bytes) == cudaSuccess;
+      if (!pinned) {
+        cudaGetLastError();
+        q = std::malloc(bytes);
+        if (!q) throw std::bad_alloc();
+      }
+      p = static_cast<T*>(q);
+      n = count;
+    }
+    T* data() { return p; }
+    T* begin() { return p; }
+    T* end() { return p + n; }
+    T& operator[](idx i) { return p[i]; }
+    idx size() const { return n; }
   };
 
   void* handle = nullptr;

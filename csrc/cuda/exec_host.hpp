@@ -26,6 +26,18 @@ struct HostExec {
     }
   };
 
+  // Host memory the "device" copies from and to (page-locked on the GPU).
+  template <typename T>
+  struct HostBuffer {
+    std::vector<T> v;
+    T* data() { return v.data(); }
+    T* begin() { return v.data(); }
+    T* end() { return v.data() + v.size(); }
+    T& operator[](idx i) { return v[static_cast<size_t>(i)]; }
+    idx size() const { return static_cast<idx>(v.size()); }
+    void resize(idx n) { v.assign(static_cast<size_t>(n), T()); }
+  };
+
   template <typename F>
   void each(idx n, const F& f) {
     for (idx i = 0; i < n; ++i) f(i);
