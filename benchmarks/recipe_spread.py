@@ -1,5 +1,6 @@
 """Recipes on a spread of texts: how much regularisation a budget's row
-needs, by the number of epochs the budget buys on the text.
+needs, by its exposure (the epochs the budget buys on the text times the
+model's parameters per character of it).
 
     python benchmarks/recipe_spread.py [--texts small sherlock ...]
         [--budgets 60 180] [--levels none moderate strong]
@@ -11,12 +12,15 @@ pycharrnn.recipes.REGULARISATION in turn, with `pycharrnn train TEXT --time
 BUDGET --recipe ROW` and the level's options (benchmarks/quality.py's
 train_run, one process at a time), and reports the final validation loss
 (one stream over the text's last 10%), nanoGPT's windowed loss of the same
-text, the training loss and the epochs read. "old" marks the table's own
-regularisation for the row; "auto" the level the rule (recipes.for_text)
-picks from the epochs the row read with no dropout (or, if that level was
-not run, from the first level's epochs). ``--variants`` adds a grid around
+text, the training loss, the epochs read and the exposure (epochs x
+parameters per training character, pycharrnn.recipes.exposure). "old" marks
+the table's own regularisation for the row when it ran; "rule" the level
+pycharrnn.recipes.level_for picks for that model from the exposure of its
+run with no dropout (or, if that level was not run, of its first run);
+"best" the lowest of the grid. ``--variants`` adds a grid around
 the row: each NAME=FLAGS trains the row with those flags too (another
-model size, cell or depth) at every level; "row" is the row as it is.
+model size, cell or depth) at every level, the flags overriding the
+level's; "row" is the row as it is.
 
 The texts (nothing is downloaded at run time):
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -44,7 +49,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import pycharrnn as pc  # noqa: E402
-from pycharrnn.recipes import REGULARISATION, by_name, for_budget, level_for  # noqa: E402
+from pycharrnn.data import validation_size  # noqa: E402
+from pycharrnn.recipes import (REGULARISATION, by_name, exposure, for_budget,  # noqa: E402
+                               level_for)
 from quality import SHARED, train_run, window_val  # noqa: E402
 
 FORTUNES_RU = Path("/usr/share/games/fortunes/ru")
@@ -120,7 +127,8 @@ def main(argv=None) -> int:
                     layers = row.num_layers
                     if "--layers" in flags:
                         layers = int(flags[flags.index("--layers") + 1])
-                    extra = ["--recipe", row.name] + flags + level_options(level, layers)
+                    # The variant's flags last: they override the level's.
+                    extra = ["--recipe", row.name] + level_options(level, layers) + flags
                     r = train_run(data, budget, extra, work,
                                   f"{row.name}-{vname}-{level}-{budget:g}")
                     r["window_val"] = window_val(work / data.stem / r["name"], text)
@@ -142,29 +150,47 @@ def main(argv=None) -> int:
     return 0
 
 
+def model_of(r) -> str:
+    """The model a run trained, from its description: "lstm 2x512"."""
+    m = re.search(r"\((\w+), V=\d+, (?:embedding \d+, )?(\d+x\d+)", r["model"])
+    lr = (r.get("flags") or "").split()
+    return f"{m.group(1)} {m.group(2)}" + (f" lr {lr[lr.index('--lr') + 1]}" if "--lr" in lr
+                                           else "")
+
+
+def exposure_of(r) -> float:
+    """The rule's exposure (pycharrnn.recipes.exposure) of a run: the epochs
+    it read, its parameters, its training text."""
+    params = int(re.search(r"(\d+) params", r["model"]).group(1))
+    n_train = r["chars"] - validation_size(r["chars"], 0.1)
+    return exposure(r["epochs"], params, n_train)
+
+
 def table(rows) -> str:
-    """The rows as markdown, with the rule's pick marked: the row as it is
-    at the level for the epochs it read without dropout (its first level
-    run otherwise); "best" is the lowest of the text and budget's grid."""
+    """The rows as markdown. "rule" marks the level the rule picks for that
+    model on that text (from the exposure of its run without dropout, else
+    of its first run); "old" the old table's own regularisation; "best" the
+    lowest of the text and budget's grid."""
     lines = ["| text | chars | budget | row | model | level | final val | window val | train | "
-             "epochs | |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "epochs | exposure | |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["text"], r["budget"]), []).append(r)
     for (name, budget), rs in groups.items():
-        plain = [r for r in rs if r.get("variant", "row") == "row"] or rs
-        base = next((r for r in plain if r["level"] == "none"), plain[0])
-        auto = level_for(base["epochs"], budget)
         best = min(r["final_val"] for r in rs)
+        by_model: dict = {}
         for r in rs:
-            is_auto = r["level"] == auto and r.get("variant", "row") == "row"
-            marks = [m for m, on in (("old", r["old"]), ("auto", is_auto),
+            by_model.setdefault(model_of(r), []).append(r)
+        for r in rs:
+            same = by_model[model_of(r)]
+            base = next((x for x in same if x["level"] == "none"), same[0])
+            rule = r["level"] == level_for(exposure_of(base), budget)
+            marks = [m for m, on in (("old", r["old"]), ("rule", rule),
                                      ("best", r["final_val"] == best)) if on]
             lines.append(f"| {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
-                         f"{r.get('flags') or 'as the row'} | "
-                         f"{r['level']} | {r['final_val']:.4f} | "
+                         f"{model_of(r)} | {r['level']} | {r['final_val']:.4f} | "
                          f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
-                         f"{r['epochs']:.1f} | {', '.join(marks)} |")
+                         f"{r['epochs']:.1f} | {exposure_of(r):.1f} | {', '.join(marks)} |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,15 @@ class ModelConfig:
     embedding_dropout: float = 0.0
     locked_dropout: bool = False
 
+    def parameters(self, vocab_size: int) -> int:
+        """The number of parameters of this model on ``vocab_size``
+        characters (csrc/model.hpp's count), without building it."""
+        V, H, L = vocab_size, self.hidden_size, self.num_layers
+        G = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
+        E = self.embedding_dim or 0
+        first = E if E > 0 else V
+        return V * E + G * H * (first + H + 2) + (L - 1) * G * H * (2 * H + 2) + V * (H + 1)
+
     def checked(self) -> "ModelConfig":
         """This config with every field checked (errors name the field) and
         normalised (numpy ints and dtypes as Python's)."""
@@ -160,14 +169,17 @@ def resolve(given: Mapping[str, Any], recipe: str = "auto", text: Optional[str] 
     ``pycharrnn train`` makes them.
 
     ``recipe``: "auto" takes the recipe of :func:`pycharrnn.recipes.for_budget`
-    when ``seconds`` is the only limit; "none" takes none; any other name
+    when ``seconds`` is the only limit (or, for a text that recipe's model
+    would read fewer than its ``min_epochs`` times, its ``fallback`` row,
+    unless you set the cell, size or depth); "none" takes none; any other name
     that row of the table. With ``text`` (the text to train on) and
     ``rate``, "auto" also fits the row's regularisation to the text
     (:func:`pycharrnn.recipes.fit_to_text`) as ``pycharrnn train`` does: by
     the epochs the budget buys on its training part at ``rate`` characters
-    a second, or at what ``rate(model_config, train_config, vocab_size)``
-    returns (:func:`pycharrnn.runs.measure_rate` measures the model as
-    configured); the user's own regularisation options stay. A recipe fills what the user did not set (its
+    a second (or at what ``rate(model_config, train_config, vocab_size)``
+    returns: :func:`pycharrnn.runs.measure_rate` measures the model as
+    configured) and the model's parameters per character of it; the user's
+    own regularisation options stay. A recipe fills what the user did not set (its
     learning rate then runs a cosine: to ``steps`` when given, else to the
     deadline), then the defaults fill the rest. A run limited by time alone
     without ``eval_every`` or ``eval_every_seconds`` validates
@@ -188,27 +200,36 @@ def resolve(given: Mapping[str, Any], recipe: str = "auto", text: Optional[str] 
         chosen = recipes.by_name(recipe)
     elif recipe == "auto" and time_only:
         chosen = recipes.for_budget(seconds)
-    values = dict(given)
-    if chosen is not None:
-        opts = chosen.options()
-        if steps is not None or seconds is not None:
-            opts["schedule"] = "cosine"  # to the steps, or else to the deadline
-        if steps is not None:
-            opts["warmup"] = min(opts["warmup"], steps // 10)  # a tenth of a short run at most
-        for k, v in opts.items():
-            values.setdefault(k, v)
-    if time_only and "eval_every" not in given and "eval_every_seconds" not in given:
-        values["eval_every"] = None
-        values["eval_every_seconds"] = seconds / EVALS_BY_TIME
-    model = ModelConfig(**{k: v for k, v in values.items() if k in MODEL_KEYS})
-    train = TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_KEYS})
+
+    def configs(row: Any) -> Tuple[ModelConfig, TrainConfig]:
+        values = dict(given)
+        if row is not None:
+            opts = row.options()
+            if steps is not None or seconds is not None:
+                opts["schedule"] = "cosine"  # to the steps, or else to the deadline
+            if steps is not None:
+                opts["warmup"] = min(opts["warmup"], steps // 10)  # a tenth of a short run at most
+            for k, v in opts.items():
+                values.setdefault(k, v)
+        if time_only and "eval_every" not in given and "eval_every_seconds" not in given:
+            values["eval_every"] = None
+            values["eval_every_seconds"] = seconds / EVALS_BY_TIME
+        return (ModelConfig(**{k: v for k, v in values.items() if k in MODEL_KEYS}),
+                TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_KEYS}))
+
+    model, train = configs(chosen)
     if chosen is not None and recipe == "auto" and text is not None and rate is not None:
-        if callable(rate):
-            rate = rate(model, train, len(set(text)))
         from .data import validation_size
 
+        vocab = len(set(text))
         n_train = len(text) - validation_size(len(text), train.val_fraction)
-        fitted = recipes.fit_to_text(chosen, seconds, n_train, rate)
+        speed = rate(model, train, vocab) if callable(rate) else rate
+        if chosen.fallback and seconds * speed / max(1, n_train) < chosen.min_epochs and \
+                not {"cell", "hidden_size", "num_layers"} & set(given):
+            chosen = recipes.by_name(chosen.fallback)  # a large text: the faster model
+            model, train = configs(chosen)
+            speed = rate(model, train, vocab) if callable(rate) else speed
+        fitted = recipes.fit_to_text(chosen, seconds, n_train, speed, model.parameters(vocab))
         reg = {k: v for k, v in fitted.options().items()
                if k in recipes.REGULARISATION["none"] and k not in given}
         model = replace(model, **reg)

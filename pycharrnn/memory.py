@@ -37,10 +37,7 @@ def _gates(cell: str) -> int:
 def parameter_count(vocab_size: int, config: ModelConfig) -> int:
     """The number of parameters of a model of ``config`` on ``vocab_size``
     characters (csrc/model.hpp's count), without building it."""
-    V, H, L, G = vocab_size, config.hidden_size, config.num_layers, _gates(config.cell)
-    E = config.embedding_dim or 0
-    first = E if E > 0 else V
-    return V * E + G * H * (first + H + 2) + (L - 1) * G * H * (2 * H + 2) + V * (H + 1)
+    return config.parameters(vocab_size)
 
 
 def workspace_elements(vocab_size: int, config: ModelConfig, B: int, T: int) -> int:

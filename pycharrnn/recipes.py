@@ -8,7 +8,8 @@ the numbers and how the table was found).
 :func:`for_budget` picks the row for a budget: the one made for the largest
 budget that fits in it (the smallest row for shorter ones);
 :func:`fit_to_text` then sets its regularisation by the epochs the budget
-buys on the text (:data:`REGULARISATION`, :func:`level_for`). Every field can
+buys on the text and the model's parameters per character of it
+(:data:`REGULARISATION`, :func:`exposure`, :func:`level_for`). Every field can
 be overridden by its own flag; the learning rate follows a linear warm-up,
 then a cosine to the deadline (:class:`pycharrnn.schedule.CosineToDeadline`).
 """
@@ -20,7 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 __all__ = ["Recipe", "RECIPES", "for_budget", "by_name", "REGULARISATION", "level_for",
-           "EPOCHS_MODERATE", "EPOCHS_STRONG", "SECONDS_TO_REGULARISE", "fit_to_text"]
+           "exposure", "EXPOSURE_MODERATE", "EXPOSURE_STRONG", "SECONDS_TO_REGULARISE",
+           "fit_to_text"]
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,25 @@ class Recipe:
     embedding_dropout: float = 0.0
     locked_dropout: bool = False
     #: Set by :func:`fit_to_text`: the regularisation level chosen for the
-    #: text, the epochs the budget buys on it and the training speed measured.
+    #: text, the epochs the budget buys on it, the training speed measured and
+    #: the exposure (:func:`exposure`) the level was chosen by.
     level: str = ""
     epochs: Optional[float] = None
     rate: Optional[float] = None
+    exposure: Optional[float] = None
+    #: A text this row's model would read fewer than ``min_epochs`` times in
+    #: the budget is trained with the row named ``fallback`` instead (a
+    #: faster model: more passes pay more than depth there); a row with
+    #: ``alternate`` set is reached only that way, never by budget alone.
+    min_epochs: float = 0.0
+    fallback: str = ""
+    alternate: bool = False
 
     def options(self) -> Dict[str, Any]:
         """The fields that are config fields, by name."""
         d = asdict(self)
-        for k in ("name", "seconds", "level", "epochs", "rate"):
+        for k in ("name", "seconds", "level", "epochs", "rate", "exposure", "min_epochs",
+                  "fallback", "alternate"):
             del d[k]
         return d
 
@@ -76,8 +88,14 @@ class Recipe:
         how = f"for {name('seconds')} {config.seconds:g}" if auto else \
             (name("recipe") if naming else "by name")
         if self.level and self.epochs is not None:
-            how += (f"; about {self.epochs:.3g} epochs of this text at {self.rate:,.0f} chars/s: "
-                    f"{'no' if self.level == 'none' else self.level} regularisation")
+            how += (f"; about {self.epochs:.3g} epochs of this text at {self.rate:,.0f} chars/s"
+                    + (f", exposure {self.exposure:.3g}" if self.exposure is not None else "")
+                    + f": {'no' if self.level == 'none' else self.level} regularisation")
+        parent = next((r for r in RECIPES if r.fallback == self.name), None)
+        if auto and parent is not None and self.epochs is not None:
+            how += (f"; instead of {parent.name}, whose {parent.cell} "
+                    f"{parent.num_layers}x{parent.hidden_size} would read this text fewer than "
+                    f"{parent.min_epochs:g} times")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
         yours = [name(k) for k in opts if k in given and given[k] is not None
@@ -99,7 +117,12 @@ class Recipe:
                 + (", ".join(reg) + locked if reg else "no dropout"))
 
 
-#: The table, shortest budget first.
+#: The table, shortest budget first. The 15-minute row's LSTM 2 x 512 (lr
+#: 3e-3) reads tinyshakespeare 8.5 times and ends at 1.390, where the GRU
+#: 1 x 768 reads it 14.6 times and ends at 1.424; on the 3.4M-character
+#: Sherlock text the LSTM reads 2.2 epochs and ends at 1.091, the GRU 4.8
+#: and 1.058. Its min_epochs, 4.5, lies between the two (benchmarks/
+#: recipe_spread.py); the start's estimate for tinyshakespeare was 7.6.
 RECIPES: List[Recipe] = [
     Recipe("1min", 60, cell="gru", hidden_size=384, num_layers=1, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
@@ -107,10 +130,14 @@ RECIPES: List[Recipe] = [
     Recipe("3min", 180, cell="gru", hidden_size=512, num_layers=1, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
            warmup=100),
-    Recipe("15min", 900, cell="gru", hidden_size=768, num_layers=1, embedding_dim=64,
+    Recipe("15min", 900, cell="lstm", hidden_size=512, num_layers=2, embedding_dim=64,
+           batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
+           warmup=200, input_dropout=0.1, output_dropout=0.25, weight_drop=0.2,
+           locked_dropout=True, min_epochs=4.5, fallback="15min-gru"),
+    Recipe("15min-gru", 900, cell="gru", hidden_size=768, num_layers=1, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
            warmup=200, input_dropout=0.1, output_dropout=0.25, weight_drop=0.2,
-           locked_dropout=True),
+           locked_dropout=True, alternate=True),
     Recipe("60min", 3600, cell="lstm", hidden_size=512, num_layers=2, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=2e-3, weight_decay=0.1,
            warmup=300, dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
@@ -129,50 +156,65 @@ REGULARISATION: Dict[str, Dict[str, Any]] = {
     "strong": dict(dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
                    locked_dropout=True),
 }
-#: A budget that reads the training text this many times or more needs the
-#: moderate level (tinyshakespeare: none was best at 7 epochs, 3 minutes;
-#: the moderate level made the 15-minute row, 17 epochs), ...
-EPOCHS_MODERATE = 12.0
-#: ... and this many times or more the strong one (a 200,000-character text
-#: in 3 minutes, read 29 times: moderate 1.305, strong 1.313, none 1.650;
-#: the strong level made the 60-minute row, 39 epochs). The epochs are
-#: estimated from bare steps, which run ahead of a run's own (its
-#: validations, checkpoints, dropout): that text's estimate was 38.
-EPOCHS_STRONG = 40.0
+#: How much a run can overfit its text: the epochs the budget buys times the
+#: model's parameters per training character (:func:`exposure`). Epochs alone
+#: do not say it: tinyshakespeare read 6.5 times in 3 minutes by a GRU 1 x 512
+#: (0.9M parameters; exposure 6.6) learns best without dropout, read 8.5
+#: times in 15 minutes by an LSTM 2 x 512 (3.3M; exposure 31) best with the
+#: moderate level (1.390 against 1.445 without). The largest exposure where
+#: no dropout was best is 7.9 (NumPy's sources, 3 minutes), the smallest
+#: where the moderate level was 31: the moderate level from the middle, ...
+EXPOSURE_MODERATE = 16.0
+#: ... and the strong one from the middle of 31 (tinyshakespeare, 15
+#: minutes: strong 0.03 worse than moderate) and 143 (the 60-minute row,
+#: strong, 39 epochs). A 200,000-character text in 3 minutes (exposure 166)
+#: ends at 1.313 strong, 1.305 moderate, 1.650 without.
+EXPOSURE_STRONG = 70.0
 #: Shorter budgets never regularise: the noise slows learning more than it
 #: saves (a 200,000-character text in 1 minute, 15 epochs: none 1.335,
 #: moderate 1.398, strong 1.408). benchmarks/recipe_spread.py measures these.
 SECONDS_TO_REGULARISE = 180.0
 
 
-def level_for(epochs: float, seconds: float = math.inf) -> str:
-    """The regularisation level for a run of ``seconds`` that reads its
-    training text ``epochs`` times (a key of :data:`REGULARISATION`)."""
+def exposure(epochs: float, parameters: int, train_chars: int) -> float:
+    """``epochs`` (passes over the training text) times the model's
+    ``parameters`` per character of the ``train_chars`` it trains on: how
+    far a run can learn its text by heart."""
+    return epochs * parameters / max(1, train_chars)
+
+
+def level_for(value: float, seconds: float = math.inf) -> str:
+    """The regularisation level (a key of :data:`REGULARISATION`) for a run
+    of ``seconds`` whose :func:`exposure` is ``value``."""
     if seconds < SECONDS_TO_REGULARISE:
         return "none"
-    if epochs >= EPOCHS_STRONG:
+    if value >= EXPOSURE_STRONG:
         return "strong"
-    return "moderate" if epochs >= EPOCHS_MODERATE else "none"
+    return "moderate" if value >= EXPOSURE_MODERATE else "none"
 
 
-def fit_to_text(recipe: Recipe, seconds: float, train_chars: int, rate: float) -> Recipe:
-    """``recipe`` with the regularisation of :func:`level_for` the epochs
-    that ``seconds`` buy on a training text of ``train_chars`` characters at
-    ``rate`` training characters a second
-    (:func:`pycharrnn.runs.measure_rate`)."""
+def fit_to_text(recipe: Recipe, seconds: float, train_chars: int, rate: float,
+                parameters: int) -> Recipe:
+    """``recipe`` with the regularisation :func:`level_for` gives the
+    :func:`exposure` of ``seconds`` on a training text of ``train_chars``
+    characters at ``rate`` training characters a second
+    (:func:`pycharrnn.runs.measure_rate`), for a model of ``parameters``
+    (:meth:`pycharrnn.config.ModelConfig.parameters`)."""
     epochs = seconds * rate / max(1, train_chars)
-    level = level_for(epochs, seconds)
+    expo = exposure(epochs, parameters, train_chars)
+    level = level_for(expo, seconds)
     reg = dict(REGULARISATION[level])
     if recipe.num_layers < 2:
         reg["dropout"] = 0.0  # between layers: none in one
-    return replace(recipe, **reg, level=level, epochs=epochs, rate=rate)
+    return replace(recipe, **reg, level=level, epochs=epochs, rate=rate, exposure=expo)
 
 
 def for_budget(seconds: float) -> Recipe:
     """The recipe for a budget of ``seconds``: the row made for the largest
     budget that fits, or the smallest row."""
-    fits = [r for r in RECIPES if r.seconds <= seconds]
-    return fits[-1] if fits else RECIPES[0]
+    rows = [r for r in RECIPES if not r.alternate]
+    fits = [r for r in rows if r.seconds <= seconds]
+    return fits[-1] if fits else rows[0]
 
 
 def by_name(name: str) -> Recipe:

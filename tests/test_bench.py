@@ -162,9 +162,14 @@ def test_recipe_spread_options_and_table():
                      "--weight-drop": f"{strong['weight_drop']:g}"}
     assert opts[-1] == "--locked-dropout" and "--locked-dropout" not in rs.level_options("none", 2)
     assert rs.level_options("strong", 2)[1] == f"{strong['dropout']:g}"
-    row = {"text": "t", "chars": 9, "budget": 180.0, "row": "3min", "window_val": 1.0,
-           "train_ema": 1.0}
-    rows = [dict(row, level="none", final_val=1.6, epochs=30.0, old=True),
-            dict(row, level="moderate", final_val=1.3, epochs=29.0, old=False)]
+    model = "CharRNN(gru, V=78, embedding 64, 1x512, dropout=0.0, float32, 932814 params)"
+    row = {"text": "t", "chars": 200_000, "budget": 180.0, "row": "3min", "window_val": 1.0,
+           "train_ema": 1.0, "model": model}
+    rows = [dict(row, level="none", final_val=1.6, epochs=30.0, old=True),  # exposure 155
+            dict(row, level="moderate", final_val=1.3, epochs=29.0, old=False),
+            dict(row, level="strong", final_val=1.31, epochs=29.0, old=False)]
     lines = rs.table(rows).splitlines()
-    assert lines[2].endswith("| old |") and lines[3].endswith("| auto, best |")
+    assert lines[2].endswith("| 155.5 | old |") and lines[3].endswith("| best |")
+    assert lines[4].endswith("| rule |") and "| gru 1x512 |" in lines[4]
+    few = [dict(r, epochs=1.0) for r in rows]  # exposure 5.2: no dropout
+    assert rs.table(few).splitlines()[2].endswith("| old, rule |")

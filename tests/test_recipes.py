@@ -15,14 +15,20 @@ from test_cli import cli, data  # noqa: F401  (the fixture)
 
 
 def test_the_table_is_ordered_and_for_budget_picks_the_largest_that_fits():
-    budgets = [r.seconds for r in recipes.RECIPES]
+    rows = [r for r in recipes.RECIPES if not r.alternate]
+    budgets = [r.seconds for r in rows]
     assert budgets == sorted(budgets) and len(set(budgets)) == len(budgets)
     first = recipes.RECIPES[0]
     assert recipes.for_budget(1) is first  # shorter than every row: the smallest
-    for r in recipes.RECIPES:
+    for r in rows:
         assert recipes.for_budget(r.seconds) is r
         assert recipes.for_budget(r.seconds * 1.5).seconds >= r.seconds
     assert recipes.by_name("3min").seconds == 180
+    for r in recipes.RECIPES:  # an alternate row is some row's fallback, of the same budget
+        if r.alternate:
+            assert any(p.fallback == r.name and p.seconds == r.seconds for p in rows)
+        if r.fallback:
+            assert recipes.by_name(r.fallback).alternate
     with pytest.raises(ValueError, match="no recipe 'x'; there are 1min"):
         recipes.by_name("x")
 
@@ -104,8 +110,8 @@ def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
     assert line.startswith(f"recipe {first.name} (for --time 1; about ")
     # A tiny model on a short text: many epochs in a second, but a second is
     # too short for dropout to pay (the strong level: see the next test).
-    epochs = float(line.split("; about ")[1].split(" epochs")[0])
-    assert epochs >= recipes.EPOCHS_STRONG and ": no regularisation):" in line
+    expo = float(line.split(", exposure ")[1].split(":")[0])
+    assert expo >= recipes.EXPOSURE_STRONG and ": no regularisation):" in line
     assert "then a cosine to the deadline" in line
     assert "yours: --cell, --hidden-size, --batch-size, --seq-length" in line
     m = pc.load(run)  # the recipe's choices, and yours where you gave them
@@ -118,23 +124,68 @@ def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
     assert h["extra"]["optimizer"]["type"] == first.optimizer.capitalize().replace("w", "W")
 
 
-def test_the_regularisation_follows_the_epochs_the_budget_buys():
-    # Estimated epochs: the table's rows on tinyshakespeare (1.0M training
-    # characters) read it 7, 17 and 43 times in 3, 15 and 60 minutes (their
-    # own levels); a 200,000-character text 38 times in 3 minutes (moderate
-    # was best).
-    assert [recipes.level_for(e) for e in (0.5, 7.1, 16.7, 38.1, 42.8)] == \
+def test_the_regularisation_follows_the_exposure_the_budget_buys():
+    # Exposures measured (benchmarks/recipe_spread.py): none was best up to
+    # 7.2 (3-minute rows), moderate from 28 (tinyshakespeare, 15 minutes,
+    # GRU 1 x 768 and LSTM 2 x 512), strong made the 60-minute row (129).
+    assert [recipes.level_for(e) for e in (0.3, 7.2, 28.2, 60.0, 129.0)] == \
         ["none", "none", "moderate", "moderate", "strong"]
     assert recipes.level_for(100, 60) == "none"  # a minute is too short for dropout
+    assert recipes.exposure(8.5, 3_322_497, 1_003_854) == pytest.approx(28.13, abs=0.01)
     row = recipes.by_name("3min")
-    small = recipes.fit_to_text(row, 180, 180_000, 47_000)  # 47 epochs
+    small = recipes.fit_to_text(row, 180, 180_000, 47_000, params(row, 78))  # 47 epochs
+    assert params(row, 78) == 932_814  # csrc/model.hpp's count (test_memory checks it)
     assert small.level == "strong" and small.epochs == pytest.approx(47.0)
+    assert small.exposure == pytest.approx(47.0 * 932_814 / 180_000)
     assert (small.weight_drop, small.output_dropout, small.dropout) == (0.4, 0.3, 0.0)
     assert (small.hidden_size, small.lr, small.name) == (row.hidden_size, row.lr, row.name)
-    big = recipes.fit_to_text(recipes.by_name("15min"), 900, 3_040_000, 19_000)  # 5.6
+    # The 15-minute row on tinyshakespeare (8.5 to 9.4 epochs) and on the
+    # 3.4M-character Sherlock text (3.3): the same epochs on a small model
+    # would not be regularised.
+    lstm = recipes.by_name("15min")
+    ts = recipes.fit_to_text(lstm, 900, 1_003_854, 10_500, params(lstm, 65))
+    assert ts.level == "moderate" and ts.weight_drop == 0.2 and ts.epochs < 10
+    assert recipes.fit_to_text(ts, 900, 1_003_854, 10_500, 900_000).level == "none"
+    big = recipes.fit_to_text(lstm, 900, 3_040_000, 11_000, params(lstm, 96))
     assert big.level == "none" and not (big.weight_drop or big.output_dropout)
-    two = recipes.fit_to_text(recipes.by_name("60min"), 3600, 1_000_000, 12_000)
+    two = recipes.fit_to_text(recipes.by_name("60min"), 3600, 1_000_000, 12_000,
+                              params(recipes.by_name("60min"), 65))
     assert two.level == "strong" and two.dropout == 0.25  # two layers: between them too
+
+
+def params(row, vocab_size):
+    """The parameters of a recipe's model on vocab_size characters."""
+    from pycharrnn.config import ModelConfig
+
+    return ModelConfig(cell=row.cell, hidden_size=row.hidden_size, num_layers=row.num_layers,
+                       embedding_dim=row.embedding_dim).parameters(vocab_size)
+
+
+def test_a_large_text_gets_the_faster_model_of_its_budget():
+    from pycharrnn import config
+
+    assert recipes.for_budget(900).name == recipes.for_budget(3000).name == "15min"
+    assert all(recipes.for_budget(s).name != "15min-gru" for s in (1, 60, 900, 1e6))
+    row = recipes.by_name("15min")
+    small = "abcdefghij" * 100_000  # 1M characters: read 8.5 times at 10,500 chars/s
+    m, t, r = config.resolve({"seconds": 900}, text=small, rate=10_500)
+    assert r.name == "15min" and (m.cell, m.num_layers) == (row.cell, row.num_layers)
+    assert r.level == "moderate" and m.weight_drop == 0.2
+    big = small * 3  # read 3.5 times: the GRU 1 x 768, reading it more often
+    m, t, r = config.resolve({"seconds": 900}, text=big, rate=10_500)
+    gru = recipes.by_name(row.fallback)
+    assert r.name == gru.name and (m.cell, m.hidden_size, t.lr) == ("gru", 768, gru.lr)
+    assert r.level == "none" and m.weight_drop == 0.0
+    assert "instead of 15min" in r.announce(t) and "fewer than 4.5 times" in r.announce(t)
+    rates = []
+    m, t, r = config.resolve({"seconds": 900}, text=big,
+                             rate=lambda mc, tc, v: rates.append(mc.cell) or 30_000.0)
+    assert rates == ["lstm"] and r.name == "15min"  # fast enough: the LSTM reads it 10 times
+    m, t, r = config.resolve({"seconds": 900}, text=big,
+                             rate=lambda mc, tc, v: rates.append(mc.cell) or 10_500.0)
+    assert rates[1:] == ["lstm", "gru"] and r.name == gru.name  # measured again as the GRU
+    m, t, r = config.resolve({"seconds": 900, "hidden_size": 256}, text=big, rate=10_500)
+    assert r.name == "15min" and m.cell == "lstm"  # your model: the row stays
 
 
 def test_resolve_fits_the_recipe_to_the_text_and_keeps_what_you_set():
