@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .config import GATES
+
 try:
     from . import _core
 except ImportError:  # the source folder of a clone, without the compiled core
@@ -213,7 +215,7 @@ class Backend:
         """:meth:`trace` of int32 ids [T] from a zero state: hidden [L, T, H],
         cell (LSTM, else None), gates [L, T, G*H] (else None), logits [T, V]."""
         cell, _, V, _, H, L, dtype, _ = self._args
-        T, G = ids.size, {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        T, G = ids.size, GATES[cell]
         s0 = np.zeros((self.state_slots, L, 1, H), dtype)
         hidden = np.empty((L, 1, T, H), dtype)
         c = np.empty((L, 1, T, H), dtype) if cell == "lstm" else None

@@ -22,6 +22,10 @@ __all__ = ["ModelConfig", "TrainConfig", "MODEL_KEYS", "TRAIN_KEYS", "resolve",
            "EVALS_BY_TIME"]
 
 
+#: Gate blocks per cell: the rows of W_ih and W_hh are G * hidden_size.
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A CharRNN's architecture: every constructor argument but the vocabulary,
@@ -43,8 +47,7 @@ class ModelConfig:
     def parameters(self, vocab_size: int) -> int:
         """The number of parameters of this model on ``vocab_size``
         characters (csrc/model.hpp's count), without building it."""
-        V, H, L = vocab_size, self.hidden_size, self.num_layers
-        G = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
+        V, H, L, G = vocab_size, self.hidden_size, self.num_layers, GATES[self.cell]
         E = self.embedding_dim or 0
         first = E if E > 0 else V
         return V * E + G * H * (first + H + 2) + (L - 1) * G * H * (2 * H + 2) + V * (H + 1)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from .config import ModelConfig
+from .config import GATES, ModelConfig
 
 __all__ = ["Needs", "training_needs", "available", "check_training", "parameter_count"]
 
@@ -28,10 +28,6 @@ GiB = float(1 << 30)
 #: :func:`pycharrnn.optim.create` makes it (Adam's two moments; AdaGrad's and
 #: RMSProp's square averages; SGD without momentum none).
 OPTIMIZER_BUFFERS = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
-
-
-def _gates(cell: str) -> int:
-    return {"rnn": 1, "gru": 3, "lstm": 4}[cell]
 
 
 def parameter_count(vocab_size: int, config: ModelConfig) -> int:
@@ -44,7 +40,7 @@ def workspace_elements(vocab_size: int, config: ModelConfig, B: int, T: int) -> 
     """Elements of the core's workspace for a training call of B rows of T
     steps (csrc/workspace.hpp's plan_workspace, but for the packed weights;
     every block rounded up to 16)."""
-    V, H, L, G = vocab_size, config.hidden_size, config.num_layers, _gates(config.cell)
+    V, H, L, G = vocab_size, config.hidden_size, config.num_layers, GATES[config.cell]
     E = config.embedding_dim or 0
     N, GH = B * T, G * H
     n = 0
@@ -85,7 +81,7 @@ def training_needs(vocab_size: int, config: ModelConfig, batch_size: int, seq_le
 
     size = np.dtype(config.dtype).itemsize
     p = parameter_count(vocab_size, config) * size
-    G, H, L = _gates(config.cell), config.hidden_size, config.num_layers
+    G, H, L = GATES[config.cell], config.hidden_size, config.num_layers
     packed = L * G * H * (H + 16)  # the recurrent weights packed for the products (at most)
     work = workspace_elements(vocab_size, config, batch_size, seq_length)
     return Needs({"parameters": float(p), "gradients": float(p),

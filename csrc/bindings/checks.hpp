@@ -220,8 +220,15 @@ inline std::vector<std::int32_t> stop_ids(const py::object& stop, idx V) {
   return id_list(stop, V, "stop", false);
 }
 
-// trace's cell (an array for an LSTM, else None) and gates (an array unless
-// G == 1): the array's data, or null.
+// trace's outputs for x [B, Tn]: hidden [L, B, Tn, H], cell [L, B, Tn, H]
+// (an array for an LSTM, else None), gates [L, B, Tn, G*H] (an array unless
+// G == 1), logits [B, Tn, V]; `mems` what they cover, for check_disjoint.
+template <typename T>
+struct TraceOut {
+  T *hidden, *cell, *gates, *logits;
+  Mem mems[4];
+};
+
 template <typename T>
 std::pair<T*, Mem> trace_out(const py::object& o, const char* name, bool wanted,
                              const std::vector<idx>& shape) {
@@ -229,6 +236,24 @@ std::pair<T*, Mem> trace_out(const py::object& o, const char* name, bool wanted,
     throw py::value_error(std::string(name) + (wanted ? " must be an array" : " must be None") +
                           " for this cell");
   return optional_out<T>(o, name, shape);
+}
+
+template <typename T>
+TraceOut<T> trace_outputs(idx L, idx H, idx G, idx V, bool lstm, idx B, idx Tn,
+                          py::array& hidden, const py::object& cell, const py::object& gates,
+                          py::array& logits) {
+  TraceOut<T> o;
+  o.hidden = out_ptr<T>(hidden, "hidden", {L, B, Tn, H});
+  o.logits = out_ptr<T>(logits, "logits", {B, Tn, V});
+  auto [ce, cm] = trace_out<T>(cell, "cell", lstm, {L, B, Tn, H});
+  auto [ga, gm] = trace_out<T>(gates, "gates", G > 1, {L, B, Tn, G * H});
+  o.cell = ce;
+  o.gates = ga;
+  o.mems[0] = mem(hidden, "hidden");
+  o.mems[1] = mem(logits, "logits");
+  o.mems[2] = cm;
+  o.mems[3] = gm;
+  return o;
 }
 
 // The regularisers' rates, each in [0, 1); input and embedding dropout only

@@ -245,15 +245,13 @@ void def_device(py::module_& m, const char* name) {
     const auto [B, Tn] = check_ids(x, "x", M.V);
     const T* a = in_ptr<T>(s0, "state_in", s.state_shape(B));
     T* b = out_ptr<T>(s1, "state_out", s.state_shape(B));
-    T* hi = out_ptr<T>(hidden, "hidden", {M.L, B, Tn, M.H});
-    T* lo = out_ptr<T>(logits, "logits", {B, Tn, M.V});
-    auto [ce, cm] = trace_out<T>(cell, "cell", M.state_slots() == 2, {M.L, B, Tn, M.H});
-    auto [ga, gm] = trace_out<T>(gates, "gates", M.G > 1, {M.L, B, Tn, M.G * M.H});
-    check_disjoint({mem(s1, "state_out"), mem(hidden, "hidden"), mem(logits, "logits"), cm, gm},
+    const auto o = trace_outputs<T>(M.L, M.H, M.G, M.V, M.state_slots() == 2, B, Tn, hidden,
+                                    cell, gates, logits);
+    check_disjoint({mem(s1, "state_out"), o.mems[0], o.mems[1], o.mems[2], o.mems[3]},
                    {mem(x, "x"), state_in_mem(s0, s1)});
     const auto* xp = static_cast<const std::int32_t*>(x.data());
     py::gil_scoped_release nogil;
-    s.dev->trace(xp, B, Tn, a, b, hi, ce, ga, lo);
+    s.dev->trace(xp, B, Tn, a, b, o.hidden, o.cell, o.gates, o.logits);
   }, py::arg("x"), py::arg("state_in"), py::arg("state_out"), py::arg("hidden"),
      py::arg("cell"), py::arg("gates"), py::arg("logits"), "As ModelF32.trace, on the device.");
   c.def("gradient_flow", [](D& s, py::array x, py::array y, py::array s0, py::array norms) {

@@ -141,18 +141,15 @@ void def_trace(ModelClass<T>& c) {
           const Call<T> a = model_call<T>(self, params, x, nullptr, state_in);
           const idx B = a.B, Tn = a.Tn;
           T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
-          T* hi = out_ptr<T>(hidden, "hidden", {self.L, B, Tn, self.H});
-          T* lo = out_ptr<T>(logits, "logits", {B, Tn, self.V});
-          auto [ce, cm] = trace_out<T>(cell, "cell", self.state_slots() == 2,
-                                       {self.L, B, Tn, self.H});
-          auto [ga, gm] = trace_out<T>(gates, "gates", self.G > 1,
-                                       {self.L, B, Tn, self.G * self.H});
-          check_disjoint({mem(state_out, "state_out"), mem(hidden, "hidden"),
-                          mem(logits, "logits"), cm, gm},
+          const auto o = trace_outputs<T>(self.L, self.H, self.G, self.V,
+                                          self.state_slots() == 2, B, Tn, hidden, cell, gates,
+                                          logits);
+          check_disjoint({mem(state_out, "state_out"), o.mems[0], o.mems[1], o.mems[2],
+                          o.mems[3]},
                          {mem(params, "params"), mem(x, "x"), state_in_mem(state_in, state_out)});
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          self.trace(a.params, a.x, B, Tn, a.state_in, s1, hi, ce, ga, lo);
+          self.trace(a.params, a.x, B, Tn, a.state_in, s1, o.hidden, o.cell, o.gates, o.logits);
         },
         py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
         py::arg("hidden"), py::arg("cell"), py::arg("gates"), py::arg("logits"),

@@ -430,7 +430,7 @@ class DeviceModel {
     load_state(state_in);
     run_forward(train, seed, {});
     save_state(state_out);
-    if (logits_out) read_logits(logits_out);
+    if (logits_out) download_batch_first(logits_.data(), V, logits_out);
   }
 
   // As Model::loss. stream_loss [B] or null.
@@ -655,21 +655,12 @@ class DeviceModel {
     run_forward(false, 0, {});
     save_state(state_out);
     const idx N = B * Tn, BH = B * H, GH = G * H;
-    std::vector<T> tm;
-    // [Tn, B, width] on the device -> [B, Tn, width] at out.
-    auto batch_first = [&](const T* src, idx width, T* out) {
-      tm.resize(static_cast<size_t>(N * width));
-      x_.download(tm.data(), src, bytes(N * width));
-      for (idx t = 0; t < Tn; ++t)
-        for (idx b = 0; b < B; ++b)
-          std::copy_n(tm.data() + (t * B + b) * width, width, out + (b * Tn + t) * width);
-    };
     for (idx l = 0; l < L; ++l) {
-      batch_first(hs_[l].data() + BH, H, hidden + l * N * H);
-      if (cell_out) batch_first(cs_[l].data() + BH, H, cell_out + l * N * H);
-      if (gates) batch_first(xp_[l].data(), GH, gates + l * N * GH);
+      download_batch_first(hs_[l].data() + BH, H, hidden + l * N * H);
+      if (cell_out) download_batch_first(cs_[l].data() + BH, H, cell_out + l * N * H);
+      if (gates) download_batch_first(xp_[l].data(), GH, gates + l * N * GH);
     }
-    read_logits(logits);
+    download_batch_first(logits_.data(), V, logits);
   }
 
   // As Model::gradient_flow: the mean over the B rows of the last step's
@@ -851,14 +842,14 @@ class DeviceModel {
     }
   }
 
-  void read_logits(T* out) {
-    const idx N = B_ * T_;
-    std::vector<T> tm(static_cast<size_t>(N * V));
-    x_.download(tm.data(), logits_.data(), bytes(N * V));
+  // src [T_, B_, width] on the device (time-major rows) -> out [B_, T_, width].
+  std::vector<T> tm_h_;
+  void download_batch_first(const T* src, idx width, T* out) {
+    tm_h_.resize(static_cast<size_t>(B_ * T_ * width));
+    x_.download(tm_h_.data(), src, bytes(B_ * T_ * width));
     for (idx t = 0; t < T_; ++t)
       for (idx b = 0; b < B_; ++b)
-        std::copy(tm.begin() + (t * B_ + b) * V, tm.begin() + (t * B_ + b + 1) * V,
-                  out + (b * T_ + t) * V);
+        std::copy_n(tm_h_.data() + (t * B_ + b) * width, width, out + (b * T_ + t) * width);
   }
 
   double xent(bool grad) {
