@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 __all__ = ["Recipe", "RECIPES", "for_budget", "by_name", "REGULARISATION", "level_for",
            "exposure", "EXPOSURE_MODERATE", "EXPOSURE_STRONG", "SECONDS_TO_REGULARISE",
-           "fit_to_text"]
+           "fit_to_text", "BUSY_SHARE"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ class Recipe:
     epochs: Optional[float] = None
     rate: Optional[float] = None
     exposure: Optional[float] = None
+    #: Set by :func:`fit_to_text` when the speed was measured beside other
+    #: programs: the cores' worth of CPU time they used then, of ``cores``.
+    others: Optional[float] = None
+    cores: Optional[float] = None
     #: A text this row's model would read fewer than ``min_epochs`` times in
     #: the budget is trained with the row named ``fallback`` instead (a
     #: faster model: more passes pay more than depth there); a row with
@@ -68,8 +72,8 @@ class Recipe:
     def options(self) -> Dict[str, Any]:
         """The fields that are config fields, by name."""
         d = asdict(self)
-        for k in ("name", "seconds", "level", "epochs", "rate", "exposure", "min_epochs",
-                  "fallback", "alternate"):
+        for k in ("name", "seconds", "level", "epochs", "rate", "exposure", "others", "cores",
+                  "min_epochs", "fallback", "alternate"):
             del d[k]
         return d
 
@@ -96,12 +100,23 @@ class Recipe:
             how += (f"; instead of {parent.name}, whose {parent.cell} "
                     f"{parent.num_layers}x{parent.hidden_size} would read this text fewer than "
                     f"{parent.min_epochs:g} times")
+        if self.busy():
+            how += (f"; measured while other programs used {self.others:.1f} of the "
+                    f"{self.cores:g} cores: the choice holds while they run (an idle machine "
+                    f"trains faster: {name('recipe')} {self.name} keeps this row's own "
+                    "regularisation)" if auto else "")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
         yours = [name(k) for k in opts if k in given and given[k] is not None
                  and given[k] != opts[k]]
         return (f"recipe {self.name} ({how}): {self.describe(until)}"
                 + (f"; yours: {', '.join(yours)}" if yours else ""))
+
+    def busy(self) -> bool:
+        """Whether the speed this row was fitted at was measured while other
+        programs took at least :data:`BUSY_SHARE` of the cores."""
+        return self.others is not None and bool(self.cores) and \
+            self.others >= BUSY_SHARE * self.cores
 
     def describe(self, until: str = "the deadline") -> str:
         """One line for the start of a run (its cosine runs to ``until``)."""
@@ -176,6 +191,16 @@ EXPOSURE_STRONG = 70.0
 SECONDS_TO_REGULARISE = 180.0
 
 
+#: A speed measured while other programs took this share of the cores or
+#: more is said to be so in the recipe line (:meth:`Recipe.busy`): the epochs
+#: it predicts hold only while they run. Beside two busy Python loops on two
+#: cores, tinyshakespeare's 15-minute start measured the LSTM at fewer than
+#: 4.5 epochs (7.6 on the idle machine) and chose the GRU row without
+#: dropout (5.3 epochs at 5,882 chars/s): on an idle machine that row ends
+#: at 1.537 (benchmarks/recipe_spread.py), the LSTM's at 1.388.
+BUSY_SHARE = 0.25
+
+
 def exposure(epochs: float, parameters: int, train_chars: int) -> float:
     """``epochs`` (passes over the training text) times the model's
     ``parameters`` per character of the ``train_chars`` it trains on: how
@@ -198,15 +223,19 @@ def fit_to_text(recipe: Recipe, seconds: float, train_chars: int, rate: float,
     """``recipe`` with the regularisation :func:`level_for` gives the
     :func:`exposure` of ``seconds`` on a training text of ``train_chars``
     characters at ``rate`` training characters a second
-    (:func:`pycharrnn.runs.measure_rate`), for a model of ``parameters``
-    (:meth:`pycharrnn.config.ModelConfig.parameters`)."""
+    (:func:`pycharrnn.runs.measure_rate`; its ``others`` and ``cores``, the
+    other programs' load while it was measured, are kept), for a model of
+    ``parameters`` (:meth:`pycharrnn.config.ModelConfig.parameters`)."""
+    others, cores = getattr(rate, "others", None), getattr(rate, "cores", None)
+    rate = float(rate)
     epochs = seconds * rate / max(1, train_chars)
     expo = exposure(epochs, parameters, train_chars)
     level = level_for(expo, seconds)
     reg = dict(REGULARISATION[level])
     if recipe.num_layers < 2:
         reg["dropout"] = 0.0  # between layers: none in one
-    return replace(recipe, **reg, level=level, epochs=epochs, rate=rate, exposure=expo)
+    return replace(recipe, **reg, level=level, epochs=epochs, rate=rate, exposure=expo,
+                   others=others, cores=cores)
 
 
 def for_budget(seconds: float) -> Recipe:

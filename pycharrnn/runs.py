@@ -30,7 +30,7 @@ from .vocab import Vocab
 from .words import plural
 
 __all__ = ["from_config", "resume", "attach", "run_info", "session", "training_state",
-           "check_compatible", "FIXED", "FREE"]
+           "check_compatible", "measure_rate", "Rate", "FIXED", "FREE"]
 
 #: Resume options: those fixed by the checkpoint, and those that may change.
 FIXED = {"batch_size", "seq_length", "val_fraction"}
@@ -71,9 +71,13 @@ def run_info(trainer: Any, config: Optional[TrainConfig] = None,
         {k: getattr(trainer, k) for k in _TRAINER_KEYS}
     train.update(batch_size=trainer.batches.batch_size, seq_length=trainer.batches.seq_length)
     opt, sched = trainer.optimizer, trainer.schedule
-    return {**src, "recipe": getattr(recipe, "name", recipe), "model": trainer.model.config(),
+    info = {**src, "recipe": getattr(recipe, "name", recipe), "model": trainer.model.config(),
             "train": train, "optimizer": {"type": type(opt).__name__, **opt.hparams()},
             "schedule": None if sched is None else sched.state_dict().get("config")}
+    if getattr(recipe, "level", ""):  # fitted to the text: by what it measured
+        info["recipe_fit"] = {k: getattr(recipe, k) for k in
+                              ("level", "epochs", "rate", "exposure", "others", "cores")}
+    return info
 
 
 def from_config(cls, data: Any, model: Any, config: TrainConfig = TrainConfig(), *,
@@ -177,15 +181,34 @@ def end_cost(trainer: Any, seconds: Optional[float] = None) -> float:
     return val + (trainer._last_save_seconds if trainer.run_dir is not None else 0.0)
 
 
+class Rate(float):
+    """A training speed in characters a second (:func:`measure_rate`), with
+    what the other programs on this process's cores used while it was
+    measured: ``others`` cores' worth of CPU time of ``cores`` usable
+    (None: unknown)."""
+
+    others: Optional[float]
+    cores: Optional[float]
+
+    def __new__(cls, value: float, others: Optional[float] = None,
+                cores: Optional[float] = None) -> "Rate":
+        r = super().__new__(cls, value)
+        r.others, r.cores = others, cores
+        return r
+
+
 def measure_rate(model_config: ModelConfig, train_config: TrainConfig, vocab_size: int,
-                 seconds: float = 0.5) -> float:
+                 seconds: float = 0.5) -> Rate:
     """Training characters a second of the model ``model_config`` with the
     batch, optimizer and threads of ``train_config``, on this machine, now:
     bare training steps (forward, backward, update) on random ids, one
     untimed first, then at least 3 and ``seconds`` of them. No dropout: a
     step with it costs little more. (What :func:`pycharrnn.config.resolve`
-    takes as ``rate`` to fit a recipe to a text.)"""
+    takes as ``rate`` to fit a recipe to a text.) The :class:`Rate` also
+    says how much of the cores other programs took meanwhile: a speed
+    measured beside them holds only while they run."""
     from .backend import get_num_threads, set_num_threads, set_threads_auto, threads_auto
+    from .cpuload import CpuLoad
 
     before = None if threads_auto() else get_num_threads()
     if train_config.threads is not None:
@@ -197,14 +220,17 @@ def measure_rate(model_config: ModelConfig, train_config: TrainConfig, vocab_siz
         opt = create_optimizer(train_config.optimizer, model, 1e-9)
         B, T = train_config.batch_size, train_config.seq_length
         ids = np.random.default_rng(0).integers(0, vocab_size, (B, T + 1))
-        n, t0 = -1, 0.0
+        n, t0, load = -1, 0.0, None
         while n < 3 or time.perf_counter() - t0 < seconds:
             model.forward_backward(ids[:, :-1], ids[:, 1:])
             opt.step()
             n += 1
             if n == 0:
                 t0 = time.perf_counter()
-        return n * B * T / (time.perf_counter() - t0)
+                load = CpuLoad()
+        window = load.window(min_seconds=0.0) if load is not None else None
+        rate = n * B * T / (time.perf_counter() - t0)
+        return Rate(rate, *((window["others"], window["cores"]) if window else (None, None)))
     finally:
         if before is None:
             set_threads_auto()

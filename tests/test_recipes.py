@@ -3,6 +3,8 @@ trainer's clock, and `pycharrnn train --time` choosing and printing a recipe."""
 
 import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,6 +216,39 @@ def test_resolve_fits_the_recipe_to_the_text_and_keeps_what_you_set():
     auto, n = pc.backend.threads_auto(), pc.get_num_threads()
     assert measure_rate(m, config.replace(t, threads=1), 12, seconds=0.05) > 0
     assert (pc.backend.threads_auto(), pc.get_num_threads()) == (auto, n)
+
+
+def test_a_speed_measured_beside_other_programs_is_said_to_be_so():
+    from pycharrnn import config
+    from pycharrnn.runs import Rate, measure_rate
+
+    text = "abcdefghij" * 20_000
+    busy = Rate(47_000, others=1.5, cores=2.0)
+    m, t, r = config.resolve({"seconds": 180}, text=text, rate=busy)
+    assert (r.others, r.cores, r.rate) == (1.5, 2.0, 47_000) and r.busy()
+    line = r.announce(t, auto=True, naming=lambda k: "--" + k)
+    assert "other programs used 1.5 of the 2 cores" in line and "--recipe 3min" in line
+    assert type(r.rate) is float  # kept as a plain number (run.json, the table)
+    # Below the share, or unknown: nothing said.
+    for rate in (Rate(47_000, others=0.4, cores=2.0), Rate(47_000), 47_000):
+        m, t, r = config.resolve({"seconds": 180}, text=text, rate=rate)
+        assert not r.busy() and "other programs" not in r.announce(t, auto=True)
+        assert r.level == "strong"  # the same fit: the note changes no choice
+    # measure_rate says what the others used while it timed (on Linux).
+    rate = measure_rate(m, config.replace(t, threads=1), 12, seconds=0.05)
+    assert isinstance(rate, Rate) and rate > 0
+    if os.path.exists("/proc/stat") and hasattr(os, "sched_getaffinity"):
+        assert rate.cores == len(os.sched_getaffinity(0)) and 0 <= rate.others <= rate.cores
+
+
+def test_run_json_records_how_the_recipe_was_fitted(tmp_path, data):  # noqa: F811
+    run, r = _train(tmp_path, data, "--time", 1)
+    fit = json.loads((run / "run.json").read_text())["recipe_fit"]
+    assert fit["level"] in recipes.REGULARISATION and fit["rate"] > 0
+    from pycharrnn.data import validation_size
+    n = len(Path(data).read_text(encoding="utf-8"))
+    assert fit["epochs"] == pytest.approx(fit["rate"] / (n - validation_size(n, 0.1)), rel=0.01)
+    assert fit["cores"] is None or 0 <= fit["others"] <= fit["cores"]
 
 
 def test_no_recipe_with_steps_or_recipe_none(tmp_path, data):  # noqa: F811
