@@ -100,11 +100,12 @@ class Recipe:
             how += (f"; instead of {parent.name}, whose {parent.cell} "
                     f"{parent.num_layers}x{parent.hidden_size} would read this text fewer than "
                     f"{parent.min_epochs:g} times")
-        if self.busy():
+        if auto and self.busy():  # the row by budget alone, as an idle machine would pick
+            row = parent if parent is not None and self.epochs is not None else self
             how += (f"; measured while other programs used {self.others:.1f} of the "
                     f"{self.cores:g} cores: the choice holds while they run (an idle machine "
-                    f"trains faster: {name('recipe')} {self.name} keeps this row's own "
-                    "regularisation)" if auto else "")
+                    f"trains faster: {name('recipe')} {row.name} trains that row with its own "
+                    "regularisation)")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
         yours = [name(k) for k in opts if k in given and given[k] is not None

@@ -228,6 +228,12 @@ def test_a_speed_measured_beside_other_programs_is_said_to_be_so():
     assert (r.others, r.cores, r.rate) == (1.5, 2.0, 47_000) and r.busy()
     line = r.announce(t, auto=True, naming=lambda k: "--" + k)
     assert "other programs used 1.5 of the 2 cores" in line and "--recipe 3min" in line
+    # Sent to the faster row by the slow measurement: the advice names the
+    # row an idle machine would have trained.
+    m, t, r = config.resolve({"seconds": 900}, text=text * 15,
+                             rate=Rate(10_500, others=1.2, cores=2.0))
+    assert r.name == "15min-gru"
+    assert "--recipe 15min trains" in r.announce(t, auto=True, naming=lambda k: "--" + k)
     assert type(r.rate) is float  # kept as a plain number (run.json, the table)
     # Below the share, or unknown: nothing said.
     for rate in (Rate(47_000, others=0.4, cores=2.0), Rate(47_000), 47_000):
