@@ -60,6 +60,8 @@ Unit Chooser::begin(double now, double amount, int max_team) {
   if (est_size_ != cur) {  // a new size (another shape's probe won): measure again
     est_size_ = cur;
     fresh_ = true;
+    settle_until_ = 0;
+    forget();
     samples_ = 0;
     bails_in_row_ = 0;
     base_ = 0;
@@ -85,13 +87,28 @@ Unit Chooser::begin(double now, double amount, int max_team) {
       cad_->next_probe = now + cad_->wait;  // no other shape starts one meanwhile
       probe_t_ = probe_amt_ = 0;
       probe_units_ = 0;
+      probe_warm_ = true;
     }
   }
   if (probe_size_ != 0) {  // abandoned once the window so far is 1.5x the expected time (see kAbandon)
     u.size = probe_size_;
     u.probe = true;
+    if (probe_warm_) {  // its first unit wakes the team: not in the window (see probe_warm_)
+      probe_warm_ = false;
+      u.settle = true;
+      u.deadline = now + kAbandon * std::max(kWindow, kFreshBail * ref() * amount);
+      return u;
+    }
     const double expected = std::max(kWindow, ref() * (probe_amt_ + amount));
     u.deadline = now + std::max(0.0, kAbandon * expected - probe_t_);
+    return u;
+  }
+  if (now < settle_until_) {  // placing the team again: a generous deadline, not measured
+    u.settle = true;
+    if (est_ > 0 && cur > 1) {
+      u.fallback = smaller();
+      u.deadline = now + kFreshBail * ref() * amount;
+    }
     return u;
   }
   if (est_ > 0 && cur > 1) {  // far slower than usual: finish on a smaller team
@@ -120,21 +137,47 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
   }
   if (u.probe) {
     if (u.size != probe_size_) return;  // a window ended by a change of cores
+    if (u.settle) {  // the probe's first unit
+      if (cut) {
+        ++abandoned;
+        decide(now, false);
+      }
+      return;
+    }
     probe_t_ += seconds;
     probe_amt_ += amount;
     ++probe_units_;
+    if (!cut && (probe_units_ < kWindowUnits || probe_t_ < kWindow)) return;
+    // The window is over (or abandoned). Its time joins the evidence for
+    // this size, which is what decides a switch (see acc_t_).
+    const int d = probe_size_ > cad_->cur ? 1 : 0;
+    acc_t_[d] += probe_t_;
+    acc_amt_[d] += probe_amt_;
+    if (acc_t_[d] > 2 * kEvidence) {
+      acc_t_[d] *= 0.5;
+      acc_amt_[d] *= 0.5;
+    }
+    // Against the current size's average since it was chosen when that
+    // spans a window too, else against the moving estimate.
+    const double bar = (d ? kGainUp : kGainDown) * ref();
+    const double rw = probe_t_ / probe_amt_, ra = acc_t_[d] / acc_amt_[d];
     if (cut) {
       ++abandoned;
       decide(now, false);
-    } else if (probe_units_ >= kWindowUnits && probe_t_ >= kWindow) {
-      // Against the current size's average since it was chosen when
-      // that spans a window too, else against the moving estimate.
-      const double rp = probe_t_ / probe_amt_;
-      decide(now, rp < (probe_size_ > cad_->cur ? kGainUp : kGainDown) * ref());
+    } else if (rw >= bar) {
+      decide(now, false);
+    } else if (rw < kDecisive * ref() || acc_t_[d] >= kEvidence) {
+      decide(now, ra < bar);
+    } else {
+      decide(now, false, true);  // a window that won, not yet enough to switch on: look again soon
     }
     return;
   }
   if (u.size != est_size_) return;  // begun before another shape changed the size
+  if (u.settle) {  // see settle_until_
+    if (cut) ++bailouts;
+    return;
+  }
   if (cut) {  // bailed out: the next probe is of the smaller team
     ++bailouts;
     cad_->up = false;
@@ -143,6 +186,7 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     // a probe after each cost more than the stalls did (beside two NumPy
     // processes: 11 probes in 7 s of sampling, where two threads win).
     if (++bails_in_row_ >= 2) {
+      forget();
       cad_->next_probe = now;
       cad_->wait = kFirstWait;
     }
@@ -180,6 +224,7 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     cad_->wait = kFirstWait;
     base_ = w;
     cur_t_ = cur_amt_ = 0;  // the average from before the change no longer holds
+    forget();  // nor the evidence
   }
 }
 
@@ -187,9 +232,11 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
 // window, else the moving estimate.
 double Chooser::ref() const { return cur_t_ >= kWindow ? cur_t_ / cur_amt_ : est_; }
 
-void Chooser::decide(double now, bool won) {
+void Chooser::decide(double now, bool won, bool again) {
   ++probes;
-  if (won) {
+  if (again) {
+    cad_->next_probe = now + kFirstWait;  // the same size, the wait as it was
+  } else if (won) {
     cad_->cur = est_size_ = probe_size_;
     est_ = probe_t_ / probe_amt_;
     samples_ = 1;
@@ -200,8 +247,13 @@ void Chooser::decide(double now, bool won) {
     cad_->up = !cad_->up;
   }
   probe_size_ = 0;
-  if (won) cur_t_ = cur_amt_ = 0;  // a lost probe leaves the current size's average as it was
-  cad_->next_probe = now + cad_->wait;
+  settle_until_ = won ? 0 : now + kSettle;
+  bails_in_row_ = 0;
+  if (won) {  // a lost probe leaves the current size's average and the evidence as they were
+    cur_t_ = cur_amt_ = 0;
+    forget();
+  }
+  if (!again) cad_->next_probe = now + cad_->wait;
   base_ = 0;  // the next window sets it
   jump_t_ = jump_amt_ = 0;
   jump_units_ = 0;
@@ -210,7 +262,7 @@ void Chooser::decide(double now, bool won) {
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after, int change_at,
                                    const std::vector<int>& shapes,
-                                   const std::vector<double>& scale) {
+                                   const std::vector<double>& scale, int scale_size) {
   std::vector<Chooser> c(std::max<size_t>(1, shapes.empty() ? 1 : *std::max_element(
                                                  shapes.begin(), shapes.end()) + 1));
   std::vector<int> sizes;
@@ -223,11 +275,14 @@ std::vector<int> governor_simulate(const std::vector<double>& seconds, int units
     c[k].start = 1;  // not the load on this machine now: the same sizes wherever it runs
     const Unit u = c[k].begin(now, 1.0, max_team);
     const double f = scale.empty() ? 1.0 : scale[static_cast<size_t>(i) % scale.size()];
-    double t = f * s[static_cast<size_t>(u.size - 1)];
+    auto time_at = [&](int size) {
+      return (scale_size <= 0 || size == scale_size ? f : 1.0) * s[static_cast<size_t>(size - 1)];
+    };
+    double t = time_at(u.size);
     bool cut = false;
     if (u.deadline > 0 && now + t > u.deadline) {  // the rest runs on the fallback team
       const double done = (u.deadline - now) / t;
-      t = (u.deadline - now) + (1 - done) * f * s[static_cast<size_t>(u.fallback - 1)];
+      t = (u.deadline - now) + (1 - done) * time_at(u.fallback);
       cut = true;
     }
     now += t;

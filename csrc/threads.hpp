@@ -66,6 +66,7 @@ struct Unit {
   int fallback = 1;
   bool probe = false;
   bool measured = false;
+  bool settle = false;  // a probe's first unit, or begun soon after a lost probe: not measured
   double deadline = 0;  // seconds on the governor's clock; 0: none
 };
 
@@ -102,6 +103,12 @@ class Chooser {
   static constexpr double kWindow = 0.15;  // s: a probe window's least length
   static constexpr int kWindowUnits = 2;   // and its least number of units
   static constexpr double kHorizon = 2.0;  // s: the current size's average halves its past
+  // A switch needs kEvidence seconds of winning probe windows of that
+  // size, or one window kDecisive of the current size's time or less (see
+  // acc_t_).
+  static constexpr double kEvidence = 0.45;
+  static constexpr double kDecisive = 0.75;
+  static constexpr double kSettle = 0.2;   // s after a lost probe: not measured (see settle_until_)
 
   Unit begin(double now, double amount, int max_team);
   // cut: the unit ran past its deadline and finished on its fallback team.
@@ -138,6 +145,26 @@ class Chooser {
   int jump_units_ = 0;
   int samples_ = 0;        // units behind est_
   int bails_in_row_ = 0;   // units in a row that bailed out
+  // The units of the first kSettle seconds back on the current team after
+  // a lost probe: they wake the threads the probe left asleep, and beside
+  // other programs the scheduler takes a while to place them again (traced:
+  // sampling beside two busy processes, 2-3 units of 3-5x the usual time
+  // in the 0.15 s after every probe of a smaller team). Measured, these
+  // made the current size look slower with each probe (its average 46 ->
+  // 66 us a character in 7 s, a probe every 0.2 s as each pair of them
+  // counted as "two in a row") until a probe of one thread won, at 0.72 of
+  // two threads' speed. They are not measured, and a decision starts
+  // "in a row" afresh.
+  double settle_until_ = 0;
+  // The probe windows of the smaller [0] and the larger [1] neighbour
+  // since the last switch or change of load, their time halved past
+  // 2 x kEvidence. Judged by one 0.15 s window, a probe was a lottery
+  // beside other programs: sampling beside two busy processes, one
+  // thread's windows ran 45-97 us a character and two threads' average
+  // ~50, so a lucky window of one thread took the team down to 0.72 of two
+  // threads' speed. A window that loses still ends the probe at once.
+  double acc_t_[2] = {0, 0}, acc_amt_[2] = {0, 0};
+  void forget() { acc_t_[0] = acc_t_[1] = acc_amt_[0] = acc_amt_[1] = 0; }
   // What the shapes of one model share: the team size (one decision for the
   // model: a shape that is read once per validation would otherwise keep
   // its first size for a long time) and the probing cadence.
@@ -151,8 +178,15 @@ class Chooser {
   int probe_size_ = 0;  // a probe window in progress at this size (0: none)
   double probe_t_ = 0, probe_amt_ = 0;
   int probe_units_ = 0;
+  // A probe's first unit wakes the threads a larger team adds, and beside
+  // other programs that often took a time slice or more (traced: about
+  // half the probes of two threads while sampling beside two busy
+  // processes, 0.15-0.24 s for a 10 ms unit). It runs at the probe's
+  // size, is abandoned only past 1.5x kWindow, and is left out of the
+  // window: the size is judged by what it does once running.
+  bool probe_warm_ = false;
   double cur_t_ = 0, cur_amt_ = 0;  // the current size since it was chosen (see kHorizon)
-  void decide(double now, bool won);
+  void decide(double now, bool won, bool again = false);
   double ref() const;  // seconds per amount expected at the current size
 };
 
@@ -195,11 +229,12 @@ SiteStats site_stats(Site s);
 // and after[n - 1] from unit change_at on (when `after` is given: the load
 // changed). `shapes`: unit i is of shape shapes[i % shapes.size()], each
 // shape its own chooser of one model (empty: one shape); `scale`: unit i
-// takes scale[i % scale.size()] times as long (a shape's size, noise).
+// takes scale[i % scale.size()] times as long (a shape's size, noise), or
+// only when it runs at team size scale_size (> 0: one size's noise).
 // Every chooser starts on one thread, whatever this machine runs now.
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after = {}, int change_at = 0,
                                    const std::vector<int>& shapes = {},
-                                   const std::vector<double>& scale = {});
+                                   const std::vector<double>& scale = {}, int scale_size = 0);
 
 }  // namespace pcr

@@ -110,9 +110,11 @@ void def_threads(py::module_& m) {
   m.def("_governor_simulate", &pcr::governor_simulate, py::arg("seconds"), py::arg("units"),
         py::arg("after") = std::vector<double>{}, py::arg("change_at") = 0,
         py::arg("shapes") = std::vector<int>{}, py::arg("scale") = std::vector<double>{},
+        py::arg("scale_size") = 0,
         "tests: the team sizes the governor picks for `units` equal units when one at "
         "n threads takes seconds[n - 1] (after[n - 1] from unit change_at on) times "
-        "scale[i % len(scale)]; unit i of shape shapes[i % len(shapes)] of one model");
+        "scale[i % len(scale)] (only at n == scale_size when that is > 0); unit i of shape "
+        "shapes[i % len(shapes)] of one model");
   m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on").noconvert(),
         "whether kernels flush subnormal floats to zero while they run (x86)");
   m.def("get_flush_denormals", &pcr::flush_denormals,
