@@ -87,7 +87,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
       cad_->next_probe = now + cad_->wait;  // no other shape starts one meanwhile
       probe_t_ = probe_amt_ = 0;
       probe_units_ = 0;
-      probe_warm_ = true;
+      probe_warm_ = ref() * amount < kShortUnit;
     }
   }
   if (probe_size_ != 0) {  // abandoned once the window so far is 1.5x the expected time (see kAbandon)
@@ -96,7 +96,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     if (probe_warm_) {  // its first unit wakes the team: not in the window (see probe_warm_)
       probe_warm_ = false;
       u.settle = true;
-      u.deadline = now + kAbandon * std::max(kWindow, kFreshBail * ref() * amount);
+      u.deadline = now + kAbandon * kWindow;
       return u;
     }
     const double expected = std::max(kWindow, ref() * (probe_amt_ + amount));
@@ -148,28 +148,20 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     probe_amt_ += amount;
     ++probe_units_;
     if (!cut && (probe_units_ < kWindowUnits || probe_t_ < kWindow)) return;
-    // The window is over (or abandoned). Its time joins the evidence for
-    // this size, which is what decides a switch (see acc_t_).
+    // The window is over (or abandoned). Against the current size's
+    // average since it was chosen when that spans a window too, else
+    // against the moving estimate.
     const int d = probe_size_ > cad_->cur ? 1 : 0;
-    acc_t_[d] += probe_t_;
-    acc_amt_[d] += probe_amt_;
-    if (acc_t_[d] > 2 * kEvidence) {
-      acc_t_[d] *= 0.5;
-      acc_amt_[d] *= 0.5;
-    }
-    // Against the current size's average since it was chosen when that
-    // spans a window too, else against the moving estimate.
-    const double bar = (d ? kGainUp : kGainDown) * ref();
-    const double rw = probe_t_ / probe_amt_, ra = acc_t_[d] / acc_amt_[d];
+    const double rw = probe_t_ / probe_amt_;
     if (cut) {
       ++abandoned;
       decide(now, false);
-    } else if (rw >= bar) {
+    } else if (rw >= (d ? kGainUp : kGainDown) * ref()) {
       decide(now, false);
-    } else if (rw < kDecisive * ref() || acc_t_[d] >= kEvidence) {
-      decide(now, ra < bar);
-    } else {
-      decide(now, false, true);  // a window that won, not yet enough to switch on: look again soon
+    } else if (rw < kDecisive * ref() || ++wins_[d] >= kWins) {
+      decide(now, true);
+    } else {  // a window that won, not yet enough to switch on: look again soon
+      decide(now, false, true);
     }
     return;
   }
@@ -224,7 +216,7 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     cad_->wait = kFirstWait;
     base_ = w;
     cur_t_ = cur_amt_ = 0;  // the average from before the change no longer holds
-    forget();  // nor the evidence
+    forget();  // nor the wins
   }
 }
 
@@ -249,11 +241,11 @@ void Chooser::decide(double now, bool won, bool again) {
   probe_size_ = 0;
   settle_until_ = won ? 0 : now + kSettle;
   bails_in_row_ = 0;
-  if (won) {  // a lost probe leaves the current size's average and the evidence as they were
-    cur_t_ = cur_amt_ = 0;
+  if (won) cur_t_ = cur_amt_ = 0;  // a lost probe leaves the current size's average as it was
+  if (!again) {
     forget();
+    cad_->next_probe = now + cad_->wait;
   }
-  if (!again) cad_->next_probe = now + cad_->wait;
   base_ = 0;  // the next window sets it
   jump_t_ = jump_amt_ = 0;
   jump_units_ = 0;

@@ -103,11 +103,14 @@ class Chooser {
   static constexpr double kWindow = 0.15;  // s: a probe window's least length
   static constexpr int kWindowUnits = 2;   // and its least number of units
   static constexpr double kHorizon = 2.0;  // s: the current size's average halves its past
-  // A switch needs kEvidence seconds of winning probe windows of that
-  // size, or one window kDecisive of the current size's time or less (see
-  // acc_t_).
-  static constexpr double kEvidence = 0.45;
-  static constexpr double kDecisive = 0.75;
+  // A switch needs kWins probe windows of that size won in a row (probes
+  // kFirstWait apart), or one won by kDecisive x the current size's time
+  // or less (see wins_; beside two busy processes a lucky window of one
+  // thread ran 0.82-0.94 of two threads' average, a window of two threads
+  // 0.66-0.8 of one thread's).
+  static constexpr int kWins = 3;
+  static constexpr double kDecisive = 0.8;
+  static constexpr double kShortUnit = kWindow / 4;  // s: a unit whose probe starts with a warm-up
   static constexpr double kSettle = 0.2;   // s after a lost probe: not measured (see settle_until_)
 
   Unit begin(double now, double amount, int max_team);
@@ -156,15 +159,15 @@ class Chooser {
   // two threads' speed. They are not measured, and a decision starts
   // "in a row" afresh.
   double settle_until_ = 0;
-  // The probe windows of the smaller [0] and the larger [1] neighbour
-  // since the last switch or change of load, their time halved past
-  // 2 x kEvidence. Judged by one 0.15 s window, a probe was a lottery
-  // beside other programs: sampling beside two busy processes, one
-  // thread's windows ran 45-97 us a character and two threads' average
-  // ~50, so a lucky window of one thread took the team down to 0.72 of two
-  // threads' speed. A window that loses still ends the probe at once.
-  double acc_t_[2] = {0, 0}, acc_amt_[2] = {0, 0};
-  void forget() { acc_t_[0] = acc_t_[1] = acc_amt_[0] = acc_amt_[1] = 0; }
+  // The windows the smaller [0] and the larger [1] neighbour have won in a
+  // row since the last decision that was not "look again", change of load
+  // or switch. Judged by one 0.15 s window, a probe was a lottery beside
+  // other programs: sampling beside two busy processes, one thread's
+  // windows ran 45-97 us a character and two threads' average ~50, so a
+  // lucky window of one thread took the team down to 0.72 of two threads'
+  // speed.
+  int wins_[2] = {0, 0};
+  void forget() { wins_[0] = wins_[1] = 0; }
   // What the shapes of one model share: the team size (one decision for the
   // model: a shape that is read once per validation would otherwise keep
   // its first size for a long time) and the probing cadence.
@@ -181,9 +184,13 @@ class Chooser {
   // A probe's first unit wakes the threads a larger team adds, and beside
   // other programs that often took a time slice or more (traced: about
   // half the probes of two threads while sampling beside two busy
-  // processes, 0.15-0.24 s for a 10 ms unit). It runs at the probe's
-  // size, is abandoned only past 1.5x kWindow, and is left out of the
-  // window: the size is judged by what it does once running.
+  // processes, 0.15-0.24 s for a 10 ms unit). A short unit's (expected
+  // under kShortUnit) is left out of the window and abandoned only past
+  // kAbandon x kWindow: the size is judged by what it does once running.
+  // A long unit (a training step) is judged whole, as before: there a
+  // wake-up is a small part of it, and a generous first deadline made
+  // each probe of a bad size cost a whole slow step (beside three busy
+  // processes: 0.83 of one thread's steps a second).
   bool probe_warm_ = false;
   double cur_t_ = 0, cur_amt_ = 0;  // the current size since it was chosen (see kHorizon)
   void decide(double now, bool won, bool again = false);

@@ -105,16 +105,13 @@ def test_probes_of_a_bad_size_cost_little():
 
 def test_one_stalled_unit_does_not_end_a_probe():
     # Two threads 1.3x faster; the first probe's first unit waits a time
-    # slice (3x its time). Judged by that unit alone the probe was
-    # abandoned and the next came 2 s later (200 units). The probe goes on,
-    # wins its window, and a 1.3x gain is not decisive alone: two more
-    # windows 0.5 s apart confirm it (kEvidence).
+    # slice (3x its time). Judged over the window, the probe still wins at
+    # once; judged by that unit alone it was abandoned and the next probe
+    # came 2 s later (200 units).
     scale = [1, 1, 3] + [1] * 597
     sizes = _core._governor_simulate([0.010, 0.0077], 600, scale=scale)
-    assert sizes[2:18] == [2] * 16  # the first probe: its window runs on
-    probes = [i for i in range(1, 200) if sizes[i - 1] == 1 and sizes[i] == 2]
-    assert len(probes) == 3 and probes[2] - probes[0] <= 150, probes  # 0.5 s apart
-    assert Counter(sizes[200:])[2] >= 0.9 * 400, Counter(sizes[200:])
+    assert sizes[2] == 2  # the first probe
+    assert Counter(sizes[30:250])[2] >= 0.9 * 220, Counter(sizes[30:250])
 
 
 def test_one_lucky_window_does_not_switch():
