@@ -138,7 +138,7 @@ def _force_team_sizes(sizes: List[int]) -> None:
 
 def _governor_simulate(seconds: List[float], units: int, after: List[float] = [],
                        change_at: int = 0, shapes: List[int] = [],
-                       scale: List[float] = []) -> List[int]:
+                       scale: List[float] = [], scale_size: int = 0) -> List[int]:
     """Tests: the team sizes the governor picks for made-up timings."""
 
 def set_flush_denormals(on: bool) -> None:
