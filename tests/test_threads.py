@@ -119,8 +119,8 @@ def test_one_lucky_window_does_not_switch():
     # gap between the sizes: here one thread is 1.2x slower on the whole,
     # and half its units (in stretches of 30) are 10% faster than two
     # threads. Judged by one window it switched on a lucky one (two threads
-    # 85% of the time after the start); the evidence of all its windows
-    # keeps two threads.
+    # 85% of the time after the start); needing three windows won in a row
+    # (or one by 20%) keeps two threads.
     cycle = [1] * 30 + [0.6] * 30
     sizes = _core._governor_simulate([0.015, 0.010], 20000, scale=cycle, scale_size=1)
     late = Counter(sizes[300:])
