@@ -3,7 +3,7 @@ thread and all threads, with PyTorch beside it, under other load.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/contention.py \
         [--quick] [--repeats 3] [--seconds 2] [--warmup 3] [--json benchmarks/contention.json] \
-        [--markdown FILE]
+        [--markdown FILE] [--baseline OTHER_PYTHON]
 
 Rows are kinds of load: an idle machine; 1-3 other processes running a pure
 Python loop; 1-2 running a NumPy matrix product (OpenBLAS's own threads);
@@ -48,6 +48,7 @@ from typing import Any, Dict, Iterator, List, Optional
 V, E, H, B, T = 65, 64, 384, 32, 64
 TASKS = ("train", "validate", "sample")
 IMPLS = ("pc-default", "pc-1", "pc-all", "torch-default", "torch-1")
+BASE_IMPLS = ("base-default", "base-1", "base-all")  # pycharrnn under --baseline's interpreter
 LOADS = {
     "python": "while True: pass",
     "numpy": "import numpy as np\na = np.random.rand(384, 384)\nwhile True: a @ a",
@@ -158,7 +159,7 @@ def worker(job: Dict[str, Any]) -> Dict[str, float]:
         with open(job["cgroup"], "w") as f:
             f.write(str(os.getpid()))
     impl, threads = job["impl"].split("-", 1)
-    calls = (_pycharrnn if impl == "pc" else _torch)(threads)
+    calls = (_torch if impl == "torch" else _pycharrnn)(threads)
     other = _other_pool(job.get("pool"))
     rates = {}
     for task in job["tasks"]:
@@ -231,8 +232,9 @@ def load(row: str) -> Iterator[None]:
         time.sleep(0.3)
 
 
-def run_worker(job: Dict[str, Any], taskset: bool) -> Dict[str, float]:
-    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
+def run_worker(job: Dict[str, Any], taskset: bool,
+               python: Optional[str] = None) -> Dict[str, float]:
+    cmd = [python or sys.executable, __file__, "--worker", json.dumps(job)]
     if taskset:
         cmd = ["taskset", "-c", "0", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -251,7 +253,8 @@ def _have_torch() -> bool:
 
 
 def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
-            log=print, warmup: float = WARMUP) -> Dict[str, Any]:
+            log=print, warmup: float = WARMUP,
+            baseline: Optional[str] = None) -> Dict[str, Any]:
     import harness  # benchmarks/harness.py (this script's folder is on sys.path): cpu_model
     rng = random.Random(0)
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
@@ -272,7 +275,8 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                         job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
                                "warmup": warmup,
                                "pool": pool, "cgroup": quota if row.startswith("quota") else None}
-                        rates = run_worker(job, taskset=row.startswith("taskset"))
+                        rates = run_worker(job, taskset=row.startswith("taskset"),
+                                           python=baseline if impl.startswith("base") else None)
                         for task, v in rates.items():
                             samples.setdefault(task, {}).setdefault(row, {}) \
                                 .setdefault(impl, []).append(v)
@@ -284,7 +288,8 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
            for t, rows_ in samples.items()}
     return {"median": med, "samples": samples, "skipped": skipped,
             "cpu": harness.cpu_model(), "cores": os.cpu_count(), "repeats": repeats,
-            "seconds": seconds, "warmup": warmup, "date": time.strftime("%Y-%m-%d")}
+            "seconds": seconds, "warmup": warmup, "date": time.strftime("%Y-%m-%d"),
+            "baseline": baseline}
 
 
 UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
@@ -294,17 +299,26 @@ def markdown(res: Dict[str, Any]) -> str:
     out = [f"CPU: {res['cpu']}, {res['cores']} cores; median of {res['repeats']} "
            f"repeats of {res['seconds']:g} s per task after {res.get('warmup', WARMUP):g} s of warm-up; "
            f"{res['date']}.", ""]
+    base = any("base-default" in d for rows in res["median"].values() for d in rows.values())
+    if base:
+        out += [f"Baseline (base-default): pycharrnn under {res.get('baseline')}.", ""]
     for task, rows in res["median"].items():
+        head = "| load | pycharrnn default | 1 thread | all threads | default / best | "
+        if base:
+            head += "baseline default | baseline / best | "
         out += [f"**{task}** ({UNITS[task]})", "",
-                "| load | pycharrnn default | 1 thread | all threads | default / best | "
-                "torch default | torch 1 thread |", "|---|---|---|---|---|---|---|"]
+                head + "torch default | torch 1 thread |",
+                "|---" * (7 + 2 * base) + "|"]
         fmt = "{:,.2f}" if task == "train" else "{:,.0f}"
         for row, d in rows.items():
             best = max(d.get("pc-1", 0), d.get("pc-all", 0))
             cell = lambda k: fmt.format(d[k]) if k in d else "-"  # noqa: E731
-            ratio = f"{d['pc-default'] / best:.2f}" if best and "pc-default" in d else "-"
-            out.append(f"| {row} | {cell('pc-default')} | {cell('pc-1')} | {cell('pc-all')} | "
-                       f"{ratio} | {cell('torch-default')} | {cell('torch-1')} |")
+            ratio = lambda k: f"{d[k] / best:.2f}" if best and k in d else "-"  # noqa: E731
+            line = (f"| {row} | {cell('pc-default')} | {cell('pc-1')} | {cell('pc-all')} | "
+                    f"{ratio('pc-default')} | ")
+            if base:
+                line += f"{cell('base-default')} | {ratio('base-default')} | "
+            out.append(line + f"{cell('torch-default')} | {cell('torch-1')} |")
         out.append("")
     if res["skipped"]:
         out.append("Not measured (no cgroup could be made): " + ", ".join(res["skipped"]))
@@ -323,6 +337,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="seconds of calls before each measurement")
     p.add_argument("--json", default=str(Path(__file__).with_name("contention.json")))
     p.add_argument("--markdown", help="also write the tables to this file")
+    p.add_argument("--baseline", metavar="PYTHON",
+                   help="another interpreter whose pycharrnn (an older build) runs as base-default, "
+                        "interleaved with this one")
     a = p.parse_args(argv)
     if a.worker:
         print(_MARK + json.dumps(worker(json.loads(a.worker))), flush=True)
@@ -330,8 +347,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = a.rows.split(",") if a.rows else (QUICK_ROWS if a.quick else ROWS)
     impls = a.impls.split(",") if a.impls else [i for i in IMPLS if _have_torch()
                                                 or not i.startswith("torch")]
+    unknown = [i for i in impls if i not in IMPLS + BASE_IMPLS]
+    if unknown:
+        p.error(f"--impls: unknown {unknown}; choose from {', '.join(IMPLS + BASE_IMPLS)}")
+    if a.baseline:
+        if not Path(a.baseline).exists():
+            p.error(f"--baseline: no interpreter at {a.baseline}")
+        if "base-default" not in impls:
+            impls.append("base-default")
+    elif any(i.startswith("base") for i in impls):
+        p.error("--impls: base-* columns need --baseline PYTHON")
     rows = [r for r in rows if _have_torch() or r != "pool torch"]
-    res = measure(rows, a.repeats, a.seconds, impls, warmup=a.warmup)
+    res = measure(rows, a.repeats, a.seconds, impls, warmup=a.warmup, baseline=a.baseline)
     Path(a.json).write_text(json.dumps(res, indent=1))
     text = markdown(res)
     print(text)

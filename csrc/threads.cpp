@@ -55,6 +55,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     cur = std::max(1, std::min(max_team, start > 0 ? start : start_team(max_team)));
     cad_->next_probe = 0;
     cad_->wait = kFirstWait;
+    cad_->bails = 0;
     est_size_ = 0;
   }
   if (est_size_ != cur) {  // a new size (another shape's probe won): measure again
@@ -63,7 +64,6 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     settle_until_ = 0;
     forget();
     samples_ = 0;
-    bails_in_row_ = 0;
     base_ = 0;
     jump_t_ = jump_amt_ = 0;
     jump_units_ = 0;
@@ -132,7 +132,12 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
   const double r = seconds / std::max(amount, 1e-300);
   if (!u.measured) {  // the first unit: a rough estimate (it warms caches up too)
     fresh_ = false;
-    if (!cut) est_ = r;
+    // Cut too: its deadline came from another shape's estimate, and a
+    // shape of far more time per character than that one (a validation's
+    // last chunk, 31 characters in 1.6 ms against 6 us a character for the
+    // full chunks) kept it for good, as only uncut units update it, and
+    // every one of its units bailed out.
+    est_ = r;
     return;
   }
   if (u.probe) {
@@ -177,13 +182,18 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     // noise of a busy machine (a member descheduled for a time slice), and
     // a probe after each cost more than the stalls did (beside two NumPy
     // processes: 11 probes in 7 s of sampling, where two threads win).
-    if (++bails_in_row_ >= 2) {
+    // In a row among all the model's units, not one shape's: a shape read
+    // once per validation whose every unit bailed made "two in a row" of
+    // two validations 0.2 s apart, and a probe of one thread began each
+    // validation on an idle machine (25 probes in 10 s, at 0.75 of two
+    // threads' speed).
+    if (++cad_->bails >= 2) {
       forget();
       cad_->next_probe = now;
       cad_->wait = kFirstWait;
     }
   } else {
-    bails_in_row_ = 0;
+    cad_->bails = 0;
   }
   // Every unit counts in the current size's average since the last change,
   // a bail-out too (a flattering measure: it finished on the smaller team).
@@ -240,7 +250,7 @@ void Chooser::decide(double now, bool won, bool again) {
   }
   probe_size_ = 0;
   settle_until_ = won ? 0 : now + kSettle;
-  bails_in_row_ = 0;
+  cad_->bails = 0;
   if (won) cur_t_ = cur_amt_ = 0;  // a lost probe leaves the current size's average as it was
   if (!again) {
     forget();

@@ -147,7 +147,6 @@ class Chooser {
   double jump_t_ = 0, jump_amt_ = 0;  // the window in progress
   int jump_units_ = 0;
   int samples_ = 0;        // units behind est_
-  int bails_in_row_ = 0;   // units in a row that bailed out
   // The units of the first kSettle seconds back on the current team after
   // a lost probe: they wake the threads the probe left asleep, and beside
   // other programs the scheduler takes a while to place them again (traced:
@@ -176,6 +175,7 @@ class Chooser {
     double next_probe = 0;  // clock time
     double wait = kFirstWait;
     bool up = false;  // the direction of the next probe when both exist
+    int bails = 0;    // the model's units in a row (of any shape) that bailed out
   };
   std::shared_ptr<Cadence> cad_ = std::make_shared<Cadence>();
   int probe_size_ = 0;  // a probe window in progress at this size (0: none)

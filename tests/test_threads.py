@@ -172,6 +172,24 @@ def test_a_short_unit_that_stalls_now_and_then_leaves_the_probing_alone():
     assert late[2] >= 0.97 * len(sizes[1300:]), late
 
 
+def test_a_rare_shape_slow_per_character_does_not_start_probes():
+    # A validation pass on an idle machine: nine short chunks, then a last
+    # chunk of one time step, with 12x the time per character of the full
+    # chunks (whose estimate it inherits) and faster on one thread. Its
+    # first unit ran past the inherited deadline, so it kept that estimate,
+    # every unit of it bailed out, and each pair of them (one per pass)
+    # started a probe of one thread: 39% of the full chunks ran on one
+    # thread here (measured: 25 probes in 10 s of validation, at 0.75 of
+    # two threads' speed). Once settled, the full chunks run on two threads
+    # but for the rare probes of one (a wait of up to 16 s).
+    shapes = [0] * 9 + [1]
+    scale = [1] * 9 + [12]
+    sizes = _core._governor_simulate([0.001, 0.0005], 100000, shapes=shapes, scale=scale,
+                                     scale_size=2)
+    full = Counter(s for i, s in enumerate(sizes) if i >= 5000 and shapes[i % 10] == 0)
+    assert full[2] >= 0.97 * sum(full.values()), full
+
+
 def _trainer(tmp_path, cell):
     vocab = pc.Vocab.from_text(TEXT)
     # Big enough that the recurrence, the products and the updates run on a
