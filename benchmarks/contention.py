@@ -259,7 +259,8 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
     rng = random.Random(0)
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     quota = _cgroup_file(1.0) if "quota 1 core" in rows else None
-    skipped = []
+    skipped: List[str] = []
+    failed: List[str] = []
     try:
         for r in range(repeats):
             for row in rows:
@@ -268,15 +269,22 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                         skipped.append(row)
                     continue
                 pool = row.split()[1] if row.startswith("pool") else None
-                order = [i for i in impls if not (pool == "torch" and i.startswith("torch"))]
+                # PyTorch's pool is not measured beside PyTorch, nor beside the
+                # baseline (its interpreter need not have torch).
+                order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
                 rng.shuffle(order)
                 with load(row):
                     for impl in order:
                         job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
                                "warmup": warmup,
                                "pool": pool, "cgroup": quota if row.startswith("quota") else None}
-                        rates = run_worker(job, taskset=row.startswith("taskset"),
-                                           python=baseline if impl.startswith("base") else None)
+                        try:
+                            rates = run_worker(job, taskset=row.startswith("taskset"),
+                                               python=baseline if impl.startswith("base") else None)
+                        except (RuntimeError, subprocess.TimeoutExpired) as e:
+                            failed.append(f"repeat {r + 1} {row} {impl}: {str(e)[-300:]}")
+                            log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} FAILED")
+                            continue
                         for task, v in rates.items():
                             samples.setdefault(task, {}).setdefault(row, {}) \
                                 .setdefault(impl, []).append(v)
@@ -286,7 +294,7 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
         _remove_cgroup(quota)
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows_.items()}
            for t, rows_ in samples.items()}
-    return {"median": med, "samples": samples, "skipped": skipped,
+    return {"median": med, "samples": samples, "skipped": skipped, "failed": failed,
             "cpu": harness.cpu_model(), "cores": os.cpu_count(), "repeats": repeats,
             "seconds": seconds, "warmup": warmup, "date": time.strftime("%Y-%m-%d"),
             "baseline": baseline}
@@ -322,6 +330,8 @@ def markdown(res: Dict[str, Any]) -> str:
         out.append("")
     if res["skipped"]:
         out.append("Not measured (no cgroup could be made): " + ", ".join(res["skipped"]))
+    if res.get("failed"):
+        out += ["", "Failed (not in the medians):"] + [f"- {f}" for f in res["failed"]]
     return "\n".join(out)
 
 
