@@ -166,7 +166,17 @@ def test_progress_is_a_library_callback(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def test_a_signal_stops_a_python_run_saved_and_raises(tmp_path, capfd):
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT handled as in an interactive session. A shell's background
+    job starts with it ignored, and a run leaves an ignored signal ignored
+    (pycharrnn/signals.py), so the test would see no Ctrl-C there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_stops_a_python_run_saved_and_raises(tmp_path, capfd, interactive_sigint):
     m = pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=8, seed=0)
 
     def ctrl_c_at_step_3(trainer, event, metrics):
