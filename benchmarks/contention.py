@@ -29,6 +29,12 @@ run in a shuffled order; medians over the repeats are reported. "default /
 best" is pycharrnn's default against the better of its 1-thread and
 all-thread speeds under the same load: the issue's target is >= 0.9 in every
 row.
+
+``--baseline PY`` adds the column ``base-default``: pycharrnn by default as
+installed for another interpreter (an older build in a virtual environment
+of its own), measured interleaved with this build in the same run, for a
+before-and-after that this machine's slow phases cannot bias. It is left
+out of the "pool torch" row (that interpreter need not have torch).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from typing import Any, Dict, Iterator, List, Optional
 V, E, H, B, T = 65, 64, 384, 32, 64
 TASKS = ("train", "validate", "sample")
 IMPLS = ("pc-default", "pc-1", "pc-all", "torch-default", "torch-1")
-BASE_IMPLS = ("base-default", "base-1", "base-all")  # pycharrnn under --baseline's interpreter
+BASE_IMPLS = ("base-default",)  # pycharrnn under --baseline's interpreter
 LOADS = {
     "python": "while True: pass",
     "numpy": "import numpy as np\na = np.random.rand(384, 384)\nwhile True: a @ a",
