@@ -82,6 +82,10 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
             "process_seconds": wall, "batch_size": info["train"]["batch_size"],
             "seq_length": info["train"]["seq_length"],
             "model": next(ln for ln in proc.stdout.splitlines() if ln.startswith("CharRNN(")),
+            "line": next((ln for ln in proc.stdout.splitlines() if ln.startswith("recipe ")), ""),
+            # The summary's notes (over- or underfitting, a wide gap, load).
+            "notes": [ln for ln in proc.stdout.split("--- sample ---\n", 1)[0].splitlines()
+                      if ln.startswith("note:")],
             "sample": sample[:600]}
 
 

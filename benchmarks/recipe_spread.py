@@ -97,7 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--texts", nargs="+", default=["small", "sherlock"])
     p.add_argument("--budgets", nargs="+", type=float, default=[60, 180])
     p.add_argument("--levels", nargs="+", default=list(REGULARISATION),
-                   choices=list(REGULARISATION))
+                   choices=list(REGULARISATION) + ["auto"],
+                   help="regularisation levels to train the row with; auto: the plain "
+                        "`pycharrnn train TEXT --time BUDGET`, its recipe and level "
+                        "chosen by the library (the row and variants do not apply)")
     p.add_argument("--variants", nargs="+", default=["row="],
                    help="NAME=FLAGS: the row with these options too (default: the row alone)")
     p.add_argument("--out", type=Path, default=HERE / "spread")
@@ -123,18 +126,27 @@ def main(argv=None) -> int:
                 old = next((lv for lv, reg in REGULARISATION.items()
                             if all(getattr(row, k) == v for k, v in reg.items()
                                    if k != "dropout" or row.num_layers > 1)), "?")
-                for (vname, flags), level in [(v, lv) for v in variants for lv in a.levels]:
+                runs = [(v, lv) for v in variants for lv in a.levels if lv != "auto"]
+                if "auto" in a.levels:
+                    runs.insert(0, (("auto", []), "auto"))
+                for (vname, flags), level in runs:
                     layers = row.num_layers
                     if "--layers" in flags:
                         layers = int(flags[flags.index("--layers") + 1])
                     # The variant's flags last: they override the level's.
-                    extra = ["--recipe", row.name] + level_options(level, layers) + flags
+                    extra = [] if level == "auto" else \
+                        ["--recipe", row.name] + level_options(level, layers) + flags
                     r = train_run(data, budget, extra, work,
                                   f"{row.name}-{vname}-{level}-{budget:g}")
                     r["window_val"] = window_val(work / data.stem / r["name"], text)
+                    chose = re.search(r"\b(no|moderate|strong|heavy) regularisation", r["line"])
                     r.update(text=name, chars=len(text), vocab=len(set(text)),
                              budget=budget, row=row.name, level=level, variant=vname,
                              flags=" ".join(flags), old=level == old and vname == "row")
+                    if level == "auto":  # what the library chose
+                        r.update(row=r["recipe"] or "?", variant="auto",
+                                 level=("none" if chose.group(1) == "no" else chose.group(1))
+                                 if chose else "?", auto=True)
                     r.pop("sample", None)
                     saved["rows"].append(r)
                     print(f"{name:16s} {budget / 60:4g} min {row.name:6s} {vname:8s} {level:9s} "
@@ -185,7 +197,8 @@ def table(rows) -> str:
             same = by_model[model_of(r)]
             base = next((x for x in same if x["level"] == "none"), same[0])
             rule = r["level"] == level_for(exposure_of(base), budget)
-            marks = [m for m, on in (("old", r["old"]), ("rule", rule),
+            marks = [m for m, on in (("auto", r.get("auto", False)), ("old", r["old"]),
+                                     ("rule", rule and not r.get("auto")),
                                      ("best", r["final_val"] == best)) if on]
             lines.append(f"| {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
                          f"{model_of(r)} | {r['level']} | {r['final_val']:.4f} | "
