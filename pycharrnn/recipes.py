@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 __all__ = ["Recipe", "RECIPES", "for_budget", "by_name", "REGULARISATION", "level_for",
-           "exposure", "EXPOSURE_MODERATE", "EXPOSURE_STRONG", "SECONDS_TO_REGULARISE",
+           "exposure", "EXPOSURE_MODERATE", "EXPOSURE_STRONG", "EXPOSURE_HEAVY",
+           "SECONDS_TO_REGULARISE",
            "fit_to_text", "BUSY_SHARE"]
 
 
@@ -165,8 +166,9 @@ RECIPES: List[Recipe] = [
 
 
 #: The regularisation levels of the table's rows: none (the 1- and 3-minute
-#: rows), moderate (the 15-minute row's), strong (the 60-minute row's;
-#: ``dropout`` acts between layers, so only in a model of two or more).
+#: rows), moderate (the 15-minute row's), strong (the 60-minute row's), and
+#: heavy for a text so small that the budget reads it hundreds of times
+#: (``dropout`` acts between layers, so only in a model of two or more).
 REGULARISATION: Dict[str, Dict[str, Any]] = {
     "none": dict(dropout=0.0, input_dropout=0.0, output_dropout=0.0, weight_drop=0.0,
                  locked_dropout=False),
@@ -174,6 +176,8 @@ REGULARISATION: Dict[str, Dict[str, Any]] = {
                      locked_dropout=True),
     "strong": dict(dropout=0.25, input_dropout=0.1, output_dropout=0.3, weight_drop=0.4,
                    locked_dropout=True),
+    "heavy": dict(dropout=0.4, input_dropout=0.2, output_dropout=0.5, weight_drop=0.5,
+                  locked_dropout=True),
 }
 #: How much a run can overfit its text: the epochs the budget buys times the
 #: model's parameters per training character (:func:`exposure`). Epochs alone
@@ -189,6 +193,12 @@ EXPOSURE_MODERATE = 16.0
 #: strong, 39 epochs). A 200,000-character text in 3 minutes (exposure 166)
 #: ends at 1.313 strong, 1.305 moderate, 1.650 without.
 EXPOSURE_STRONG = 70.0
+#: ... and the heavy one from the geometric middle of 150 (a 200,000-character
+#: text in 3 minutes, GRU 1 x 512: strong already 0.008 behind moderate) and
+#: 861 (the same text in 15 minutes, LSTM 2 x 512, 47 epochs: heavy 1.244,
+#: strong 1.278 with its validation loss 0.33 above training, moderate's GRU
+#: 1 x 768 1.471).
+EXPOSURE_HEAVY = 360.0
 #: Shorter budgets never regularise: the noise slows learning more than it
 #: saves (a 200,000-character text in 1 minute, 15 epochs: none 1.335,
 #: moderate 1.398, strong 1.408). benchmarks/recipe_spread.py measures these.
@@ -217,6 +227,8 @@ def level_for(value: float, seconds: float = math.inf) -> str:
     of ``seconds`` whose :func:`exposure` is ``value``."""
     if seconds < SECONDS_TO_REGULARISE:
         return "none"
+    if value >= EXPOSURE_HEAVY:
+        return "heavy"
     if value >= EXPOSURE_STRONG:
         return "strong"
     return "moderate" if value >= EXPOSURE_MODERATE else "none"
