@@ -72,7 +72,8 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
     curve = [(e["time"], e["val_loss"]) for e in evals]
     last = steps[-1]
     chars = last["step"] * info["train"]["batch_size"] * info["train"]["seq_length"]
-    sample = proc.stdout.split("--- sample ---\n", 1)[-1]
+    head, mark, sample = proc.stdout.partition("--- sample ---\n")
+    sample = sample if mark else head
     shown = ["pycharrnn", "train", data.name, "--out", "RUN"] + cmd[7:]  # no machine paths
     return {"name": name, "command": " ".join(shown),
             "recipe": info.get("recipe"), "curve": curve,
@@ -84,8 +85,7 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
             "model": next(ln for ln in proc.stdout.splitlines() if ln.startswith("CharRNN(")),
             "line": next((ln for ln in proc.stdout.splitlines() if ln.startswith("recipe ")), ""),
             # The summary's notes (over- or underfitting, a wide gap, load).
-            "notes": [ln for ln in proc.stdout.split("--- sample ---\n", 1)[0].splitlines()
-                      if ln.startswith("note:")],
+            "notes": [ln for ln in head.splitlines() if ln.startswith("note:")],
             "sample": sample[:600]}
 
 

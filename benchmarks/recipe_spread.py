@@ -139,7 +139,8 @@ def main(argv=None) -> int:
                     r = train_run(data, budget, extra, work,
                                   f"{row.name}-{vname}-{level}-{budget:g}")
                     r["window_val"] = window_val(work / data.stem / r["name"], text)
-                    chose = re.search(r"\b(no|moderate|strong|heavy) regularisation", r["line"])
+                    chose = re.search(rf"\b({'|'.join(['no', *REGULARISATION])}) regularisation",
+                                      r["line"])
                     r.update(text=name, chars=len(text), vocab=len(set(text)),
                              budget=budget, row=row.name, level=level, variant=vname,
                              flags=" ".join(flags), old=level == old and vname == "row")
