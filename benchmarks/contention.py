@@ -30,6 +30,14 @@ best" is pycharrnn's default against the better of its 1-thread and
 all-thread speeds under the same load: the issue's target is >= 0.9 in every
 row.
 
+``--merge A.json B.json ...`` measures nothing: it pools the repeats of
+earlier runs of this script (on one machine, one day) cell by cell, takes
+the medians again and writes the JSON and the tables, as for a run. Below
+each table, pycharrnn's cells whose repeats span more than 1.25x (slowest to
+fastest) are listed: this machine's speed for one process can be either of
+two levels (for example sampling on two threads, idle, at 47K or 61K
+characters a second), so a median of few repeats can fall on either.
+
 ``--baseline PY`` adds the column ``base-default``: pycharrnn by default as
 installed for another interpreter (an older build in a virtual environment
 of its own), measured interleaved with this build in the same run, for a
@@ -307,12 +315,43 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
 
 
 UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
+SPREAD = 1.25  # a cell whose repeats span more than this (fastest / slowest) is listed
+RATIO_IMPLS = ("pc-default", "pc-1", "pc-all", "base-default")  # the columns of the ratios
+
+
+def merge(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Several runs' results as one: every cell's repeats pooled, medians
+    taken again (--merge)."""
+    if not results:
+        raise ValueError("merge: no results")
+    samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    for res in results:
+        for task, rows in res["samples"].items():
+            for row, d in rows.items():
+                for impl, v in d.items():
+                    samples.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).extend(v)
+    order = [row for row in ROWS if any(row in rows for rows in samples.values())]
+    samples = {t: {row: rows[row] for row in order if row in rows} for t, rows in samples.items()}
+    med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows.items()}
+           for t, rows in samples.items()}
+    counts = sorted({len(v) for rows in samples.values() for d in rows.values() for v in d.values()})
+    first = results[0]
+    return {"median": med, "samples": samples,
+            "skipped": sorted({s for r in results for s in r.get("skipped", [])}),
+            "failed": [f for r in results for f in r.get("failed", [])],
+            "cpu": first["cpu"], "cores": first["cores"],
+            "repeats": counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}",
+            "seconds": first["seconds"], "warmup": first.get("warmup", WARMUP),
+            "date": " and ".join(sorted({r["date"] for r in results})),
+            "baseline": next((r["baseline"] for r in results if r.get("baseline")), None),
+            "merged": len(results)}
 
 
 def markdown(res: Dict[str, Any]) -> str:
     out = [f"CPU: {res['cpu']}, {res['cores']} cores; median of {res['repeats']} "
            f"repeats of {res['seconds']:g} s per task after {res.get('warmup', WARMUP):g} s of warm-up; "
-           f"{res['date']}.", ""]
+           f"{res['date']}" + (f"; the repeats of {res['merged']} runs pooled (--merge)"
+                             if res.get("merged") else "") + ".", ""]
     base = any("base-default" in d for rows in res["median"].values() for d in rows.values())
     if base:
         out += [f"Baseline (base-default): pycharrnn under {res.get('baseline')}.", ""]
@@ -334,6 +373,12 @@ def markdown(res: Dict[str, Any]) -> str:
                 line += f"{cell('base-default')} | {ratio('base-default')} | "
             out.append(line + f"{cell('torch-default')} | {cell('torch-1')} |")
         out.append("")
+        wide = [f"{row} {impl} ({fmt.format(min(v))} to {fmt.format(max(v))})"
+                for row, d in res.get("samples", {}).get(task, {}).items()
+                for impl, v in d.items() if impl in RATIO_IMPLS and v
+                and (min(v) <= 0 or max(v) / min(v) > SPREAD)]
+        if wide:
+            out += [f"Repeats spanning more than {SPREAD:g}x: " + "; ".join(wide) + ".", ""]
     if res["skipped"]:
         out.append("Not measured (no cgroup could be made): " + ", ".join(res["skipped"]))
     if res.get("failed"):
@@ -356,7 +401,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--baseline", metavar="PYTHON",
                    help="another interpreter whose pycharrnn (an older build) runs as base-default, "
                         "interleaved with this one")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="measure nothing: pool the repeats of these earlier results and "
+                        "write --json and the tables")
     a = p.parse_args(argv)
+    if a.merge:
+        try:
+            res = merge([json.loads(Path(f).read_text()) for f in a.merge])
+        except (OSError, ValueError, KeyError) as e:
+            p.error(f"--merge: {e}")
+        write_results(res, a.json, a.markdown)
+        return 0
     if a.worker:
         print(_MARK + json.dumps(worker(json.loads(a.worker))), flush=True)
         return 0
@@ -375,12 +430,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--impls: base-* columns need --baseline PYTHON")
     rows = [r for r in rows if _have_torch() or r != "pool torch"]
     res = measure(rows, a.repeats, a.seconds, impls, warmup=a.warmup, baseline=a.baseline)
-    Path(a.json).write_text(json.dumps(res, indent=1))
+    write_results(res, a.json, a.markdown)
+    return 0
+
+
+def write_results(res: Dict[str, Any], json_path: str, markdown_path: Optional[str]) -> None:
+    """The JSON (through a temporary file) and the tables, printed and to
+    ``markdown_path`` when given."""
+    tmp = Path(json_path + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(json_path)
     text = markdown(res)
     print(text)
-    if a.markdown:
-        Path(a.markdown).write_text(text)
-    return 0
+    if markdown_path:
+        Path(markdown_path).write_text(text)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,35 @@ def test_recipe_spread_options_and_table():
     assert lines[4].endswith("| rule |") and "| gru 1x512 |" in lines[4]
     few = [dict(r, epochs=1.0) for r in rows]  # exposure 5.2: no dropout
     assert rs.table(few).splitlines()[2].endswith("| old, rule |")
+
+
+def test_contention_merge_pools_repeats_and_lists_wide_cells(tmp_path):
+    # benchmarks/contention.py --merge: two runs' repeats pooled cell by cell,
+    # the medians taken again, and a cell whose repeats span more than 1.25x
+    # named below its table.
+    import contention as ct
+
+    def run(train, date):
+        return {"samples": {"train": {"idle": train}}, "skipped": [], "failed": [],
+                "cpu": "cpu", "cores": 2, "repeats": len(train["pc-1"]), "seconds": 2.0,
+                "warmup": 3.0, "date": date, "baseline": None}
+
+    a = run({"pc-default": [10.0, 20.0], "pc-1": [5.0, 5.0], "pc-all": [9.0, 11.0]}, "d1")
+    b = run({"pc-default": [12.0], "pc-1": [5.5], "pc-all": [10.0], "torch-default": [1.0]}, "d2")
+    res = ct.merge([a, b])
+    assert res["samples"]["train"]["idle"]["pc-default"] == [10.0, 20.0, 12.0]
+    assert res["median"]["train"]["idle"] == {"pc-default": 12.0, "pc-1": 5.0, "pc-all": 10.0,
+                                              "torch-default": 1.0}
+    assert res["repeats"] == "1-3" and res["date"] == "d1 and d2" and res["merged"] == 2
+    text = ct.markdown(res)
+    assert "| idle | 12.00 | 5.00 | 10.00 | 1.20 |" in text
+    wide = next(line for line in text.splitlines() if line.startswith("Repeats spanning"))
+    assert "idle pc-default (10.00 to 20.00)" in wide and "pc-all" not in wide  # 11/9 < 1.25
+    out = tmp_path / "m.json"
+    for i, r in enumerate((a, b)):
+        (tmp_path / f"{i}.json").write_text(json.dumps(r))
+    assert ct.main(["--merge", str(tmp_path / "0.json"), str(tmp_path / "1.json"),
+                    "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["median"]["train"]["idle"]["pc-default"] == 12.0
+    with pytest.raises(ValueError):
+        ct.merge([])
