@@ -16,6 +16,7 @@
 #include <omp.h>
 #endif
 #ifdef __linux__
+#include <dirent.h>
 #include <sched.h>
 #endif
 
@@ -25,11 +26,21 @@ namespace {
 int runnable_threads();
 }  // namespace
 
-// The first team size: the cores not already busy with other threads (a
-// prior the measurements then correct; the first units have no estimate to
-// bail out against).
+// The first team size: the cores not already busy with other programs'
+// threads (a prior the measurements then correct; the first units have no
+// estimate to bail out against). This process's own running threads are
+// not counted: they are this thread and, most often, threads that spin for
+// a moment after their last call and then sleep: the kernels' team at the
+// end of a parallel region (a model's initialisation, the training before
+// a validation) and OpenBLAS's, for a few tenths of a second after NumPy
+// is imported. Counted as others, they started nearly every new kind of
+// unit on an idle 2-core machine on one thread (traced: the first training
+// step, validation chunk and sampled block of a process, 8 of 9), at half
+// speed until a probe 0.5 s later, which is all of a short call (a
+// 300-character sample). Another pool that keeps running beside the
+// kernels is found by the measurements, as other programs' load is.
 int start_team(int max_team) {
-  const int others = runnable_threads() - 1;
+  const int others = runnable_threads() - std::max(1, own_runnable_threads());
   return others > 0 ? max_team - others : max_team;
 }
 
@@ -576,6 +587,30 @@ SiteStats site_stats(Site s) {
     out.bailouts += c.bailouts;
   }
   return out;
+}
+
+// State R in /proc/self/task/*/stat.
+int own_runnable_threads() {
+  int n = 0;
+#ifdef __linux__
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (const dirent* e = readdir(d)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      const std::string path = std::string("/proc/self/task/") + e->d_name + "/stat";
+      FILE* f = std::fopen(path.c_str(), "r");
+      if (!f) continue;  // the thread ended meanwhile
+      char buf[512];
+      const size_t got = std::fread(buf, 1, sizeof buf - 1, f);
+      std::fclose(f);
+      buf[got] = 0;
+      // "tid (comm) S ...": the name may hold spaces and parentheses.
+      const char* close = std::strrchr(buf, ')');
+      if (close && close[1] == ' ' && close[2] == 'R') ++n;
+    }
+    closedir(d);
+  }
+#endif
+  return n;
 }
 
 }  // namespace pcr

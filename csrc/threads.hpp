@@ -46,8 +46,12 @@ bool threads_auto();
 int usable_cores();
 
 // The team a new kind of unit starts with: usable cores less the threads
-// other programs are running right now (/proc/stat), at least 1.
+// other programs are running right now (/proc/stat less this process's
+// own), at least 1.
 int start_team(int max_team);
+// This process's threads running or waiting for a CPU now, the calling one
+// included (/proc/self/task; 0 where unknown).
+int own_runnable_threads();
 
 // For tests: in auto mode, every num_threads() call returns the next entry of
 // `sizes` in turn, and every third unit_overdue() call says yes, so regions

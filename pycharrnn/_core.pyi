@@ -141,6 +141,9 @@ def _governor_simulate(seconds: List[float], units: int, after: List[float] = []
                        scale: List[float] = [], scale_size: int = 0) -> List[int]:
     """Tests: the team sizes the governor picks for made-up timings."""
 
+def _own_runnable_threads() -> int:
+    """Tests: this process's threads running or waiting for a CPU now (0: unknown)."""
+
 def set_flush_denormals(on: bool) -> None:
     """Whether kernels flush subnormal floats to zero while they run (x86)."""
 

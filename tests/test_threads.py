@@ -231,3 +231,40 @@ def test_the_governor_reports_what_it_timed(auto_threads):
     rep = backend.thread_report()
     assert rep["loss"]["units"] > before
     assert 1 <= rep["loss"]["threads"] <= backend.usable_cores()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/task is Linux's")
+def test_this_process_threads_are_not_counted_as_other_load():
+    # The first team size subtracts this process's own running threads from
+    # the machine's (a pool still spinning after its last call is not another
+    # program's load). Two threads that hash without the GIL are always
+    # running or waiting for a CPU, so they are counted as this process's.
+    import hashlib
+    import threading
+    import time
+
+    data = b"x" * (1 << 24)
+    stop = threading.Event()
+    started = threading.Barrier(3)
+
+    def spin():
+        started.wait()
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    threads = [threading.Thread(target=spin) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        started.wait()
+        counts = []
+        for _ in range(50):  # the hashing threads take the GIL between hashes: let them
+            time.sleep(0.002)
+            counts.append(_core._own_runnable_threads())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert max(counts) >= 3  # this thread and the two hashing ones
+    alone = _core._own_runnable_threads()
+    assert 1 <= alone <= max(counts)

@@ -115,6 +115,9 @@ void def_threads(py::module_& m) {
         "n threads takes seconds[n - 1] (after[n - 1] from unit change_at on) times "
         "scale[i % len(scale)] (only at n == scale_size when that is > 0); unit i of shape "
         "shapes[i % len(shapes)] of one model");
+  m.def("_own_runnable_threads", &pcr::own_runnable_threads,
+        "tests: this process's threads running or waiting for a CPU now (0: unknown); "
+        "the first team size leaves them out of the machine's load");
   m.def("set_flush_denormals", &pcr::set_flush_denormals, py::arg("on").noconvert(),
         "whether kernels flush subnormal floats to zero while they run (x86)");
   m.def("get_flush_denormals", &pcr::flush_denormals,
