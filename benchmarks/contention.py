@@ -435,15 +435,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def write_results(res: Dict[str, Any], json_path: str, markdown_path: Optional[str]) -> None:
-    """The JSON (through a temporary file) and the tables, printed and to
-    ``markdown_path`` when given."""
-    tmp = Path(json_path + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.replace(json_path)
+    """The JSON and the tables (each through a temporary file), the tables
+    printed too."""
+    # Here, not at the top: a torch worker runs this file without pycharrnn's core.
+    from pycharrnn.files import atomic_write
+
+    atomic_write(json_path, lambda f: f.write(json.dumps(res, indent=1).encode()))
     text = markdown(res)
     print(text)
     if markdown_path:
-        Path(markdown_path).write_text(text)
+        atomic_write(markdown_path, lambda f: f.write(text.encode()))
 
 
 if __name__ == "__main__":
