@@ -27,8 +27,16 @@ training run lasts minutes, not seconds. For each repeat the
 rows run in turn, and within a row the implementations
 run in a shuffled order; medians over the repeats are reported. "default /
 best" is pycharrnn's default against the better of its 1-thread and
-all-thread speeds under the same load: the issue's target is >= 0.9 in every
-row.
+all-thread speeds under the same load (the medians' ratio); "paired" is the
+median over the repeats of the same ratio taken within each repeat, where
+the row's implementations ran back to back, within a minute or so. The
+issue's target is >= 0.9 in every row, judged by "paired": on a machine
+whose speed for one process moves between levels over minutes (an AMD EPYC
+VM sampled on two fixed threads at 47K or 61K characters a second, and one
+process moved from one to the other in the middle of its measurement, with
+no thread setting involved), the medians of few repeats can fall on
+different levels for different columns, and a ratio within one repeat
+compares them on the same level more often.
 
 ``--merge A.json B.json ...`` measures nothing: it pools the repeats of
 earlier runs of this script (on one machine, one day) cell by cell, takes
@@ -272,6 +280,7 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
     import harness  # benchmarks/harness.py (this script's folder is on sys.path): cpu_model
     rng = random.Random(0)
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    paired: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     quota = _cgroup_file(1.0) if "quota 1 core" in rows else None
     skipped: List[str] = []
     failed: List[str] = []
@@ -287,6 +296,7 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                 # baseline (its interpreter need not have torch).
                 order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
                 rng.shuffle(order)
+                this: Dict[str, Dict[str, float]] = {}  # impl -> task -> rate, this repeat
                 with load(row):
                     for impl in order:
                         job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
@@ -299,16 +309,22 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                             failed.append(f"repeat {r + 1} {row} {impl}: {str(e)[-300:]}")
                             log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} FAILED")
                             continue
+                        this[impl] = rates
                         for task, v in rates.items():
                             samples.setdefault(task, {}).setdefault(row, {}) \
                                 .setdefault(impl, []).append(v)
                         log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} " +
                             "  ".join(f"{t} {v:,.1f}" for t, v in rates.items()))
+                for task in TASKS:
+                    for impl, ratio in _paired(this, task).items():
+                        paired.setdefault(task, {}).setdefault(row, {}) \
+                            .setdefault(impl, []).append(ratio)
     finally:
         _remove_cgroup(quota)
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows_.items()}
            for t, rows_ in samples.items()}
-    return {"median": med, "samples": samples, "skipped": skipped, "failed": failed,
+    return {"median": med, "samples": samples, "paired": paired,
+            "skipped": skipped, "failed": failed,
             "cpu": harness.cpu_model(), "cores": os.cpu_count(), "repeats": repeats,
             "seconds": seconds, "warmup": warmup, "date": time.strftime("%Y-%m-%d"),
             "baseline": baseline}
@@ -319,24 +335,57 @@ SPREAD = 1.25  # a cell whose repeats span more than this (fastest / slowest) is
 RATIO_IMPLS = ("pc-default", "pc-1", "pc-all", "base-default")  # the columns of the ratios
 
 
+def _paired(rates: Dict[str, Dict[str, float]], task: str) -> Dict[str, float]:
+    """One repeat of one row: pycharrnn's default (and the baseline's)
+    against the better of 1 thread and all threads measured in that repeat
+    (empty when either of those failed)."""
+    one, every = rates.get("pc-1", {}).get(task), rates.get("pc-all", {}).get(task)
+    if not one or not every:
+        return {}
+    best = max(one, every)
+    return {impl: rates[impl][task] / best for impl in ("pc-default", "base-default")
+            if task in rates.get(impl, {})}
+
+
+def paired_of(res: Dict[str, Any]) -> Dict[str, Dict[str, Dict[str, List[float]]]]:
+    """A result's per-repeat ratios. Results written before they were kept
+    get them from their samples, repeat by repeat, where no worker failed
+    (then every column of a row has one sample per repeat, in order)."""
+    if "paired" in res:
+        return res["paired"]
+    out: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    if res.get("failed"):
+        return out
+    for task, rows in res["samples"].items():
+        for row, d in rows.items():
+            n = len(d.get("pc-1", []))
+            for r in range(n):
+                this = {impl: {task: v[r]} for impl, v in d.items() if len(v) == n}
+                for impl, ratio in _paired(this, task).items():
+                    out.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).append(ratio)
+    return out
+
+
 def merge(results: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Several runs' results as one: every cell's repeats pooled, medians
     taken again (--merge)."""
     if not results:
         raise ValueError("merge: no results")
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
+    paired: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     for res in results:
-        for task, rows in res["samples"].items():
-            for row, d in rows.items():
-                for impl, v in d.items():
-                    samples.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).extend(v)
+        for into, rows_of in ((samples, res["samples"]), (paired, paired_of(res))):
+            for task, rows in rows_of.items():
+                for row, d in rows.items():
+                    for impl, v in d.items():
+                        into.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).extend(v)
     order = [row for row in ROWS if any(row in rows for rows in samples.values())]
     samples = {t: {row: rows[row] for row in order if row in rows} for t, rows in samples.items()}
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows.items()}
            for t, rows in samples.items()}
     counts = sorted({len(v) for rows in samples.values() for d in rows.values() for v in d.values()})
     first = results[0]
-    return {"median": med, "samples": samples,
+    return {"median": med, "samples": samples, "paired": paired,
             "skipped": sorted({s for r in results for s in r.get("skipped", [])}),
             "failed": [f for r in results for f in r.get("failed", [])],
             "cpu": first["cpu"], "cores": first["cores"],
@@ -356,21 +405,24 @@ def markdown(res: Dict[str, Any]) -> str:
     if base:
         out += [f"Baseline (base-default): pycharrnn under {res.get('baseline')}.", ""]
     for task, rows in res["median"].items():
-        head = "| load | pycharrnn default | 1 thread | all threads | default / best | "
+        head = "| load | pycharrnn default | 1 thread | all threads | default / best | paired | "
         if base:
-            head += "baseline default | baseline / best | "
+            head += "baseline default | baseline / best | baseline paired | "
         out += [f"**{task}** ({UNITS[task]})", "",
                 head + "torch default | torch 1 thread |",
-                "|---" * (7 + 2 * base) + "|"]
+                "|---" * (8 + 3 * base) + "|"]
+        pairs = paired_of(res).get(task, {})
         fmt = "{:,.2f}" if task == "train" else "{:,.0f}"
         for row, d in rows.items():
             best = max(d.get("pc-1", 0), d.get("pc-all", 0))
             cell = lambda k: fmt.format(d[k]) if k in d else "-"  # noqa: E731
             ratio = lambda k: f"{d[k] / best:.2f}" if best and k in d else "-"  # noqa: E731
+            pair = lambda k: (f"{statistics.median(pairs[row][k]):.2f}"  # noqa: E731
+                              if pairs.get(row, {}).get(k) else "-")
             line = (f"| {row} | {cell('pc-default')} | {cell('pc-1')} | {cell('pc-all')} | "
-                    f"{ratio('pc-default')} | ")
+                    f"{ratio('pc-default')} | {pair('pc-default')} | ")
             if base:
-                line += f"{cell('base-default')} | {ratio('base-default')} | "
+                line += f"{cell('base-default')} | {ratio('base-default')} | {pair('base-default')} | "
             out.append(line + f"{cell('torch-default')} | {cell('torch-1')} |")
         out.append("")
         wide = [f"{row} {impl} ({fmt.format(min(v))} to {fmt.format(max(v))})"

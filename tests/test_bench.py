@@ -193,8 +193,16 @@ def test_contention_merge_pools_repeats_and_lists_wide_cells(tmp_path):
     assert res["median"]["train"]["idle"] == {"pc-default": 12.0, "pc-1": 5.0, "pc-all": 10.0,
                                               "torch-default": 1.0}
     assert res["repeats"] == "1-3" and res["date"] == "d1 and d2" and res["merged"] == 2
+    # Per-repeat ratios against the better of 1 thread and all threads in the
+    # same repeat (from the samples, for results that did not keep them):
+    # 10/9, 20/11 and 12/10; a result that kept its own wins over its samples.
+    assert res["paired"]["train"]["idle"]["pc-default"] == pytest.approx([10 / 9, 20 / 11, 1.2])
+    assert ct.paired_of(dict(a, paired={"train": {"idle": {"pc-default": [0.5]}}})) == \
+        {"train": {"idle": {"pc-default": [0.5]}}}
+    assert ct.paired_of(dict(a, failed=["repeat 1 idle pc-1: crashed"])) == {}
+    assert ct._paired({"pc-default": {"train": 2.0}, "pc-all": {"train": 4.0}}, "train") == {}
     text = ct.markdown(res)
-    assert "| idle | 12.00 | 5.00 | 10.00 | 1.20 |" in text
+    assert "| idle | 12.00 | 5.00 | 10.00 | 1.20 | 1.20 |" in text
     wide = next(line for line in text.splitlines() if line.startswith("Repeats spanning"))
     assert "idle pc-default (10.00 to 20.00)" in wide and "pc-all" not in wide  # 11/9 < 1.25
     out = tmp_path / "m.json"
