@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pycharrnn.files import atomic_write
 from pycharrnn.reference import GATES, NumpyCharRNN
 
 # make_batches, make_step, measure and cpu_model are shared with benchmarks/loops.py.
@@ -560,8 +561,7 @@ def run(matrix: Sequence[Config], threads: Optional[int] = None, repeats: int = 
     meta["wall_s"] = time.perf_counter() - t_start
     results = {"meta": meta, "rows": rows}
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(results, f, indent=1)
+        atomic_write(json_path, lambda f: f.write(json.dumps(results, indent=1).encode()))
     return results
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import harness  # benchmarks/harness.py: this script's folder is first on sys.path
+from pycharrnn.files import atomic_write
 
 
 def main(argv=None) -> int:
@@ -54,8 +55,7 @@ def main(argv=None) -> int:
     text = harness.format_markdown(results)
     print(text)
     if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(text)
+        atomic_write(a.markdown, lambda f: f.write(text.encode()))
     return 0
 
 
