@@ -91,7 +91,18 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     }
     return u;
   }
-  if (probe_size_ == 0 && samples_ >= 1 && max_ > 1 && now >= cad_->next_probe) {
+  // A probe is judged against the current size's average over at least a
+  // window (ref()), not against the moving estimate, which leaves
+  // bail-outs out and so can date from before the load came. Traced:
+  // sampling with NumPy's products between the calls, two threads at a
+  // half to a tenth of one thread's speed bailed out at every unit, each
+  // pair of bail-outs began a probe, each lost probe 0.2 s of units that
+  // are not measured (see settle_until_), and so for 2 s the current
+  // size's average never spanned a window: four probes of one thread (31
+  // us a character) lost against two threads' estimate from before the
+  // NumPy calls (16 us) while two threads ran at 55.
+  if (probe_size_ == 0 && samples_ >= 1 && max_ > 1 && now >= cad_->next_probe &&
+      cur_t_ >= kWindow) {
     const int p = neighbour();
     if (p != cur) {
       probe_size_ = p;
@@ -198,10 +209,18 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
     // two validations 0.2 s apart, and a probe of one thread began each
     // validation on an idle machine (25 probes in 10 s, at 0.75 of two
     // threads' speed).
+    //
+    // The current size's average then starts afresh, as after a change of
+    // load seen by the window check (which only uncut units reach): its
+    // past, before the load came, made a size whose every unit bailed out
+    // look as fast as it had been, and the probes of the smaller team lost
+    // against it (simulated: two threads 4x slower than one after 1 s,
+    // probes of one thread lost for as long as the run).
     if (++cad_->bails >= 2) {
       forget();
       cad_->next_probe = now;
       cad_->wait = kFirstWait;
+      if (cad_->bails == 2) cur_t_ = cur_amt_ = 0;  // once, at the change
     }
   } else {
     cad_->bails = 0;
@@ -250,10 +269,18 @@ void Chooser::decide(double now, bool won, bool again) {
   if (again) {
     cad_->next_probe = now + kFirstWait;  // the same size, the wait as it was
   } else if (won) {
+    const bool down = probe_size_ < cad_->cur;
     cad_->cur = est_size_ = probe_size_;
     est_ = probe_t_ / probe_amt_;
     samples_ = 1;
-    cad_->wait = kFirstWait;  // look again soon: the next size may be better still
+    // Look again soon when the next size that way may be better still.
+    // Where there is none (one thread, or all the cores), the next probe
+    // is of the size just left, which has just lost: wait as after a lost
+    // probe (traced: a probe of two threads 0.5 s after every switch to
+    // one, beside NumPy's threads, cost a third of a second each).
+    const bool further = down ? smaller() != cad_->cur
+                              : std::min(max_, cad_->cur + std::max(1, cad_->cur / 4)) != cad_->cur;
+    cad_->wait = further ? kFirstWait : std::min(kBackOff * kFirstWait, kMaxWait);
     ++switches;
   } else {
     cad_->wait = std::min(kBackOff * cad_->wait, kMaxWait);

@@ -108,10 +108,14 @@ def test_one_stalled_unit_does_not_end_a_probe():
     # slice (3x its time). Judged over the window, the probe still wins at
     # once; judged by that unit alone it was abandoned and the next probe
     # came 2 s later (200 units).
-    scale = [1, 1, 3] + [1] * 597
+    # (The first probe comes once one thread's units span a window, 0.15 s.)
+    first = _core._governor_simulate([0.010, 0.0077], 600).index(2)
+    scale = [1] * 600
+    scale[first] = 3
     sizes = _core._governor_simulate([0.010, 0.0077], 600, scale=scale)
-    assert sizes[2] == 2  # the first probe
-    assert Counter(sizes[30:250])[2] >= 0.9 * 220, Counter(sizes[30:250])
+    assert sizes[first] == 2  # the first probe
+    late = Counter(sizes[first + 30:first + 250])
+    assert late[2] >= 0.9 * 220, late
 
 
 def test_one_lucky_window_does_not_switch():
@@ -137,6 +141,34 @@ def test_a_size_whose_every_unit_bails_out_is_left():
     assert Counter(sizes[:100])[2] >= 80
     late = Counter(sizes[400:])
     assert late[1] >= 0.97 * len(sizes[400:]), late
+
+
+def test_a_team_that_bails_out_at_every_short_unit_is_left_at_once():
+    # Short units (blocks of sampled characters, 8 ms on one thread, 4 ms on
+    # two) and then two threads 4x slower than one: every unit on two
+    # threads bails out, each pair of bail-outs begins a probe and each lost
+    # probe 0.2 s of units that are not measured. Judged against the
+    # estimate from before the change (the current size's average did not
+    # yet span a window), the probes of one thread lost for 2 s (200 units
+    # here; traced: sampling with NumPy's products between the calls).
+    sizes = _core._governor_simulate([0.008, 0.004], 2000, after=[0.008, 0.030],
+                                     change_at=300)
+    assert Counter(sizes[:300])[2] >= 270
+    assert Counter(sizes[300:400])[2] <= 40, Counter(sizes[300:400])
+    assert Counter(sizes[500:])[1] >= 0.97 * len(sizes[500:]), Counter(sizes[500:])
+
+
+def test_no_probe_of_the_size_just_left_right_after_a_switch():
+    # Two threads 7x slower than one from unit 100: once the team is down
+    # to one thread there is no smaller size to try, and a probe of two
+    # threads 0.5 s later only repeats the comparison just lost. The next
+    # one comes after 2 s (about 30 units of 65 ms), as after a lost probe.
+    sizes = _core._governor_simulate([0.060, 0.033], 600, after=[0.065, 0.450],
+                                     change_at=100)
+    first_one = next(i for i in range(100, 600) if sizes[i] == 1 and sizes[i + 1] == 1)
+    settled = next(i for i in range(first_one, 600) if all(s == 1 for s in sizes[i:i + 5]))
+    probes = [i for i in range(settled, 600) if sizes[i] == 2 and sizes[i - 1] == 1]
+    assert probes and probes[0] - settled >= 25, (settled, probes[:3])
 
 
 def test_the_shapes_of_one_model_share_its_team_size():
