@@ -51,9 +51,14 @@ int Chooser::smaller() const {
   return std::max(1, cur - std::max(1, cur / 4));
 }
 
+int Chooser::larger() const {
+  const int cur = cad_->cur;
+  return std::min(max_, cur + std::max(1, cur / 4));
+}
+
 int Chooser::neighbour() const {
   const int cur = cad_->cur;
-  const int down = smaller(), up = std::min(max_, cur + std::max(1, cur / 4));
+  const int down = smaller(), up = larger();
   if (down == cur) return up;
   if (up == cur) return down;
   return cad_->up ? up : down;
@@ -278,8 +283,7 @@ void Chooser::decide(double now, bool won, bool again) {
     // is of the size just left, which has just lost: wait as after a lost
     // probe (traced: a probe of two threads 0.5 s after every switch to
     // one, beside NumPy's threads, cost a third of a second each).
-    const bool further = down ? smaller() != cad_->cur
-                              : std::min(max_, cad_->cur + std::max(1, cad_->cur / 4)) != cad_->cur;
+    const bool further = (down ? smaller() : larger()) != cad_->cur;
     cad_->wait = further ? kFirstWait : std::min(kBackOff * kFirstWait, kMaxWait);
     ++switches;
   } else {

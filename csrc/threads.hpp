@@ -136,6 +136,7 @@ class Chooser {
  private:
   int neighbour() const;
   int smaller() const;  // the next smaller team (a bail-out's)
+  int larger() const;   // the next larger team
   int max_ = 0;
   int est_size_ = 0;       // the team size est_ and cur_t_ were measured at
   bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
