@@ -311,14 +311,12 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                             continue
                         this[impl] = rates
                         for task, v in rates.items():
-                            samples.setdefault(task, {}).setdefault(row, {}) \
-                                .setdefault(impl, []).append(v)
+                            _cell(samples, task, row, impl).append(v)
                         log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} " +
                             "  ".join(f"{t} {v:,.1f}" for t, v in rates.items()))
                 for task in TASKS:
                     for impl, ratio in _paired(this, task).items():
-                        paired.setdefault(task, {}).setdefault(row, {}) \
-                            .setdefault(impl, []).append(ratio)
+                        _cell(paired, task, row, impl).append(ratio)
     finally:
         _remove_cgroup(quota)
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows_.items()}
@@ -333,6 +331,13 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
 UNITS = {"train": "steps/s", "validate": "chars/s", "sample": "chars/s"}
 SPREAD = 1.25  # a cell whose repeats span more than this (fastest / slowest) is listed
 RATIO_IMPLS = ("pc-default", "pc-1", "pc-all", "base-default")  # the columns of the ratios
+
+
+def _cell(tree: Dict[str, Dict[str, Dict[str, List[float]]]], task: str, row: str,
+          impl: str) -> List[float]:
+    """The list of one cell (task, row, implementation) of samples or ratios,
+    made empty if new."""
+    return tree.setdefault(task, {}).setdefault(row, {}).setdefault(impl, [])
 
 
 def _paired(rates: Dict[str, Dict[str, float]], task: str) -> Dict[str, float]:
@@ -362,7 +367,7 @@ def paired_of(res: Dict[str, Any]) -> Dict[str, Dict[str, Dict[str, List[float]]
             for r in range(n):
                 this = {impl: {task: v[r]} for impl, v in d.items() if len(v) == n}
                 for impl, ratio in _paired(this, task).items():
-                    out.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).append(ratio)
+                    _cell(out, task, row, impl).append(ratio)
     return out
 
 
@@ -378,7 +383,7 @@ def merge(results: List[Dict[str, Any]]) -> Dict[str, Any]:
             for task, rows in rows_of.items():
                 for row, d in rows.items():
                     for impl, v in d.items():
-                        into.setdefault(task, {}).setdefault(row, {}).setdefault(impl, []).extend(v)
+                        _cell(into, task, row, impl).extend(v)
     order = [row for row in ROWS if any(row in rows for rows in samples.values())]
     samples = {t: {row: rows[row] for row in order if row in rows} for t, rows in samples.items()}
     med = {t: {row: {i: statistics.median(v) for i, v in d.items()} for row, d in rows.items()}
@@ -404,6 +409,7 @@ def markdown(res: Dict[str, Any]) -> str:
     base = any("base-default" in d for rows in res["median"].values() for d in rows.values())
     if base:
         out += [f"Baseline (base-default): pycharrnn under {res.get('baseline')}.", ""]
+    paired = paired_of(res)
     for task, rows in res["median"].items():
         head = "| load | pycharrnn default | 1 thread | all threads | default / best | paired | "
         if base:
@@ -411,7 +417,7 @@ def markdown(res: Dict[str, Any]) -> str:
         out += [f"**{task}** ({UNITS[task]})", "",
                 head + "torch default | torch 1 thread |",
                 "|---" * (8 + 3 * base) + "|"]
-        pairs = paired_of(res).get(task, {})
+        pairs = paired.get(task, {})
         fmt = "{:,.2f}" if task == "train" else "{:,.0f}"
         for row, d in rows.items():
             best = max(d.get("pc-1", 0), d.get("pc-all", 0))
