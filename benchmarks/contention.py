@@ -46,6 +46,19 @@ fastest) are listed: this machine's speed for one process can be either of
 two levels (for example sampling on two threads, idle, at 47K or 61K
 characters a second), so a median of few repeats can fall on either.
 
+``--windows TASK`` times one task in a different way: each implementation
+in a fresh process beside the row's load runs the task for ``--seconds``
+(8 by default here) with no warm-up, and its speed is reported for every
+half-second window, with pycharrnn's team size and what the governor did in
+that window (p a probe ended, s a switch, a a probe abandoned, b a unit that
+bailed out to a smaller team). It shows what medians hide: beside two busy
+processes on two cores, two fixed threads sampled at 27-29K characters a
+second in some processes and at 125 in others, from their first second to
+their last. Below the lines, each implementation's speed per process after
+``--warmup`` seconds (the mean of its windows: characters over time) and
+how many of its processes had a window under a tenth of its median window.
+Written to ``--json`` (default: contention_windows.json beside this file).
+
 ``--baseline PY`` adds the column ``base-default``: pycharrnn by default as
 installed for another interpreter (an older build in a virtual environment
 of its own), measured interleaved with this build in the same run, for a
@@ -183,6 +196,9 @@ def worker(job: Dict[str, Any]) -> Dict[str, float]:
     impl, threads = job["impl"].split("-", 1)
     calls = (_torch if impl == "torch" else _pycharrnn)(threads)
     other = _other_pool(job.get("pool"))
+    if job.get("windows"):
+        return {"windows": _windows(impl, calls[job["tasks"][0]], job["tasks"][0],
+                                    job["seconds"], job["windows"], other)}
     rates = {}
     for task in job["tasks"]:
         fn = calls[task]
@@ -204,6 +220,102 @@ def worker(job: Dict[str, Any]) -> Dict[str, float]:
             spent += time.perf_counter() - t0
         rates[task] = done / spent
     return rates
+
+
+SITES = {"train": "step", "validate": "loss", "sample": "sample"}  # thread_report's names
+EVENTS = ("probes", "switches", "abandoned", "bailouts")  # p s a b in --windows
+
+
+def _windows(impl: str, fn, task: str, seconds: float, width: float,
+             other) -> List[List[Any]]:
+    """``fn`` called for ``seconds`` from a cold start, timed per window of
+    at least ``width`` seconds (a window ends with the call that ends after
+    it): [rate, team size (pycharrnn's default; None otherwise), the
+    governor's events in it as letters, its start in seconds from the first
+    call, the seconds its calls took] per window."""
+    report = None
+    if impl != "torch":  # pycharrnn, this build or the baseline's
+        from pycharrnn import backend
+        report = backend.thread_report
+    out: List[List[Any]] = []
+    before: Dict[str, int] = {}
+    t_start = time.perf_counter()
+    t_end = t_start + seconds
+    while time.perf_counter() < t_end:
+        done, spent, t0 = 0, 0.0, time.perf_counter()
+        while time.perf_counter() - t0 < width:
+            if other:
+                other()
+            t1 = time.perf_counter()
+            done += fn()
+            spent += time.perf_counter() - t1
+        site = (report() or {}).get(SITES[task], {}) if report else {}
+        events = "".join(k[0] * (site.get(k, 0) - before.get(k, 0)) for k in EVENTS)
+        before = dict(site)
+        out.append([done / spent, site.get("threads"), events, t0 - t_start, spent])
+    return out
+
+
+def trace_windows(rows: List[str], repeats: int, seconds: float, impls: List[str], task: str,
+                  width: float = 0.5, log=print, baseline: Optional[str] = None) -> Dict[str, Any]:
+    """--windows: per repeat and row, each implementation (shuffled) in a
+    fresh process beside the row's load, its task timed per window."""
+    import harness
+    rng = random.Random(0)
+    runs: List[Dict[str, Any]] = []
+    quota = _cgroup_file(1.0) if any(r.startswith("quota") for r in rows) else None
+    try:
+        for r in range(repeats):
+            for row in rows:
+                if row.startswith("quota") and not quota:
+                    continue
+                pool = row.split()[1] if row.startswith("pool") else None
+                order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
+                rng.shuffle(order)
+                with load(row):
+                    for impl in order:
+                        job = {"impl": impl, "tasks": [task], "seconds": seconds, "warmup": 0,
+                               "windows": width, "pool": pool,
+                               "cgroup": quota if row.startswith("quota") else None}
+                        try:
+                            w = run_worker(job, taskset=row.startswith("taskset"),
+                                           python=baseline if impl.startswith("base") else None)
+                        except (RuntimeError, subprocess.TimeoutExpired) as e:
+                            log(f"{row:15s} {impl:14s} FAILED {str(e)[-300:]}")
+                            continue
+                        runs.append({"repeat": r + 1, "row": row, "impl": impl,
+                                     "windows": w["windows"]})
+                        log(f"{row:15s} {impl:14s} " + " ".join(
+                            f"{v:.0f}" + (f"/{n}" if n else "") + e for v, n, e, *_ in w["windows"]))
+    finally:
+        _remove_cgroup(quota)
+    return {"task": task, "width": width, "runs": runs, "cpu": harness.cpu_model(),
+            "cores": os.cpu_count(), "seconds": seconds, "date": time.strftime("%Y-%m-%d"),
+            "baseline": baseline}
+
+
+def windows_summary(res: Dict[str, Any], after: float) -> str:
+    """Per row and implementation: the speed of each process after ``after``
+    seconds (the work of its windows that began then, over their time; the
+    last window alone when none did, as when one call took seconds) and how
+    many of its processes had a window under a tenth of the
+    implementation's median window (a collapse)."""
+    cells: Dict[str, Dict[str, List[List[List[float]]]]] = {}
+    for run in res["runs"]:
+        cells.setdefault(run["row"], {}).setdefault(run["impl"], []).append(run["windows"])
+    out = [f"{res['task']} ({UNITS[res['task']]}), per process after {after:g} s:"]
+    for row, d in cells.items():
+        for impl, procs in d.items():
+            med = statistics.median(w[0] for p in procs for w in p)
+            late = []
+            for p in procs:
+                ws = [w for w in p if w[3] >= after] or p[-1:]
+                late.append(sum(w[0] * w[4] for w in ws) / sum(w[4] for w in ws))
+            low = sum(1 for p in procs if min(w[0] for w in p) < 0.1 * med)
+            out.append(f"  {row:15s} {impl:14s} {' '.join(f'{x:,.0f}' for x in late)}"
+                       f"  (median {statistics.median(late):,.0f}; {low} of {len(procs)}"
+                       " with a window under a tenth of the median window)")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- the driver
@@ -451,14 +563,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--rows", help="comma-separated rows (default: all): " + ", ".join(ROWS))
     p.add_argument("--impls", help="comma-separated implementations: " + ", ".join(IMPLS))
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=2.0, help="per task and measurement")
+    p.add_argument("--seconds", type=float, help="per task and measurement (default 2; "
+                                                      "8 with --windows)")
     p.add_argument("--warmup", type=float, default=WARMUP,
                    help="seconds of calls before each measurement")
-    p.add_argument("--json", default=str(Path(__file__).with_name("contention.json")))
+    p.add_argument("--json", help="where the results go (default: contention.json, "
+                                  "or contention_windows.json with --windows, beside this file)")
     p.add_argument("--markdown", help="also write the tables to this file")
     p.add_argument("--baseline", metavar="PYTHON",
                    help="another interpreter whose pycharrnn (an older build) runs as base-default, "
                         "interleaved with this one")
+    p.add_argument("--windows", choices=TASKS, metavar="TASK",
+                   help="time TASK per half-second window from a cold start in fresh processes "
+                        "instead of the table (--seconds 8 unless given; see above)")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="measure nothing: pool the repeats of these earlier results and "
                         "write --json and the tables")
@@ -468,7 +585,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             res = merge([json.loads(Path(f).read_text()) for f in a.merge])
         except (OSError, ValueError, KeyError) as e:
             p.error(f"--merge: {e}")
-        write_results(res, a.json, a.markdown)
+        write_results(res, a.json or str(Path(__file__).with_name("contention.json")), a.markdown)
         return 0
     if a.worker:
         print(_MARK + json.dumps(worker(json.loads(a.worker))), flush=True)
@@ -487,8 +604,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif any(i.startswith("base") for i in impls):
         p.error("--impls: base-* columns need --baseline PYTHON")
     rows = [r for r in rows if _have_torch() or r != "pool torch"]
-    res = measure(rows, a.repeats, a.seconds, impls, warmup=a.warmup, baseline=a.baseline)
-    write_results(res, a.json, a.markdown)
+    if a.windows:
+        res = trace_windows(rows, a.repeats, a.seconds or 8.0, impls, a.windows,
+                            baseline=a.baseline)
+        from pycharrnn.files import atomic_write
+        atomic_write(a.json or str(Path(__file__).with_name("contention_windows.json")),
+                     lambda f: f.write(json.dumps(res, indent=1).encode()))
+        print(windows_summary(res, a.warmup))
+        return 0
+    res = measure(rows, a.repeats, a.seconds or 2.0, impls, warmup=a.warmup, baseline=a.baseline)
+    write_results(res, a.json or str(Path(__file__).with_name("contention.json")), a.markdown)
     return 0
 
 

@@ -213,3 +213,39 @@ def test_contention_merge_pools_repeats_and_lists_wide_cells(tmp_path):
     assert json.loads(out.read_text())["median"]["train"]["idle"]["pc-default"] == 12.0
     with pytest.raises(ValueError):
         ct.merge([])
+
+
+def test_contention_windows_summary_and_a_short_trace(tmp_path):
+    # benchmarks/contention.py --windows: each process's speed after the
+    # warm-up is the work of the windows that began then over their time (a
+    # window of one slow call weighs by its length), and a process with a
+    # window under a tenth of the implementation's median window is counted
+    # as one that collapsed.
+    import contention as ct
+
+    def run(impl, rates, starts=(0.0, 0.5, 1.0, 1.5)):
+        return {"row": "python x2", "impl": impl,
+                "windows": [[r, None, "", t, 0.5] for r, t in zip(rates, starts)]}
+
+    res = {"task": "sample", "width": 0.5, "runs": [
+        run("pc-all", [9.0, 28.0, 30.0, 28.0]),
+        # a collapse: its third window's one call took 5 s
+        run("pc-all", [27.0, 2.0, 1.0], starts=(0.0, 0.5, 1.0)),
+        run("pc-default", [20.0, 22.0, 24.0, 20.0]),
+    ]}
+    res["runs"][1]["windows"][2][4] = 5.0
+    text = ct.windows_summary(res, after=1.0)
+    lines = {line.split()[2]: line for line in text.splitlines()[1:]}
+    assert "29 1 " in lines["pc-all"] and "1 of 2 with a window under a tenth" in lines["pc-all"]
+    assert "22 " in lines["pc-default"] and "0 of 1" in lines["pc-default"]
+    # A real run: the idle row, one thread and the default, fresh processes.
+    out = tmp_path / "w.json"
+    assert ct.main(["--windows", "sample", "--rows", "idle", "--impls", "pc-default,pc-1",
+                    "--repeats", "1", "--seconds", "1", "--warmup", "0.5",
+                    "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted(r["impl"] for r in runs) == ["pc-1", "pc-default"]
+    for r in runs:
+        assert len(r["windows"]) >= 2 and all(w[0] > 0 for w in r["windows"])
+        team = {w[1] for w in r["windows"]}
+        assert team == {None} if r["impl"] == "pc-1" else team <= {1, 2, 3, 4, 5, 6, 7, 8}
