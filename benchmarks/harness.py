@@ -455,6 +455,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine() -> str:
+    """The CPU's model name with its family and model numbers where
+    /proc/cpuinfo has them ("AMD EPYC (family 26, model 2)"): a virtual
+    machine's model name alone can be the same for CPUs of different
+    generations and speeds."""
+    name, ids = cpu_model(), {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("cpu family", "model") and key not in ids:
+                    ids[key] = value.strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+    except OSError:
+        pass
+    if "cpu family" in ids and "model" in ids:
+        return f"{name} (family {ids['cpu family']}, model {ids['model']})"
+    return name
+
+
 def _torch_version() -> Optional[str]:
     """torch's version when it is installed (without importing it), else None."""
     import importlib.metadata

@@ -17,7 +17,9 @@ parameters per training character, pycharrnn.recipes.exposure). "old" marks
 the table's own regularisation for the row when it ran; "rule" the level
 pycharrnn.recipes.level_for picks for that model from the exposure of its
 run with no dropout (or, if that level was not run, of its first run);
-"best" the lowest of the grid. ``--variants`` adds a grid around
+"best" the lowest of the grid on the same machine (each row records the
+CPU it ran on: a virtual machine's CPU, and with it the epochs a budget
+buys, changes between runs). ``--variants`` adds a grid around
 the row: each NAME=FLAGS trains the row with those flags too (another
 model size, cell or depth) at every level, the flags overriding the
 level's; "row" is the row as it is.
@@ -52,6 +54,7 @@ import pycharrnn as pc  # noqa: E402
 from pycharrnn.data import validation_size  # noqa: E402
 from pycharrnn.recipes import (REGULARISATION, by_name, exposure, for_budget,  # noqa: E402
                                level_for)
+import harness  # noqa: E402
 from quality import SHARED, train_run, window_val  # noqa: E402
 
 FORTUNES_RU = Path("/usr/share/games/fortunes/ru")
@@ -141,7 +144,8 @@ def main(argv=None) -> int:
                     r["window_val"] = window_val(work / data.stem / r["name"], text)
                     chose = re.search(rf"\b({'|'.join(['no', *REGULARISATION])}) regularisation",
                                       r["line"])
-                    r.update(text=name, chars=len(text), vocab=len(set(text)),
+                    r.update(machine=harness.machine(),
+                             text=name, chars=len(text), vocab=len(set(text)),
                              budget=budget, row=row.name, level=level, variant=vname,
                              flags=" ".join(flags), old=level == old and vname == "row")
                     if level == "auto":  # what the library chose
@@ -183,13 +187,15 @@ def table(rows) -> str:
     """The rows as markdown. "rule" marks the level the rule picks for that
     model on that text (from the exposure of its run without dropout, else
     of its first run); "old" the old table's own regularisation; "best" the
-    lowest of the text and budget's grid."""
-    lines = ["| text | chars | budget | row | model | level | final val | window val | train | "
-             "epochs | exposure | |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lowest of the text and budget's grid on one machine (a row's
+    ``machine``; "?" for rows from before it was recorded, one group)."""
+    lines = ["| machine | text | chars | budget | row | model | level | final val | window val | "
+             "train | epochs | exposure | |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["text"], r["budget"]), []).append(r)
-    for (name, budget), rs in groups.items():
+        groups.setdefault((r.get("machine", "?"), r["text"], r["budget"]), []).append(r)
+    for (where, name, budget), rs in groups.items():
         best = min(r["final_val"] for r in rs)
         by_model: dict = {}
         for r in rs:
@@ -201,7 +207,7 @@ def table(rows) -> str:
             marks = [m for m, on in (("auto", r.get("auto", False)), ("old", r["old"]),
                                      ("rule", rule and not r.get("auto")),
                                      ("best", r["final_val"] == best)) if on]
-            lines.append(f"| {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
+            lines.append(f"| {where} | {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
                          f"{model_of(r)} | {r['level']} | {r['final_val']:.4f} | "
                          f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
                          f"{r['epochs']:.1f} | {exposure_of(r):.1f} | {', '.join(marks)} |")

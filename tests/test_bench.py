@@ -173,6 +173,12 @@ def test_recipe_spread_options_and_table():
     assert lines[4].endswith("| rule |") and "| gru 1x512 |" in lines[4]
     few = [dict(r, epochs=1.0) for r in rows]  # exposure 5.2: no dropout
     assert rs.table(few).splitlines()[2].endswith("| old, rule |")
+    # "best" within one machine: a faster one's row does not take it from
+    # the rows of another (nor from those that recorded none, "?").
+    fast = dict(rows[1], final_val=1.2, machine="CPU (family 26, model 2)")
+    lines = rs.table(rows + [fast]).splitlines()
+    assert lines[3].startswith("| ? |") and lines[3].endswith("| best |")
+    assert lines[5].startswith("| CPU (family 26, model 2) |") and lines[5].endswith("best |")
 
 
 def test_contention_merge_pools_repeats_and_lists_wide_cells(tmp_path):
