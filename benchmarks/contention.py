@@ -55,7 +55,8 @@ bailed out to a smaller team). It shows what medians hide: beside two busy
 processes on two cores, two fixed threads sampled at 27-29K characters a
 second in some processes and at 125 in others, from their first second to
 their last. Below the lines, each implementation's speed per process after
-``--warmup`` seconds (the mean of its windows: characters over time) and
+``--warmup`` seconds (the work of the windows that began then, over their
+time) and
 how many of its processes had a window under a tenth of its median window.
 Written to ``--json`` (default: contention_windows.json beside this file).
 
@@ -92,6 +93,8 @@ ROWS = ["idle", "python x1", "python x2", "python x3", "numpy x1", "numpy x2",
         "taskset 1 core", "quota 1 core", "pool numpy", "pool torch"]
 QUICK_ROWS = ["idle", "python x1", "python x2", "numpy x1", "taskset 1 core", "pool torch"]
 _MARK = "@@RESULT "
+DEFAULT_JSON = str(Path(__file__).with_name("contention.json"))
+DEFAULT_WINDOWS_JSON = str(Path(__file__).with_name("contention_windows.json"))
 WARMUP = 3.0  # seconds of calls before each timing
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
@@ -269,24 +272,12 @@ def trace_windows(rows: List[str], repeats: int, seconds: float, impls: List[str
             for row in rows:
                 if row.startswith("quota") and not quota:
                     continue
-                pool = row.split()[1] if row.startswith("pool") else None
-                order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
-                rng.shuffle(order)
-                with load(row):
-                    for impl in order:
-                        job = {"impl": impl, "tasks": [task], "seconds": seconds, "warmup": 0,
-                               "windows": width, "pool": pool,
-                               "cgroup": quota if row.startswith("quota") else None}
-                        try:
-                            w = run_worker(job, taskset=row.startswith("taskset"),
-                                           python=baseline if impl.startswith("base") else None)
-                        except (RuntimeError, subprocess.TimeoutExpired) as e:
-                            log(f"{row:15s} {impl:14s} FAILED {str(e)[-300:]}")
-                            continue
-                        runs.append({"repeat": r + 1, "row": row, "impl": impl,
-                                     "windows": w["windows"]})
-                        log(f"{row:15s} {impl:14s} " + " ".join(
-                            f"{v:.0f}" + (f"/{n}" if n else "") + e for v, n, e, *_ in w["windows"]))
+                job = {"tasks": [task], "seconds": seconds, "warmup": 0, "windows": width}
+                for impl, w in _run_row(row, impls, job, rng, quota, baseline, log).items():
+                    runs.append({"repeat": r + 1, "row": row, "impl": impl,
+                                 "windows": w["windows"]})
+                    log(f"{row:15s} {impl:14s} " + " ".join(
+                        f"{v:.0f}" + (f"/{n}" if n else "") + e for v, n, e, *_ in w["windows"]))
     finally:
         _remove_cgroup(quota)
     return {"task": task, "width": width, "runs": runs, "cpu": harness.cpu_model(),
@@ -386,6 +377,33 @@ def _have_torch() -> bool:
         return False
 
 
+def _run_row(row: str, impls: List[str], job: Dict[str, Any], rng: random.Random,
+             quota: Optional[str], baseline: Optional[str], log=print,
+             failures: Optional[List[str]] = None) -> Dict[str, Any]:
+    """One row's implementations, shuffled, each in a fresh process beside
+    the row's load running ``job`` (its tasks and timings): what each
+    worker returned, by implementation; a worker that failed is logged,
+    added to ``failures`` and left out."""
+    pool = row.split()[1] if row.startswith("pool") else None
+    # PyTorch's pool is not measured beside PyTorch, nor beside the
+    # baseline (its interpreter need not have torch).
+    order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
+    rng.shuffle(order)
+    out: Dict[str, Any] = {}
+    with load(row):
+        for impl in order:
+            full = dict(job, impl=impl, pool=pool,
+                        cgroup=quota if row.startswith("quota") else None)
+            try:
+                out[impl] = run_worker(full, taskset=row.startswith("taskset"),
+                                       python=baseline if impl.startswith("base") else None)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                if failures is not None:
+                    failures.append(f"{row} {impl}: {str(e)[-300:]}")
+                log(f"{row:15s} {impl:14s} FAILED")
+    return out
+
+
 def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
             log=print, warmup: float = WARMUP,
             baseline: Optional[str] = None) -> Dict[str, Any]:
@@ -403,29 +421,15 @@ def measure(rows: List[str], repeats: int, seconds: float, impls: List[str],
                     if r == 0:
                         skipped.append(row)
                     continue
-                pool = row.split()[1] if row.startswith("pool") else None
-                # PyTorch's pool is not measured beside PyTorch, nor beside the
-                # baseline (its interpreter need not have torch).
-                order = [i for i in impls if not (pool == "torch" and i.startswith(("torch", "base")))]
-                rng.shuffle(order)
-                this: Dict[str, Dict[str, float]] = {}  # impl -> task -> rate, this repeat
-                with load(row):
-                    for impl in order:
-                        job = {"impl": impl, "tasks": list(TASKS), "seconds": seconds,
-                               "warmup": warmup,
-                               "pool": pool, "cgroup": quota if row.startswith("quota") else None}
-                        try:
-                            rates = run_worker(job, taskset=row.startswith("taskset"),
-                                               python=baseline if impl.startswith("base") else None)
-                        except (RuntimeError, subprocess.TimeoutExpired) as e:
-                            failed.append(f"repeat {r + 1} {row} {impl}: {str(e)[-300:]}")
-                            log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} FAILED")
-                            continue
-                        this[impl] = rates
-                        for task, v in rates.items():
-                            _cell(samples, task, row, impl).append(v)
-                        log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} " +
-                            "  ".join(f"{t} {v:,.1f}" for t, v in rates.items()))
+                job = {"tasks": list(TASKS), "seconds": seconds, "warmup": warmup}
+                failures: List[str] = []
+                this = _run_row(row, impls, job, rng, quota, baseline, log, failures)
+                failed += [f"repeat {r + 1} {f}" for f in failures]
+                for impl, rates in this.items():
+                    for task, v in rates.items():
+                        _cell(samples, task, row, impl).append(v)
+                    log(f"repeat {r + 1}/{repeats} {row:15s} {impl:14s} " +
+                        "  ".join(f"{t} {v:,.1f}" for t, v in rates.items()))
                 for task in TASKS:
                     for impl, ratio in _paired(this, task).items():
                         _cell(paired, task, row, impl).append(ratio)
@@ -585,7 +589,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             res = merge([json.loads(Path(f).read_text()) for f in a.merge])
         except (OSError, ValueError, KeyError) as e:
             p.error(f"--merge: {e}")
-        write_results(res, a.json or str(Path(__file__).with_name("contention.json")), a.markdown)
+        write_results(res, a.json or DEFAULT_JSON, a.markdown)
         return 0
     if a.worker:
         print(_MARK + json.dumps(worker(json.loads(a.worker))), flush=True)
@@ -605,15 +609,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--impls: base-* columns need --baseline PYTHON")
     rows = [r for r in rows if _have_torch() or r != "pool torch"]
     if a.windows:
-        res = trace_windows(rows, a.repeats, a.seconds or 8.0, impls, a.windows,
-                            baseline=a.baseline)
+        res = trace_windows(rows, a.repeats, 8.0 if a.seconds is None else a.seconds, impls,
+                            a.windows, baseline=a.baseline)
         from pycharrnn.files import atomic_write
-        atomic_write(a.json or str(Path(__file__).with_name("contention_windows.json")),
+        atomic_write(a.json or DEFAULT_WINDOWS_JSON,
                      lambda f: f.write(json.dumps(res, indent=1).encode()))
         print(windows_summary(res, a.warmup))
         return 0
-    res = measure(rows, a.repeats, a.seconds or 2.0, impls, warmup=a.warmup, baseline=a.baseline)
-    write_results(res, a.json or str(Path(__file__).with_name("contention.json")), a.markdown)
+    res = measure(rows, a.repeats, 2.0 if a.seconds is None else a.seconds, impls,
+                  warmup=a.warmup, baseline=a.baseline)
+    write_results(res, a.json or DEFAULT_JSON, a.markdown)
     return 0
 
 
