@@ -29,7 +29,9 @@ evaluate() on the weights copied over; dropout only where torch has it:
 between layers and on the output, per element, no weight drop or locked
 masks), so the two are compared on one yardstick.
 
-Writes DIR/quality.json (every point) and DIR/quality.png (validation loss
+Writes DIR/quality.json (every point, and the CPU it ran on: a virtual
+machine's CPU changes between runs, and with it the epochs a budget buys)
+and DIR/quality.png (validation loss
 against minutes, one panel per text), and prints a table.
 """
 
@@ -47,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 import pycharrnn as pc
 from pycharrnn.files import read_text
 from pycharrnn.metrics import read_metrics
@@ -223,13 +227,15 @@ def plot(results: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def markdown(results: dict, commands, date: str = "") -> str:
-    """The results as a RESULTS.md section."""
+def markdown(results: dict, commands, date: str = "", machine: str = "") -> str:
+    """The results as a RESULTS.md section; ``machine`` is the CPU they were
+    measured on (harness.machine(); this one's when not given)."""
     import platform
 
     lines = [f"## Model quality per hour ({date or time.strftime('%Y-%m-%dT%H:%M:%S')})", "",
              " then ".join(f"`{c}`" for c in commands)
-             + f" on {platform.machine()}, {os.cpu_count()} logical CPUs, "
+             + f" on {machine or harness.machine()} ({platform.machine()}), "
+             f"{os.cpu_count()} logical CPUs, "
              f"{pc.build_info()['simd']} kernels; one training process at a time. "
              "Validation: the text's last 10%, nats/char, read with the state carried. "
              "gap = validation - training loss (EMA) at the end: overfitting when large. "
@@ -292,7 +298,8 @@ def main(argv=None) -> int:
         saved = json.loads(a.from_json.read_text())
         a.out.mkdir(parents=True, exist_ok=True)
         plot(saved["results"], a.out / "quality.png")
-        md = markdown(saved["results"], saved["commands"], saved["date"])
+        md = markdown(saved["results"], saved["commands"], saved["date"],
+                      saved.get("machine", "an unrecorded CPU"))
         print(md)
         if a.results:
             write_section(a.results, md)
@@ -331,9 +338,13 @@ def main(argv=None) -> int:
                           f"steps {r['steps']} {r['chars_per_sec']:,.0f} chars/s "
                           f"(bare step {r.get('kernel_chars_per_sec', math.nan):,.0f})",
                           flush=True)
-                (a.out / "quality.json").write_text(json.dumps(
+                out = a.out / "quality.json"
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(
                     {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commands": [command],
-                     "build_info": pc.build_info(), "results": results}, indent=1))
+                     "machine": harness.machine(), "build_info": pc.build_info(),
+                     "results": results}, indent=1))
+                tmp.replace(out)
                 plot(results, a.out / "quality.png")
     md = markdown(results, [command])
     print("\n" + md)

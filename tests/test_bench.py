@@ -181,6 +181,19 @@ def test_recipe_spread_options_and_table():
     assert lines[5].startswith("| CPU (family 26, model 2) |") and lines[5].endswith("best |")
 
 
+def test_quality_markdown_names_the_machine():
+    # benchmarks/quality.py: the table's header says which CPU its numbers
+    # came from (the one recorded in quality.json when redrawn from it).
+    import quality
+
+    r = {"name": "3min", "final_val": 1.44, "best_val": 1.43, "train_ema": 1.3, "steps": 10,
+         "epochs": 1.0, "chars_per_sec": 1000.0, "window_val": 1.5, "curve": [(1.0, 1.44)]}
+    text = quality.markdown({"t.txt": [r]}, ["cmd"], "2026-01-01",
+                            "CPU X (family 1, model 2)")
+    assert " on CPU X (family 1, model 2) (" in text.splitlines()[2]
+    assert " on " + harness.machine() + " (" in quality.markdown({"t.txt": [r]}, ["cmd"])
+
+
 def test_contention_merge_pools_repeats_and_lists_wide_cells(tmp_path):
     # benchmarks/contention.py --merge: two runs' repeats pooled cell by cell,
     # the medians taken again, and a cell whose repeats span more than 1.25x
