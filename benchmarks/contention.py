@@ -56,8 +56,9 @@ processes on two cores, two fixed threads sampled at 27-29K characters a
 second in some processes and at 125 in others, from their first second to
 their last. Below the lines, each implementation's speed per process after
 ``--warmup`` seconds (the work of the windows that began then, over their
-time) and
-how many of its processes had a window under a tenth of its median window.
+time), how many of its processes had a window under a tenth of its median
+window, and the CPU seconds a second its processes used then on the calling
+thread and on their other threads (a team's helpers; medians).
 Written to ``--json`` (default: contention_windows.json beside this file).
 
 ``--baseline PY`` adds the column ``base-default``: pycharrnn by default as
@@ -235,7 +236,9 @@ def _windows(impl: str, fn, task: str, seconds: float, width: float,
     at least ``width`` seconds (a window ends with the call that ends after
     it): [rate, team size (pycharrnn's default; None otherwise), the
     governor's events in it as letters, its start in seconds from the first
-    call, the seconds its calls took] per window."""
+    call, the seconds its calls took, the CPU seconds the process used in
+    it, and those of the calling thread alone (the rest: its other threads,
+    a team's helpers)] per window."""
     report = None
     if impl != "torch":  # pycharrnn, this build or the baseline's
         from pycharrnn import backend
@@ -246,6 +249,7 @@ def _windows(impl: str, fn, task: str, seconds: float, width: float,
     t_end = t_start + seconds
     while time.perf_counter() < t_end:
         done, spent, t0 = 0, 0.0, time.perf_counter()
+        cpu0, main0 = time.process_time(), time.thread_time()
         while time.perf_counter() - t0 < width:
             if other:
                 other()
@@ -255,7 +259,8 @@ def _windows(impl: str, fn, task: str, seconds: float, width: float,
         site = (report() or {}).get(SITES[task], {}) if report else {}
         events = "".join(k[0] * (site.get(k, 0) - before.get(k, 0)) for k in EVENTS)
         before = dict(site)
-        out.append([done / spent, site.get("threads"), events, t0 - t_start, spent])
+        out.append([done / spent, site.get("threads"), events, t0 - t_start, spent,
+                    time.process_time() - cpu0, time.thread_time() - main0])
     return out
 
 
@@ -303,9 +308,20 @@ def windows_summary(res: Dict[str, Any], after: float) -> str:
                 ws = [w for w in p if w[3] >= after] or p[-1:]
                 late.append(sum(w[0] * w[4] for w in ws) / sum(w[4] for w in ws))
             low = sum(1 for p in procs if min(w[0] for w in p) < 0.1 * med)
+            cpu = ""
+            if all(len(w) >= 7 for p in procs for w in p):  # traces before 2026-12-07 lack them
+                mains, others = [], []
+                for p in procs:
+                    ws = [w for w in p if w[3] >= after] or p[-1:]
+                    wall = sum(w[4] for w in ws)
+                    mains.append(sum(w[6] for w in ws) / wall)
+                    others.append(sum(w[5] - w[6] for w in ws) / wall)
+                cpu = (f"; CPU seconds a second: calling thread "
+                       f"{statistics.median(mains):.2f}, other threads "
+                       f"{statistics.median(others):.2f}")
             out.append(f"  {row:15s} {impl:14s} {' '.join(f'{x:,.0f}' for x in late)}"
                        f"  (median {statistics.median(late):,.0f}; {low} of {len(procs)}"
-                       " with a window under a tenth of the median window)")
+                       " with a window under a tenth of the median window" + cpu + ")")
     return "\n".join(out)
 
 

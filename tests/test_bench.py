@@ -257,6 +257,12 @@ def test_contention_windows_summary_and_a_short_trace(tmp_path):
     lines = {line.split()[2]: line for line in text.splitlines()[1:]}
     assert "29 1 " in lines["pc-all"] and "1 of 2 with a window under a tenth" in lines["pc-all"]
     assert "22 " in lines["pc-default"] and "0 of 1" in lines["pc-default"]
+    assert "CPU seconds" not in text  # windows without the CPU columns
+    # With them: the calling thread's CPU seconds and the other threads' per
+    # second of the windows after the warm-up.
+    cpu = {"task": "sample", "width": 0.5, "runs": [{"row": "idle", "impl": "pc-default",
+           "windows": [[20.0, 1, "", 0.0, 0.5, 0.9, 0.4], [20.0, 1, "", 1.0, 0.5, 0.75, 0.5]]}]}
+    assert "calling thread 1.00, other threads 0.50" in ct.windows_summary(cpu, after=1.0)
     # A real run: the idle row, one thread and the default, fresh processes.
     out = tmp_path / "w.json"
     assert ct.main(["--windows", "sample", "--rows", "idle", "--impls", "pc-default,pc-1",
@@ -266,5 +272,7 @@ def test_contention_windows_summary_and_a_short_trace(tmp_path):
     assert sorted(r["impl"] for r in runs) == ["pc-1", "pc-default"]
     for r in runs:
         assert len(r["windows"]) >= 2 and all(w[0] > 0 for w in r["windows"])
+        # the calling thread's CPU time is part of the process's
+        assert all(0 <= w[6] <= w[5] + 1e-3 for w in r["windows"])
         team = {w[1] for w in r["windows"]}
         assert team == {None} if r["impl"] == "pc-1" else team <= {1, 2, 3, 4, 5, 6, 7, 8}
