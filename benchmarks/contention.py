@@ -237,8 +237,9 @@ def _windows(impl: str, fn, task: str, seconds: float, width: float,
     it): [rate, team size (pycharrnn's default; None otherwise), the
     governor's events in it as letters, its start in seconds from the first
     call, the seconds its calls took, the CPU seconds the process used in
-    it, and those of the calling thread alone (the rest: its other threads,
-    a team's helpers)] per window."""
+    the window (less those of the other pool's calls between), and those of
+    the calling thread alone (the rest: its other threads, a team's
+    helpers)] per window."""
     report = None
     if impl != "torch":  # pycharrnn, this build or the baseline's
         from pycharrnn import backend
@@ -249,18 +250,22 @@ def _windows(impl: str, fn, task: str, seconds: float, width: float,
     t_end = t_start + seconds
     while time.perf_counter() < t_end:
         done, spent, t0 = 0, 0.0, time.perf_counter()
-        cpu0, main0 = time.process_time(), time.thread_time()
+        cpu, main = -time.process_time(), -time.thread_time()
         while time.perf_counter() - t0 < width:
-            if other:
+            if other:  # neither timed nor its CPU counted
+                c1, m1 = time.process_time(), time.thread_time()
                 other()
+                cpu -= time.process_time() - c1
+                main -= time.thread_time() - m1
             t1 = time.perf_counter()
             done += fn()
             spent += time.perf_counter() - t1
+        cpu += time.process_time()
+        main += time.thread_time()
         site = (report() or {}).get(SITES[task], {}) if report else {}
         events = "".join(k[0] * (site.get(k, 0) - before.get(k, 0)) for k in EVENTS)
         before = dict(site)
-        out.append([done / spent, site.get("threads"), events, t0 - t_start, spent,
-                    time.process_time() - cpu0, time.thread_time() - main0])
+        out.append([done / spent, site.get("threads"), events, t0 - t_start, spent, cpu, main])
     return out
 
 
