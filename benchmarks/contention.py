@@ -300,7 +300,9 @@ def windows_summary(res: Dict[str, Any], after: float) -> str:
     seconds (the work of its windows that began then, over their time; the
     last window alone when none did, as when one call took seconds) and how
     many of its processes had a window under a tenth of the
-    implementation's median window (a collapse)."""
+    implementation's median window (a collapse); with the CPU columns, the
+    medians of the calling thread's and the other threads' CPU seconds per
+    second over the same windows."""
     cells: Dict[str, Dict[str, List[List[List[float]]]]] = {}
     for run in res["runs"]:
         cells.setdefault(run["row"], {}).setdefault(run["impl"], []).append(run["windows"])
@@ -308,19 +310,14 @@ def windows_summary(res: Dict[str, Any], after: float) -> str:
     for row, d in cells.items():
         for impl, procs in d.items():
             med = statistics.median(w[0] for p in procs for w in p)
-            late = []
-            for p in procs:
-                ws = [w for w in p if w[3] >= after] or p[-1:]
-                late.append(sum(w[0] * w[4] for w in ws) / sum(w[4] for w in ws))
+            after_warmup = [[w for w in p if w[3] >= after] or p[-1:] for p in procs]
+            walls = [sum(w[4] for w in ws) for ws in after_warmup]
+            late = [sum(w[0] * w[4] for w in ws) / t for ws, t in zip(after_warmup, walls)]
             low = sum(1 for p in procs if min(w[0] for w in p) < 0.1 * med)
             cpu = ""
             if all(len(w) >= 7 for p in procs for w in p):  # traces before 2026-12-07 lack them
-                mains, others = [], []
-                for p in procs:
-                    ws = [w for w in p if w[3] >= after] or p[-1:]
-                    wall = sum(w[4] for w in ws)
-                    mains.append(sum(w[6] for w in ws) / wall)
-                    others.append(sum(w[5] - w[6] for w in ws) / wall)
+                mains = [sum(w[6] for w in ws) / t for ws, t in zip(after_warmup, walls)]
+                others = [sum(w[5] - w[6] for w in ws) / t for ws, t in zip(after_warmup, walls)]
                 cpu = (f"; CPU seconds a second: calling thread "
                        f"{statistics.median(mains):.2f}, other threads "
                        f"{statistics.median(others):.2f}")
