@@ -33,7 +33,11 @@ The texts (nothing is downloaded at run time):
   quotations and jokes, Cyrillic), its files in name order, 1M characters;
 - code: NumPy's own Python sources in path order, 1M characters.
 
-Writes DIR/spread.json and prints a markdown table.
+Writes DIR/spread.json and prints a markdown table. ``--pairs`` prints,
+from DIR/spread.json alone, every pair of runs of one model, text, budget and
+machine where the second has more of every kind of dropout than the first,
+by whether the first's validation loss had risen from its best: the
+measurement behind pycharrnn.fit's advice (:data:`pycharrnn.fit.DROPOUT_GAP`).
 """
 
 from __future__ import annotations
@@ -107,7 +111,13 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["row="],
                    help="NAME=FLAGS: the row with these options too (default: the row alone)")
     p.add_argument("--out", type=Path, default=HERE / "spread")
+    p.add_argument("--pairs", action="store_true",
+                   help="print the pairs of runs one level of dropout apart from "
+                        "OUT/spread.json and train nothing")
     a = p.parse_args(argv)
+    if a.pairs:
+        print(pairs(json.loads((a.out / "spread.json").read_text())["rows"]))
+        return 0
     variants = []
     for v in a.variants:
         vname, eq, flags = v.partition("=")
@@ -181,6 +191,65 @@ def exposure_of(r) -> float:
     params = int(re.search(r"(\d+) params", r["model"]).group(1))
     n_train = r["chars"] - validation_size(r["chars"], 0.1)
     return exposure(r["epochs"], params, n_train)
+
+
+FLAGS = {"--dropout": "dropout", "--input-dropout": "input_dropout",
+         "--output-dropout": "output_dropout", "--weight-drop": "weight_drop"}
+
+
+def dropout_of(r) -> dict:
+    """A run's dropout of each kind: its level's, then its command's flags,
+    the last of each (``dropout`` only in a model of two or more layers, where it acts)."""
+    reg = {k: v for k, v in REGULARISATION[r["level"]].items() if k in FLAGS.values()}
+    words = r["command"].split()
+    for flag, value in zip(words, words[1:]):  # the last of a flag given twice wins
+        if flag in FLAGS:
+            reg[FLAGS[flag]] = float(value)
+    if re.search(r", 1x\d+", r["model"]):
+        reg["dropout"] = 0.0
+    return reg
+
+
+def pairs(rows) -> str:
+    """Pairs (a, b) of one model, text, budget and machine where b has at
+    least a's dropout of every kind and more of one, and a ended more than
+    pycharrnn.fit.GAP above its training loss (the diagnosis can call it
+    overfitting): b's final validation against a's, by whether a's had
+    risen from its best (pycharrnn.fit.ROSE) and by a's gap (the training
+    loss is the run's moving average at the end)."""
+    from pycharrnn.fit import DROPOUT_GAP, GAP, ROSE
+    found = []
+    for a in rows:
+        gap = a["final_val"] - a["train_ema"]
+        if gap <= GAP:
+            continue
+        da = dropout_of(a)
+        for b in rows:
+            db = dropout_of(b)
+            if b is a or any(b.get(k) != a.get(k) for k in ("text", "budget")) or \
+                    b.get("machine", "?") != a.get("machine", "?") or model_of(b) != model_of(a):
+                continue
+            if all(db[k] >= da[k] for k in da) and any(db[k] > da[k] for k in da):
+                risen = a["final_val"] > a["best_val"] + ROSE
+                found.append((risen, gap, a, b))
+    lines = ["| text | budget | model | from | to | gap | risen | val from | val to | change |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    short = {"dropout": "d", "input_dropout": "in", "output_dropout": "out", "weight_drop": "wd"}
+
+    def reg(r):
+        return " ".join(f"{short[k]} {v:g}" for k, v in dropout_of(r).items() if v) or "none"
+    count: dict = {}
+    for risen, gap, a, b in sorted(found, key=lambda f: (not f[0], f[1])):
+        change = b["final_val"] - a["final_val"]
+        group = "risen" if risen else ("gap <= DROPOUT_GAP" if gap <= DROPOUT_GAP
+                                       else "gap > DROPOUT_GAP")
+        count.setdefault(group, [0, 0])[change >= 0] += 1
+        lines.append(f"| {a['text']} | {a['budget'] / 60:g} min | {model_of(a)} | {reg(a)} | "
+                     f"{reg(b)} | {gap:.2f} | {'yes' if risen else 'no'} | "
+                     f"{a['final_val']:.4f} | {b['final_val']:.4f} | {change:+.4f} |")
+    lines.append("")
+    lines += [f"- {g}: more dropout better in {n[0]}, worse in {n[1]}" for g, n in count.items()]
+    return "\n".join(lines)
 
 
 def table(rows) -> str:

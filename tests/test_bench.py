@@ -181,6 +181,34 @@ def test_recipe_spread_options_and_table():
     assert lines[5].startswith("| CPU (family 26, model 2) |") and lines[5].endswith("best |")
 
 
+def test_recipe_spread_pairs_more_dropout_by_risen_and_gap():
+    # --pairs: the measurement behind pycharrnn.fit.DROPOUT_GAP. A flag given
+    # twice counts as the command line reads it (the last), a 1-layer
+    # model's "dropout" is none, and other machines and models do not pair.
+    import recipe_spread as rs
+
+    model = "CharRNN(lstm, V=65, embedding 64, 2x512, dropout=0.25, float32, 3 params)"
+    base = {"text": "t", "budget": 3600.0, "model": model, "machine": "A", "flags": ""}
+    strong = dict(base, level="strong", command="pycharrnn train t.txt --time 3600",
+                  final_val=1.354, best_val=1.353, train_ema=1.15)
+    od5 = dict(strong, command=strong["command"] + " --output-dropout 0.3 --output-dropout 0.5",
+               final_val=1.367, best_val=1.366, train_ema=1.19)
+    assert rs.dropout_of(od5) == dict(rs.dropout_of(strong), output_dropout=0.5)
+    gru = dict(strong, model=model.replace("lstm", "gru").replace("2x512", "1x512"))
+    assert rs.dropout_of(gru)["dropout"] == 0.0
+    risen = dict(base, level="none", command="pycharrnn train t.txt", final_val=1.65,
+                 best_val=1.39, train_ema=0.34)
+    moderate = dict(risen, level="moderate", final_val=1.31, best_val=1.31, train_ema=1.1)
+    elsewhere = dict(od5, machine="B")
+    out = rs.pairs([strong, od5, risen, moderate, elsewhere])
+    lines = out.splitlines()
+    # none -> moderate, strong, od5; moderate -> strong, od5; strong -> od5
+    assert len([x for x in lines if x.startswith("| t |")]) == 6
+    assert "| 0.20 | no | 1.3540 | 1.3670 | +0.0130 |" in out
+    assert "- risen: more dropout better in 3, worse in 0" in lines
+    assert "- gap <= DROPOUT_GAP: more dropout better in 0, worse in 3" in lines
+
+
 def test_quality_markdown_names_the_machine():
     # benchmarks/quality.py: the table's header says which CPU its numbers
     # came from (the one recorded in quality.json when redrawn from it).

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 import pycharrnn as pc
-from pycharrnn.fit import GAP, GROWTH, WIDE, Fit, advice, diagnose
+from pycharrnn.fit import DROPOUT_GAP, GAP, GROWTH, WIDE, Fit, advice, diagnose
 from pycharrnn.progress import Progress
 
 
@@ -69,7 +69,7 @@ def test_a_level_gap_with_a_falling_loss_at_the_end_is_underfitting():
 
 
 def test_advice_names_one_change():
-    over = Fit("overfitting", 0.3, "")
+    over = Fit("overfitting", 0.3, "", risen=True)
     assert advice(over, {"output_dropout": 0.0, "dropout": 0.5, "hidden_size": 256}) == \
         "try more dropout: output_dropout=0.2 (now 0)"
     assert advice(over, {"output_dropout": 0.25, "hidden_size": 256}) == \
@@ -81,6 +81,27 @@ def test_advice_names_one_change():
         "try a longer budget: --time 120"
     assert "hidden_size=128" in advice(under, {"hidden_size": 64})
     assert advice(Fit("", 0.0, ""), {"hidden_size": 64}) == ""
+
+
+def test_a_gap_with_validation_at_its_best_asks_for_time_not_dropout():
+    # Only the gap grew: more dropout measured worse there (pycharrnn.fit's
+    # docstring), so the advice is a longer run, unless the gap is wider
+    # than DROPOUT_GAP.
+    growing = points([2.0, 1.7, 1.6, 1.55, 1.50], [1.95, 1.55, 1.4, 1.3, 1.2])
+    fit = diagnose(growing, final=True)
+    assert fit.kind == "overfitting" and not fit.risen and fit.gap <= DROPOUT_GAP
+    flag = {"seconds": "--time", "output_dropout": "--output-dropout"}
+    tip = advice(fit, {"output_dropout": 0.3, "hidden_size": 512}, 3600,
+                 lambda k, v: f"{flag[k]} {v}")
+    assert tip == ("validation is still near its best (more dropout measured worse in such runs); "
+                   "try a longer budget: --time 7200")
+    assert "twice the steps" in advice(fit, {"output_dropout": 0.3, "hidden_size": 512})
+    wide = Fit("overfitting", DROPOUT_GAP + 0.01, "")
+    assert advice(wide, {"output_dropout": 0.0, "hidden_size": 512}) == \
+        "try more dropout: output_dropout=0.2 (now 0)"
+    risen = diagnose(points([2.0, 1.6, 1.5, 1.52, 1.55], [2.1, 1.6, 1.4, 1.3, 1.2]), final=True)
+    assert risen.risen and advice(risen, {"output_dropout": 0.0, "hidden_size": 64}) == \
+        "try more dropout: output_dropout=0.2 (now 0)"
 
 
 def test_a_run_that_learns_a_small_text_by_heart_says_so(tmp_path, capsys):
