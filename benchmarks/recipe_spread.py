@@ -201,7 +201,7 @@ def dropout_of(r) -> dict:
     """A run's dropout of each kind: its level's, then its command's flags,
     the last of each (``dropout`` only in a model of two or more layers, where it acts)."""
     reg = {k: v for k, v in REGULARISATION[r["level"]].items() if k in FLAGS.values()}
-    words = r["command"].split()
+    words = r.get("command", "").split()
     for flag, value in zip(words, words[1:]):  # the last of a flag given twice wins
         if flag in FLAGS:
             reg[FLAGS[flag]] = float(value)
@@ -255,7 +255,7 @@ def pairs(rows) -> str:
 def table(rows) -> str:
     """The rows as markdown. "rule" marks the level the rule picks for that
     model on that text (from the exposure of its run without dropout, else
-    of its first run); "old" the old table's own regularisation; "best" the
+    of its first run), with the level's own dropout; "old" the old table's own regularisation; "best" the
     lowest of the text and budget's grid on one machine (a row's
     ``machine``; "?" for rows from before it was recorded, one group)."""
     lines = ["| machine | text | chars | budget | row | model | level | final val | window val | "
@@ -272,12 +272,16 @@ def table(rows) -> str:
         for r in rs:
             same = by_model[model_of(r)]
             base = next((x for x in same if x["level"] == "none"), same[0])
-            rule = r["level"] == level_for(exposure_of(base), budget)
+            rule = r["level"] == level_for(exposure_of(base), budget) and \
+                dropout_of(r) == dropout_of(dict(r, command=""))  # the level's own dropout
             marks = [m for m, on in (("auto", r.get("auto", False)), ("old", r["old"]),
                                      ("rule", rule and not r.get("auto")),
                                      ("best", r["final_val"] == best)) if on]
+            words = (r.get("flags") or "").split()  # a variant's dropout, beside its level
+            extra = "".join(f", {FLAGS[w].replace('_', ' ')} {v}" for w, v in zip(words, words[1:])
+                            if w in FLAGS)
             lines.append(f"| {where} | {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
-                         f"{model_of(r)} | {r['level']} | {r['final_val']:.4f} | "
+                         f"{model_of(r)}{extra} | {r['level']} | {r['final_val']:.4f} | "
                          f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
                          f"{r['epochs']:.1f} | {exposure_of(r):.1f} | {', '.join(marks)} |")
     return "\n".join(lines)

@@ -179,6 +179,11 @@ def test_recipe_spread_options_and_table():
     lines = rs.table(rows + [fast]).splitlines()
     assert lines[3].startswith("| ? |") and lines[3].endswith("| best |")
     assert lines[5].startswith("| CPU (family 26, model 2) |") and lines[5].endswith("best |")
+    # A variant's own dropout is named, and it is not the rule's pick.
+    more = dict(rows[2], flags="--output-dropout 0.5", final_val=1.4,
+                command="pycharrnn train t.txt --output-dropout 0.3 --output-dropout 0.5")
+    line = rs.table(rows + [more]).splitlines()[-1]
+    assert "| gru 1x512, output dropout 0.5 | strong |" in line and line.endswith("|  |")
 
 
 def test_recipe_spread_pairs_more_dropout_by_risen_and_gap():
