@@ -35,9 +35,9 @@ The texts (nothing is downloaded at run time):
 
 Writes DIR/spread.json and prints a markdown table. ``--pairs`` prints,
 from DIR/spread.json alone, every pair of runs of one model, text, budget and
-machine where the second has more of every kind of dropout than the first,
-by whether the first's validation loss had risen from its best: the
-measurement behind pycharrnn.fit's advice (:data:`pycharrnn.fit.DROPOUT_GAP`).
+machine where the second has at least the first's dropout of every kind and
+more of one, by whether the first's validation loss had risen from its best:
+the measurement behind pycharrnn.fit's advice (pycharrnn.fit.DROPOUT_GAP).
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
                    help="NAME=FLAGS: the row with these options too (default: the row alone)")
     p.add_argument("--out", type=Path, default=HERE / "spread")
     p.add_argument("--pairs", action="store_true",
-                   help="print the pairs of runs one level of dropout apart from "
-                        "OUT/spread.json and train nothing")
+                   help="print the pairs of runs in OUT/spread.json where the second "
+                        "has more dropout (pycharrnn.fit's advice) and train nothing")
     a = p.parse_args(argv)
     if a.pairs:
         print(pairs(json.loads((a.out / "spread.json").read_text())["rows"]))
@@ -199,7 +199,8 @@ FLAGS = {"--dropout": "dropout", "--input-dropout": "input_dropout",
 
 def dropout_of(r) -> dict:
     """A run's dropout of each kind: its level's, then its command's flags,
-    the last of each (``dropout`` only in a model of two or more layers, where it acts)."""
+    the last of each (``dropout`` only in a model of two or more layers,
+    where it acts)."""
     reg = {k: v for k, v in REGULARISATION[r["level"]].items() if k in FLAGS.values()}
     words = r.get("command", "").split()
     for flag, value in zip(words, words[1:]):  # the last of a flag given twice wins
@@ -255,9 +256,11 @@ def pairs(rows) -> str:
 def table(rows) -> str:
     """The rows as markdown. "rule" marks the level the rule picks for that
     model on that text (from the exposure of its run without dropout, else
-    of its first run), with the level's own dropout; "old" the old table's own regularisation; "best" the
-    lowest of the text and budget's grid on one machine (a row's
-    ``machine``; "?" for rows from before it was recorded, one group)."""
+    of its first run), with the level's own dropout; "old" the old table's
+    own regularisation; "best" the lowest of the text and budget's grid on
+    one machine (a row's ``machine``; "?" for rows from before it was
+    recorded, one group). A variant's own dropout flags are named after
+    its model."""
     lines = ["| machine | text | chars | budget | row | model | level | final val | window val | "
              "train | epochs | exposure | |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
