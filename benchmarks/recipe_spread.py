@@ -259,8 +259,8 @@ def table(rows) -> str:
     of its first run), with the level's own dropout; "old" the old table's
     own regularisation; "best" the lowest of the text and budget's grid on
     one machine (a row's ``machine``; "?" for rows from before it was
-    recorded, one group). A variant's own dropout flags are named after
-    its model."""
+    recorded, one group). Dropout a run's flags set away from its level's
+    is named after its model."""
     lines = ["| machine | text | chars | budget | row | model | level | final val | window val | "
              "train | epochs | exposure | |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -275,14 +275,13 @@ def table(rows) -> str:
         for r in rs:
             same = by_model[model_of(r)]
             base = next((x for x in same if x["level"] == "none"), same[0])
-            rule = r["level"] == level_for(exposure_of(base), budget) and \
-                dropout_of(r) == dropout_of(dict(r, command=""))  # the level's own dropout
+            mine, own = dropout_of(r), dropout_of(dict(r, command=""))  # flags vs the level's
+            extra = "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in mine.items()
+                            if v != own[k])
+            rule = r["level"] == level_for(exposure_of(base), budget) and not extra
             marks = [m for m, on in (("auto", r.get("auto", False)), ("old", r["old"]),
                                      ("rule", rule and not r.get("auto")),
                                      ("best", r["final_val"] == best)) if on]
-            words = (r.get("flags") or "").split()  # a variant's dropout, beside its level
-            extra = "".join(f", {FLAGS[w].replace('_', ' ')} {v}" for w, v in zip(words, words[1:])
-                            if w in FLAGS)
             lines.append(f"| {where} | {name} | {r['chars']:,} | {budget / 60:g} min | {r['row']} | "
                          f"{model_of(r)}{extra} | {r['level']} | {r['final_val']:.4f} | "
                          f"{r.get('window_val', math.nan):.4f} | {r['train_ema']:.4f} | "
