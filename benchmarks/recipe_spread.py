@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -177,12 +178,46 @@ def main(argv=None) -> int:
     return 0
 
 
-def model_of(r) -> str:
+def shape_of(r) -> str:
     """The model a run trained, from its description: "lstm 2x512"."""
     m = re.search(r"\((\w+), V=\d+, (?:embedding \d+, )?(\d+x\d+)", r["model"])
+    return f"{m.group(1)} {m.group(2)}"
+
+
+def model_of(r) -> str:
+    """The model a run trained and the learning rate its flags gave:
+    "lstm 2x512 lr 3e-3" (the table's label)."""
     lr = (r.get("flags") or "").split()
-    return f"{m.group(1)} {m.group(2)}" + (f" lr {lr[lr.index('--lr') + 1]}" if "--lr" in lr
-                                           else "")
+    return shape_of(r) + (f" lr {lr[lr.index('--lr') + 1]}" if "--lr" in lr else "")
+
+
+def lr_flag(r) -> Optional[float]:
+    """The learning rate a run's command set with ``--lr`` (the last one
+    given), or None."""
+    words = r.get("command", "").split()
+    given = [float(v) for f, v in zip(words, words[1:]) if f == "--lr"]
+    return given[-1] if given else None
+
+
+def lr_of(r) -> Optional[float]:
+    """The peak learning rate a run trained at: its ``--lr``, else its row's
+    as the recipe line printed it ("... lr 0.003 ..."; recorded since
+    2026-12-06), else None (not known)."""
+    flag = lr_flag(r)
+    if flag is not None:
+        return flag
+    m = re.search(r" lr ([0-9.eE+-]+)", r.get("line", ""))
+    return float(m.group(1)) if m else None
+
+
+def same_lr(a, b) -> bool:
+    """Whether two runs trained at one learning rate: both at their row's
+    (no ``--lr``; a row's rate changes only with the table), or at rates
+    known to be equal, e.g. ``--lr 2e-3`` and a recipe line's "lr 0.002"."""
+    if lr_flag(a) is None and lr_flag(b) is None:
+        return True
+    la, lb = lr_of(a), lr_of(b)
+    return la is not None and lb is not None and math.isclose(la, lb)
 
 
 def exposure_of(r) -> float:
@@ -228,7 +263,8 @@ def pairs(rows) -> str:
         for b in rows:
             db = dropout_of(b)
             if b is a or any(b.get(k) != a.get(k) for k in ("text", "budget")) or \
-                    b.get("machine", "?") != a.get("machine", "?") or model_of(b) != model_of(a):
+                    b.get("machine", "?") != a.get("machine", "?") or \
+                    shape_of(b) != shape_of(a) or not same_lr(a, b):
                 continue
             if all(db[k] >= da[k] for k in da) and any(db[k] > da[k] for k in da):
                 risen = a["final_val"] > a["best_val"] + ROSE

@@ -212,6 +212,21 @@ def test_recipe_spread_pairs_more_dropout_by_risen_and_gap():
     assert "| 0.20 | no | 1.3540 | 1.3670 | +0.0130 |" in out
     assert "- risen: more dropout better in 3, worse in 0" in lines
     assert "- gap <= DROPOUT_GAP: more dropout better in 0, worse in 3" in lines
+    # A run without --lr trained at its row's rate, which its recipe line
+    # records: it pairs with --lr of that rate, not of another.
+    gru = "CharRNN(gru, V=65, embedding 64, 1x768, float32, 3 params)"
+    auto = dict(base, model=gru, level="none", command="pycharrnn train t.txt --time 3600",
+                line="recipe 15min-gru: gru 1x768, adamw lr 0.002 weight decay 0.1",
+                final_val=1.341, best_val=1.340, train_ema=1.09)
+    old = dict(auto, level="moderate", line="recipe 15min: adamw lr 0.003", flags="--lr 2e-3",
+               command=auto["command"] + " --cell gru --lr 2e-3", final_val=1.410)
+    assert rs.lr_of(auto) == 0.002 and rs.lr_of(old) == 0.002 and rs.same_lr(auto, old)
+    assert "| gru 1x768 | none | in 0.1 out 0.25 wd 0.2 | 0.25 | no | 1.3410 | 1.4100 |" \
+        in rs.pairs([auto, old])
+    faster = dict(old, command=auto["command"] + " --lr 3e-3 --lr 4e-3")
+    assert rs.lr_of(faster) == 0.004 and not rs.same_lr(auto, faster)
+    assert not [x for x in rs.pairs([auto, faster]).splitlines() if x.startswith("| t |")]
+    assert rs.same_lr(strong, od5) and not rs.same_lr(strong, faster)
 
 
 def test_quality_markdown_names_the_machine():
