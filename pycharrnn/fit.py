@@ -14,10 +14,12 @@ The advice differs between the two kinds of overfitting. ``python
 benchmarks/recipe_spread.py --pairs`` lists the pairs of runs of one model,
 text, budget and machine where the second has more dropout, the first's
 gap to training above :data:`GAP`. Where the first's validation had risen
-from its best, more dropout was better in all 7 such pairs (0.03-0.34).
-Where only the gap grew, validation still at its best, it was worse in all
-15 pairs with a gap up to 0.40 (0.008-0.154; among them tinyshakespeare in
-60 minutes with output dropout 0.5 for 0.3: 1.367 against 1.354), and
+from its best, more dropout was better in all 9 such pairs (0.03-0.34;
+among them tinyshakespeare in 60 minutes, the moderate level to the strong:
+1.354 against 1.437). Where only the gap grew, validation still at its
+best, it was worse in all 16 pairs with a gap up to 0.40 (0.008-0.154;
+among them tinyshakespeare in 60 minutes with output dropout 0.5 for 0.3:
+1.367 against 1.354), and
 better in the one pair with a gap of 0.49 (tinyshakespeare, an LSTM 2 x 512
 for 15 minutes without dropout: 0.055 better with the moderate level). So
 more dropout is suggested where validation has risen or the gap is wider
