@@ -4,6 +4,7 @@ trainer's clock, and `pycharrnn train --time` choosing and printing a recipe."""
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,9 @@ def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
     # A tiny model on a short text: many epochs in a second, but a second is
     # too short for dropout to pay (the strong level: see the next test).
     expo = float(line.split(", exposure ")[1].split(":")[0])
-    assert expo >= recipes.EXPOSURE_STRONG and ": no regularisation):" in line
+    # (The line goes on "; measured while other programs used ..." when the
+    # machine is busy: the level is the same.)
+    assert expo >= recipes.EXPOSURE_STRONG and re.search(r": no regularisation[);]", line)
     assert "then a cosine to the deadline" in line
     assert "yours: --cell, --hidden-size, --batch-size, --seq-length" in line
     m = pc.load(run)  # the recipe's choices, and yours where you gave them
