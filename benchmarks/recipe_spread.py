@@ -184,19 +184,25 @@ def shape_of(r) -> str:
     return f"{m.group(1)} {m.group(2)}"
 
 
+def flags_of(r) -> dict:
+    """A run's command-line options with a value, as the command line reads
+    them: the last of a flag given twice wins."""
+    words = r.get("command", "").split()
+    return {f: v for f, v in zip(words, words[1:])
+            if f.startswith("--") and not v.startswith("--")}
+
+
 def model_of(r) -> str:
-    """The model a run trained and the learning rate its flags gave:
+    """The model a run trained and the learning rate its command gave:
     "lstm 2x512 lr 3e-3" (the table's label)."""
-    lr = (r.get("flags") or "").split()
-    return shape_of(r) + (f" lr {lr[lr.index('--lr') + 1]}" if "--lr" in lr else "")
+    lr = flags_of(r).get("--lr")
+    return shape_of(r) + (f" lr {lr}" if lr else "")
 
 
 def lr_flag(r) -> Optional[float]:
-    """The learning rate a run's command set with ``--lr`` (the last one
-    given), or None."""
-    words = r.get("command", "").split()
-    given = [float(v) for f, v in zip(words, words[1:]) if f == "--lr"]
-    return given[-1] if given else None
+    """The learning rate a run's command set with ``--lr``, or None."""
+    lr = flags_of(r).get("--lr")
+    return float(lr) if lr else None
 
 
 def lr_of(r) -> Optional[float]:
@@ -237,8 +243,7 @@ def dropout_of(r) -> dict:
     the last of each (``dropout`` only in a model of two or more layers,
     where it acts)."""
     reg = {k: v for k, v in REGULARISATION[r["level"]].items() if k in FLAGS.values()}
-    words = r.get("command", "").split()
-    for flag, value in zip(words, words[1:]):  # the last of a flag given twice wins
+    for flag, value in flags_of(r).items():
         if flag in FLAGS:
             reg[FLAGS[flag]] = float(value)
     if re.search(r", 1x\d+", r["model"]):
