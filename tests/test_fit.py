@@ -42,7 +42,14 @@ def test_a_rise_that_is_not_overfitting_is_not_called_so():
 def test_a_gap_that_grew_is_overfitting_and_a_gap_from_the_start_is_not():
     growing = points([2.0, 1.7, 1.6, 1.58], [2.0, 1.65, 1.5, 1.58 - GAP - 0.05])
     fit = diagnose(growing)  # the gap grew from 0 (at the first epoch) to GAP + 0.05
-    assert fit.kind == "overfitting" and fit.gap > GAP and "by heart" in fit.why
+    assert fit.kind == "overfitting" and fit.gap > GAP and not fit.risen
+    assert "fits its training text ever better" in fit.why
+    # The note says where validation stands, so that a growing gap does not
+    # read as a run that has stopped improving.
+    assert fit.why.endswith("; validation is still falling")
+    past = diagnose(points([2.0, 1.7, 1.58, 1.59], [2.0, 1.65, 1.5, 1.59 - GAP - 0.05]))
+    assert past.kind == "overfitting" and not past.risen  # one point past the best
+    assert past.why.endswith("; validation is 0.010 above its best 1.580")
     assert GAP + 0.05 >= GROWTH
     # Grown by less than GROWTH: not yet.
     assert diagnose(points([2.0, 1.7, 1.6, 1.58], [1.95, 1.55, 1.5, 1.58 - GAP - 0.05],
@@ -93,7 +100,7 @@ def test_a_gap_with_validation_at_its_best_asks_for_time_not_dropout():
     flag = {"seconds": "--time", "output_dropout": "--output-dropout"}
     tip = advice(fit, {"output_dropout": 0.3, "hidden_size": 512}, 3600,
                  lambda k, v: f"{flag[k]} {v}")
-    assert tip == ("validation is still near its best (more dropout measured worse in such runs); "
+    assert tip == ("more dropout measured worse in runs whose validation had not risen; "
                    "try a longer budget: --time 7200")
     assert "twice the steps" in advice(fit, {"output_dropout": 0.3, "hidden_size": 512})
     wide = Fit("overfitting", DROPOUT_GAP + 0.01, "")
