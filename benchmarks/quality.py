@@ -81,6 +81,9 @@ def train_run(data: Path, seconds: float, extra, workdir: Path, name: str) -> di
     shown = ["pycharrnn", "train", data.name, "--out", "RUN"] + cmd[7:]  # no machine paths
     return {"name": name, "command": " ".join(shown),
             "recipe": info.get("recipe"), "curve": curve,
+            # the epochs read at each point of the curve, for comparisons at
+            # equal epochs between runs of different speeds
+            "curve_epochs": [e["epoch"] for e in evals],
             "final_val": evals[-1]["val_loss"], "best_val": min(v for _, v in curve),
             "train_ema": last["ema_loss"], "steps": last["step"],
             "epochs": last["epoch"], "chars_per_sec": chars / steps[-1]["time"],

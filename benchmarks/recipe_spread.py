@@ -193,10 +193,12 @@ def flags_of(r) -> dict:
 
 
 def model_of(r) -> str:
-    """The model a run trained and the learning rate its command gave:
-    "lstm 2x512 lr 3e-3" (the table's label)."""
-    lr = flags_of(r).get("--lr")
-    return shape_of(r) + (f" lr {lr}" if lr else "")
+    """The model a run trained and the learning rate and seed its command
+    gave: "lstm 2x512 lr 3e-3", "lstm 2x512 lr 4e-3 seed 1" (the table's
+    label; seed 0, quality.train_run's, is not named)."""
+    flags = flags_of(r)
+    lr, seed = flags.get("--lr"), flags.get("--seed", "0")
+    return shape_of(r) + (f" lr {lr}" if lr else "") + (f" seed {seed}" if seed != "0" else "")
 
 
 def lr_flag(r) -> Optional[float]:

@@ -184,6 +184,10 @@ def test_recipe_spread_options_and_table():
                 command="pycharrnn train t.txt --output-dropout 0.3 --output-dropout 0.5")
     line = rs.table(rows + [more]).splitlines()[-1]
     assert "| gru 1x512, output dropout 0.5 | strong |" in line and line.endswith("|  |")
+    # A second seed is its own model label (quality.train_run's seed 0 unnamed).
+    seeded = dict(rows[2], command="pycharrnn train t.txt --seed 0 --lr 4e-3 --seed 1")
+    assert rs.model_of(seeded) == "gru 1x512 lr 4e-3 seed 1"
+    assert rs.model_of(dict(seeded, command="pycharrnn train t.txt --seed 0")) == "gru 1x512"
 
 
 def test_recipe_spread_pairs_more_dropout_by_risen_and_gap():
