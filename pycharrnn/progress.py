@@ -55,7 +55,10 @@ class Progress:
         self.said_load = False  # the note about other programs' load, said once
         self.val_t0: Optional[float] = None  # when the validation in progress began
         self.val_shown = 0.0  # and when its progress was last shown
-        self.fit = ""  # overfitting, once said
+        #: The kinds of fit said so far ("overfitting" for a gap that grew,
+        #: "overfitting risen"): each once a run, so that a run that was
+        #: first told its gap grows is also told when validation rises.
+        self.fits_said: set = set()
         self.points: List[Dict[str, float]] = []  # step, val_loss, train_loss per validation
         #: How the end's advice writes a setting (field, value) -> str; the
         #: command line names its flags.
@@ -174,9 +177,10 @@ class Progress:
             self.points.append({"step": m["step"], "val_loss": m["val_loss"],
                                 "train_loss": _loss_now(trainer), "epoch": m["epoch"]})
             fit = diagnose(self.points, capacity=_capacity(trainer))
-            if fit.kind and not self.fit and not self.quiet:  # said once a run
+            said = fit.kind + (" risen" if fit.risen else "")
+            if fit.kind and said not in self.fits_said and not self.quiet:
                 self.write(f"note: {fit.kind}: {fit.why}")
-                self.fit = fit.kind
+                self.fits_said.add(said)
             cpu = m.get("cpu")
             if cpu is not None and CpuLoad.busy(cpu) and not self.said_load:
                 self.said_load = True

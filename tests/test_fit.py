@@ -131,3 +131,24 @@ def test_a_run_that_learns_a_small_text_by_heart_says_so(tmp_path, capsys):
     assert "overfitting: validation loss" in summary and "has risen" in summary
     assert "try more dropout: output_dropout=0.2 (now 0)" in summary
     assert "(best.npz holds the model at its best, " in summary
+
+
+def test_the_progress_notes_a_growing_gap_and_then_a_rise_once_each(capsys):
+    # A run first told that its gap grows (validation still falling) is told
+    # again when validation rises from its best; neither is repeated.
+    from types import SimpleNamespace
+    prog = Progress(bar=False, sample_every=0, sample_length=0, log_every=10**6)
+    trainer = SimpleNamespace(model=SimpleNamespace(num_params=10**6),
+                              batches=SimpleNamespace(ids=np.zeros(1000)), history=[])
+    vals = [2.0, 1.7, 1.6, 1.58, 1.60, 1.62, 1.63]
+    trains = [2.0, 1.65, 1.5, 1.36, 1.3, 1.25, 1.2]
+    for i, (v, t) in enumerate(zip(vals, trains)):
+        trainer.history = [{"step": 100 * (i + 1), "loss": t}]
+        prog(trainer, "eval", {"step": 100 * (i + 1), "val_loss": v, "val_bpc": v / math.log(2),
+                               "epoch": float(i + 1)})
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 2
+    assert notes[0].startswith("note: overfitting: validation loss 1.580 is 0.22 above training")
+    assert notes[0].endswith("; validation is still falling")
+    assert notes[1].startswith("note: overfitting: validation loss 1.620 has risen from its best "
+                               "1.580")
