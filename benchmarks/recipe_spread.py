@@ -34,8 +34,8 @@ The texts (nothing is downloaded at run time):
 - code: NumPy's own Python sources in path order, 1M characters.
 
 Writes DIR/spread.json and prints a markdown table. ``--pairs`` prints,
-from DIR/spread.json alone, every pair of runs of one model, text, budget and
-machine where the second has at least the first's dropout of every kind and
+from DIR/spread.json alone, every pair of runs of one model, text, budget,
+machine and seed where the second has at least the first's dropout of every kind and
 more of one, by whether the first's validation loss had risen from its best:
 the measurement behind pycharrnn.fit's advice (pycharrnn.fit.DROPOUT_GAP).
 """
@@ -192,13 +192,17 @@ def flags_of(r) -> dict:
             if f.startswith("--") and not v.startswith("--")}
 
 
+def seed_of(r) -> int:
+    """The seed a run's command gave (quality.train_run gives 0 first)."""
+    return int(flags_of(r).get("--seed", 0))
+
+
 def model_of(r) -> str:
     """The model a run trained and the learning rate and seed its command
     gave: "lstm 2x512 lr 3e-3", "lstm 2x512 lr 4e-3 seed 1" (the table's
     label; seed 0, quality.train_run's, is not named)."""
-    flags = flags_of(r)
-    lr, seed = flags.get("--lr"), flags.get("--seed", "0")
-    return shape_of(r) + (f" lr {lr}" if lr else "") + (f" seed {seed}" if seed != "0" else "")
+    lr, seed = flags_of(r).get("--lr"), seed_of(r)
+    return shape_of(r) + (f" lr {lr}" if lr else "") + (f" seed {seed}" if seed else "")
 
 
 def lr_flag(r) -> Optional[float]:
@@ -254,7 +258,9 @@ def dropout_of(r) -> dict:
 
 
 def pairs(rows) -> str:
-    """Pairs (a, b) of one model, text, budget and machine where b has at
+    """Pairs (a, b) of one model, text, budget, machine and seed (two seeds
+    of tinyshakespeare's 60-minute row ended 0.012 apart, more than most
+    changes of dropout) where b has at
     least a's dropout of every kind and more of one, and a ended more than
     pycharrnn.fit.GAP above its training loss (the diagnosis can call it
     overfitting): b's final validation against a's, by whether a's had
@@ -271,7 +277,8 @@ def pairs(rows) -> str:
             db = dropout_of(b)
             if b is a or any(b.get(k) != a.get(k) for k in ("text", "budget")) or \
                     b.get("machine", "?") != a.get("machine", "?") or \
-                    shape_of(b) != shape_of(a) or not same_lr(a, b):
+                    shape_of(b) != shape_of(a) or not same_lr(a, b) or \
+                    seed_of(b) != seed_of(a):
                 continue
             if all(db[k] >= da[k] for k in da) and any(db[k] > da[k] for k in da):
                 risen = a["final_val"] > a["best_val"] + ROSE

@@ -231,6 +231,12 @@ def test_recipe_spread_pairs_more_dropout_by_risen_and_gap():
     assert rs.lr_of(faster) == 0.004 and not rs.same_lr(auto, faster)
     assert not [x for x in rs.pairs([auto, faster]).splitlines() if x.startswith("| t |")]
     assert rs.same_lr(strong, od5) and not rs.same_lr(strong, faster)
+    # Runs of two seeds do not pair: a seed moves the result as much as a
+    # change of dropout. Their own seed's runs still do.
+    seeded = [dict(r, command=r["command"] + " --seed 1") for r in (strong, od5)]
+    assert rs.seed_of(seeded[0]) == 1 and rs.seed_of(strong) == 0
+    assert not [x for x in rs.pairs([strong, seeded[1]]).splitlines() if x.startswith("| t |")]
+    assert "| 0.20 | no | 1.3540 | 1.3670 | +0.0130 |" in rs.pairs(seeded)
 
 
 def test_quality_markdown_names_the_machine():
