@@ -21,7 +21,8 @@ among them tinyshakespeare in 60 minutes, the moderate level to the strong:
 1.354 against 1.437). Where only the gap grew, validation still at its
 best, it was worse in all 16 pairs with a gap up to 0.40 (0.008-0.154;
 among them tinyshakespeare in 60 minutes with output dropout 0.5 for 0.3:
-1.367 against 1.354), and
+1.367 against 1.354, less than two seeds of the row differ, 1.354 and
+1.365; pairs are of one seed), and
 better in the one pair with a gap of 0.49 (tinyshakespeare, an LSTM 2 x 512
 for 15 minutes without dropout: 0.055 better with the moderate level). So
 more dropout is suggested where validation has risen or the gap is wider

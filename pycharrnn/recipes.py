@@ -141,9 +141,10 @@ class Recipe:
 #: and 1.058. Its min_epochs, 4.5, lies between the two (benchmarks/
 #: recipe_spread.py); the start's estimate for tinyshakespeare was 7.6. The
 #: 60-minute row's LSTM, also at lr 3e-3 (1.366 against 1.377 at 2e-3), reads
-#: tinyshakespeare 34 times (52 on a faster VM: 1.354; at lr 4e-3 there
-#: 1.351, one run, too little to change it; with output dropout 0.5 there
-#: 1.367); an LSTM 2 x 768 reads it 14.8 times and ends at 1.383.
+#: tinyshakespeare 34 times (52 on a faster VM: 1.354 and 1.365 at two seeds;
+#: at lr 4e-3 there 1.351 and 1.356, not separable from 3e-3 by two seeds
+#: each; with output dropout 0.5 there 1.367); an LSTM 2 x 768 reads it 14.8
+#: times and ends at 1.383.
 RECIPES: List[Recipe] = [
     Recipe("1min", 60, cell="gru", hidden_size=384, num_layers=1, embedding_dim=64,
            batch_size=32, seq_length=64, optimizer="adamw", lr=3e-3, weight_decay=0.1,
