@@ -118,7 +118,8 @@ def diagnose(points: Sequence[Mapping[str, float]], final: bool = False,
         # does not read as a run that has stopped improving (in the 60-minute
         # runs the note came while validation fell 0.05-0.08 more).
         where = ("validation is still falling" if v <= best else
-                 f"validation is {v - best:.3f} above its best {best:.3f}")
+                 f"validation is within {ROSE:g} of its best {best:.3f}" if v <= best + ROSE
+                 else f"validation is {v - best:.3f} above its best {best:.3f}")
         return Fit("overfitting", gap, f"validation loss {v:.3f} is {gap:.2f} above {train}, "
                                        f"{grew:.2f} more than at step {int(base['step'])}: "
                                        f"the model fits its training text ever better than new "

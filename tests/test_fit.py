@@ -50,6 +50,9 @@ def test_a_gap_that_grew_is_overfitting_and_a_gap_from_the_start_is_not():
     past = diagnose(points([2.0, 1.7, 1.58, 1.59], [2.0, 1.65, 1.5, 1.59 - GAP - 0.05]))
     assert past.kind == "overfitting" and not past.risen  # one point past the best
     assert past.why.endswith("; validation is 0.010 above its best 1.580")
+    # Within ROSE of the best (noise at a validation): said as such.
+    near = diagnose(points([2.0, 1.7, 1.58, 1.582], [2.0, 1.65, 1.5, 1.582 - GAP - 0.05]))
+    assert near.why.endswith("; validation is within 0.005 of its best 1.580")
     assert GAP + 0.05 >= GROWTH
     # Grown by less than GROWTH: not yet.
     assert diagnose(points([2.0, 1.7, 1.6, 1.58], [1.95, 1.55, 1.5, 1.58 - GAP - 0.05],
