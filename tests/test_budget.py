@@ -65,13 +65,17 @@ def test_cpu_load_counts_another_program_and_this_one():
     try:
         time.sleep(0.3)  # the other program started
         load.window(0)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 1.5:  # this one busy too
+        cpu0, t0 = time.process_time(), time.monotonic()
+        while time.monotonic() - t0 < 1.5:  # this one busy too
             pass
         w = load.window(0)
+        # This process's share by another clock (CLOCK_PROCESS_CPUTIME_ID,
+        # where the window reads times()): one spinning thread gets up to a
+        # core, less when still other programs share the machine.
+        mine = (time.process_time() - cpu0) / (time.monotonic() - t0)
     finally:
         busy.kill()
         busy.wait()
     assert w is not None
-    assert 0.8 <= w["this_run"] <= 1.2, w
+    assert abs(w["this_run"] - mine) <= 0.1 and w["this_run"] <= 1.2, (w, mine)
     assert w["others"] >= 0.6 or w["cores"] < 2, w
