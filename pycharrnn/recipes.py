@@ -84,8 +84,8 @@ class Recipe:
         """The line a run made from this recipe starts with: its row, why
         (``auto``: chosen for the time limit, as when ``seconds`` is the
         config's only limit; else asked for by name), the cosine's end, and
-        the options of ``given`` that differ from the row (named by
-        ``naming``: a config field's name, or its flag)."""
+        the options of ``given`` that differ from the row, with their values
+        (``naming`` gives a field's flag; without it, ``field=value``)."""
         name = naming or (lambda k: k)
         if auto is None:
             auto = config.seconds is not None and config.steps is None and \
@@ -109,7 +109,14 @@ class Recipe:
                     "regularisation)")
         until = f"step {config.steps}" if config.steps is not None else "the deadline"
         opts = self.options()
-        yours = [name(k) for k in opts if k in given and given[k] is not None
+
+        def setting(k: str, v: Any) -> str:  # as it was given: a flag or field=value
+            if naming is None:
+                return f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+            if isinstance(v, bool):
+                return name(k) if v else f"{name(k)} off"
+            return f"{name(k)} {v:g}" if isinstance(v, float) else f"{name(k)} {v}"
+        yours = [setting(k, given[k]) for k in opts if k in given and given[k] is not None
                  and given[k] != opts[k]]
         return (f"recipe {self.name} ({how}): {self.describe(until)}"
                 + (f"; yours: {', '.join(yours)}" if yours else ""))

@@ -118,7 +118,8 @@ def test_time_alone_picks_and_prints_the_recipe(tmp_path, data):  # noqa: F811
     # machine is busy: the level is the same.)
     assert expo >= recipes.EXPOSURE_STRONG and re.search(r": no regularisation[);]", line)
     assert "then a cosine to the deadline" in line
-    assert "yours: --cell, --hidden-size, --batch-size, --seq-length" in line
+    # Your options with their values: the line above them describes the row.
+    assert "yours: --cell lstm, --hidden-size 12, --batch-size 4, --seq-length 16" in line
     m = pc.load(run)  # the recipe's choices, and yours where you gave them
     assert (m.cell, m.hidden_size, m.embedding_dim) == ("lstm", 12, first.embedding_dim)
     assert not m.regularized
@@ -206,7 +207,10 @@ def test_resolve_fits_the_recipe_to_the_text_and_keeps_what_you_set():
     m, t, r = config.resolve({"seconds": 180, "output_dropout": 0.05}, text=text,
                              rate=47_000)
     assert m.output_dropout == 0.05 and m.weight_drop == 0.4  # yours stays
-    assert "yours: output_dropout" in r.announce(t, {"output_dropout": 0.05})
+    assert r.announce(t, {"output_dropout": 0.05}).endswith("; yours: output_dropout=0.05")
+    assert r.announce(t, {"locked_dropout": False, "lr": 4e-3},
+                      naming=lambda k: "--" + k.replace("_", "-")).endswith(
+        "; yours: --lr 0.004, --locked-dropout off")
     m, t, r = config.resolve({"seconds": 180}, text=text * 50, rate=47_000)
     assert r.level == "none" and m.weight_drop == 0.0
     # A row by name, or no text: the row as it is.
