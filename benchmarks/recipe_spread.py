@@ -35,9 +35,10 @@ The texts (nothing is downloaded at run time):
 
 Writes DIR/spread.json and prints a markdown table. ``--pairs`` prints,
 from DIR/spread.json alone, every pair of runs of one model, text, budget,
-machine and seed where the second has at least the first's dropout of every kind and
-more of one, by whether the first's validation loss had risen from its best:
-the measurement behind pycharrnn.fit's advice (pycharrnn.fit.DROPOUT_GAP).
+machine and seed where the second has at least the first's dropout of every
+kind and more of one, by whether the first's validation loss had risen from
+its best: the measurement behind pycharrnn.fit's advice
+(pycharrnn.fit.DROPOUT_GAP).
 """
 
 from __future__ import annotations
@@ -260,8 +261,8 @@ def dropout_of(r) -> dict:
 def pairs(rows) -> str:
     """Pairs (a, b) of one model, text, budget, machine and seed (two seeds
     of tinyshakespeare's 60-minute row ended 0.012 apart, more than most
-    changes of dropout) where b has at
-    least a's dropout of every kind and more of one, and a ended more than
+    changes of dropout) where b has at least a's dropout of every kind and
+    more of one, and a ended more than
     pycharrnn.fit.GAP above its training loss (the diagnosis can call it
     overfitting): b's final validation against a's, by whether a's had
     risen from its best (pycharrnn.fit.ROSE) and by a's gap (the training

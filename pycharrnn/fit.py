@@ -21,8 +21,8 @@ among them tinyshakespeare in 60 minutes, the moderate level to the strong:
 1.354 against 1.437). Where only the gap grew, validation still at its
 best, it was worse in all 16 pairs with a gap up to 0.40 (0.008-0.154;
 among them tinyshakespeare in 60 minutes with output dropout 0.5 for 0.3:
-1.367 against 1.354, less than two seeds of the row differ, 1.354 and
-1.365; pairs are of one seed), and
+1.367 against 1.354, less than two seeds of the row differ: 1.354 and
+1.365; pairs are made within one seed), and
 better in the one pair with a gap of 0.49 (tinyshakespeare, an LSTM 2 x 512
 for 15 minutes without dropout: 0.055 better with the moderate level). So
 more dropout is suggested where validation has risen or the gap is wider
@@ -117,7 +117,7 @@ def diagnose(points: Sequence[Mapping[str, float]], final: bool = False,
         # Not (yet) risen: say where validation stands, so that a growing gap
         # does not read as a run that has stopped improving (in the 60-minute
         # runs the note came while validation fell 0.05-0.08 more).
-        where = ("validation is still falling" if v <= best else
+        where = ("validation is still falling" if v == best else
                  f"validation is within {ROSE:g} of its best {best:.3f}" if v <= best + ROSE
                  else f"validation is {v - best:.3f} above its best {best:.3f}")
         return Fit("overfitting", gap, f"validation loss {v:.3f} is {gap:.2f} above {train}, "
