@@ -1,6 +1,6 @@
 """Checkpoints written by pycharrnn 0.1.0 before the run directory got one
 owner (tests/data/v1, made by tests/make_v1_checkpoints.py) still load and
-resume, bit for bit."""
+resume, bit for bit where the kernels that wrote them run."""
 
 import math
 import shutil
@@ -9,9 +9,20 @@ from pathlib import Path
 import numpy as np
 
 import pycharrnn as pc
+from pycharrnn import _core
 from make_v1_checkpoints import TEXT
 
 V1 = Path(__file__).parent / "data" / "v1"
+#: The kernels that wrote tests/data/v1 (an AMD EPYC with AVX-512). Bits are
+#: the same at any thread count, not across instruction sets: each orders its
+#: sums its own way (their tests compare them within rounding).
+WRITTEN_WITH = "avx512"
+#: On another instruction set the resumed run can only match within
+#: rounding. Measured on AVX2: 1.2e-7 from the stored parameters at step 20;
+#: a resume that is wrong in any state it carries is 1e-4 or more off
+#: (the carried hidden state zeroed: 4.1e-3; the schedule's length 41 for
+#: 40: 4.0e-4; a step more or less: 1.8e-3 and 1.9e-3).
+ACROSS_ISAS = 1e-5
 
 
 def test_a_saved_model_loads():
@@ -30,4 +41,8 @@ def test_a_training_checkpoint_resumes_bit_for_bit(tmp_path):
     w = tr.ema_decay ** np.arange(9, -1, -1)
     assert math.isclose(tr.ema_loss, float(np.dot(w, losses) / w.sum()), rel_tol=1e-9)
     tr.run(until_step=20)
-    assert np.array_equal(tr.model.flat_params, np.load(V1 / "step20_params.npy"))
+    want = np.load(V1 / "step20_params.npy")
+    if _core.isa() == WRITTEN_WITH:
+        assert np.array_equal(tr.model.flat_params, want)
+    else:
+        np.testing.assert_allclose(tr.model.flat_params, want, rtol=0, atol=ACROSS_ISAS)
