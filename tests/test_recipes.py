@@ -307,13 +307,22 @@ def test_embedding_regularisers_without_an_embedding_name_the_flag(tmp_path, dat
 def test_validation_by_time_is_spaced_by_the_clock_and_its_own_cost():
     text = "abcdefgh" * 100_000  # epochs longer than the run
     m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=16, cell="gru", seed=0)
+    # 8,000 characters to validate: a few milliseconds, so the clock spaces
+    # them (with the default tenth, 80,000 took 0.07-0.13 s on an AVX2 EPYC,
+    # 9x that spaced them a second apart, and one came in 1.6 s)
     tr = pc.Trainer(m, text, batch_size=4, seq_length=16, optimizer=pc.optim.Adam(m),
-                    eval_every=None, eval_every_seconds=0.25, checkpoint_each_epoch=False)
+                    val_fraction=0.01, eval_every=None, eval_every_seconds=0.25,
+                    checkpoint_each_epoch=False)
     tr.run(seconds=1.6)
     evals = [h["step"] for h in tr.val_history]
     epoch_ends = {s for s in range(1, tr.step_count + 1)
                   if s % tr.batches.chunks_per_epoch == 0}
     by_time = [s for s in evals if s not in epoch_ends and s != tr.step_count]
     assert 2 <= len(by_time) <= 7, evals  # about 1.6 / 0.25, fewer when slow to validate
+    # and never sooner than 9 of its own validations' time after the last
+    tr.last_eval_clock, tr._last_eval_seconds = 10.0, 0.1
+    assert not tr.eval_by_time(10.89) and tr.eval_by_time(10.91)
+    tr._last_eval_seconds = 0.01
+    assert not tr.eval_by_time(10.24) and tr.eval_by_time(10.26)
     with pytest.raises(ValueError, match="eval_every_seconds"):
         pc.Trainer(m, text, eval_every_seconds=0)
