@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .backend import get_num_threads, threads_auto
 from .config import TrainConfig
@@ -24,6 +24,15 @@ from .words import clock, plural
 __all__ = ["Progress", "Bar"]
 
 _C = TrainConfig  # the defaults
+
+
+def end_parts(trainer: Any) -> List[Tuple[str, float]]:
+    """What a run's callbacks do at its end, each with its expected seconds
+    (``what`` and ``end_seconds()``: curves.png's drawing,
+    :class:`pycharrnn.plot.CurvesPlot`), for the budget
+    (:func:`pycharrnn.runs.end_cost`) and the note of a run over it."""
+    return [(cb.what, cb.end_seconds()) for cb in getattr(trainer, "run_callbacks", None) or ()
+            if hasattr(cb, "end_seconds")]
 
 
 class Progress:
@@ -224,9 +233,11 @@ class Progress:
         notes = []
         el = self.elapsed()
         if self.seconds is not None and el > self.seconds + max(2.0, 0.03 * self.seconds):
-            notes.append(f"note: the run took {clock(el)} of its {clock(self.seconds)}: its "
-                         f"last validation took {trainer._last_eval_seconds:.1f} s and its "
-                         f"last save {trainer._last_save_seconds:.1f} s")
+            parts = [f"its last validation took {trainer._last_eval_seconds:.1f} s",
+                     f"its last save {trainer._last_save_seconds:.1f} s"] + \
+                [f"{what} {s:.1f} s" for what, s in end_parts(trainer)]
+            notes.append(f"note: the run took {clock(el)} of its {clock(self.seconds)}: "
+                         + ", ".join(parts[:-1]) + " and " + parts[-1])
         fit = self._fit_note(trainer)
         if fit:
             notes.append(fit)

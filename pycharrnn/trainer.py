@@ -308,10 +308,10 @@ class Trainer:
         return m
 
     def eval_by_time(self, clock: float) -> bool:
-        """Whether ``eval_every_seconds`` asks for a validation at ``clock``
-        (never sooner than 9 validations' time after the last)."""
-        return self.eval_every_seconds is not None and clock >= \
-            self.last_eval_clock + max(self.eval_every_seconds, 9 * self._last_eval_seconds)
+        """Whether validation by time is due at ``clock`` (:func:`pycharrnn.runs.eval_by_time`)."""
+        from .runs import eval_by_time
+
+        return eval_by_time(self, clock)
 
     def _after_step(self, m: Dict[str, float], dt: float, stop: bool) -> Dict[str, float]:
         """Validation and checkpoints due after the step of metrics ``m``."""
