@@ -10,6 +10,7 @@ import argparse
 import math
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -146,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: Config fields that have no flag: Python only (pycharrnn.config.TrainConfig).
+#: Seconds a rank that failed waits before it ends the job (see run()).
+ABORT_DELAY = 0.3
+
 PYTHON_ONLY = ("eval_every_seconds", "checkpoint_each_epoch", "ema_decay", "steps_per_call",
                "grad_norms_every")
 
@@ -175,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
             what, code = f"error: {flags_named(describe(e), _parser())}", 1
         print(f"pycharrnn: rank {group.rank} of {group.size}: {what}; stopping every rank",
               file=sys.stderr, flush=True)
+        # MPI_Abort tears the job down at once, and the launcher may not yet
+        # have passed on what the ranks printed (mpich, 3 ranks that all hit
+        # the same error: 1-3 of the 3 lines came through in 25 runs, none in
+        # one CI run). A moment for it first.
+        time.sleep(ABORT_DELAY)
         group.abort(code)
         raise  # not reached: abort ends the process
 
