@@ -468,3 +468,17 @@ def test_curves_are_drawn_after_the_validations_checkpoint(tmp_path, data, monke
     assert rc == 0
     # the first validation's drawing (later ones wait PLOT_EVERY), then the end's
     assert seen == [(3, 3), (6, 6)]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`pycharrnn sample ... | head`: no "Broken pipe" error, the status
+    of a process ended by SIGPIPE (141)."""
+    pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=8, seed=0).save(tmp_path / "m.npz")
+    p = subprocess.Popen([sys.executable, "-m", "pycharrnn", "sample", "m.npz", "--length",
+                          "300000", "--seed", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()  # as `head` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141, err
+    assert err == ""

@@ -65,7 +65,8 @@ def _warning(command: argparse.ArgumentParser):
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line ``argv`` (default: sys.argv[1:]); returns the
     exit status: 0, 1 for an error (printed on one line), 2 for a usage error,
-    128 + the signal's number when SIGINT or SIGTERM stopped it."""
+    128 + the signal's number when SIGINT or SIGTERM stopped it, 141 (as
+    SIGPIPE) when the reader of its output went away."""
     import warnings
 
     from ..errors import PyCharRNNError
@@ -87,6 +88,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise Interrupted(SIGNALLED[-1])
         return code
     except BaseException as e:  # noqa: BLE001 - sorted here
+        if isinstance(e, BrokenPipeError):  # its reader went away (`| head`): nothing to say
+            _quiet_stdout()
+            return 128 + signal.SIGPIPE
         signum = None if isinstance(e, SystemExit) else interrupted_by(e)
         if signum is None:
             if not isinstance(e, (PyCharRNNError, ValueError, TypeError, OSError,
@@ -101,6 +105,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.showwarning = shown
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into
+    a closed pipe does not print another error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test's captured stdout)
+        pass
 
 
 def entry() -> None:
