@@ -180,7 +180,9 @@ class CurvesPlot:
     as the program's other imports; draws its first picture ``every``
     seconds into the run, not after the first validation; and budgets the
     drawing at its end: :meth:`end_seconds` (the last drawing's time) is
-    part of :func:`pycharrnn.runs.end_cost`."""
+    part of :func:`pycharrnn.runs.end_cost`. A run too short for a drawing
+    before its end ends that drawing's time (0.4-0.6 s there) after its
+    budget."""
 
     #: It only draws what the histories hold: the Trainer may report several steps at once.
     batched_steps = True

@@ -240,7 +240,14 @@ def test_a_rank_killed_mid_run_stops_the_job_and_the_run_resumes(tmp_path):
             p.kill()
     said = (stdout + stderr).decode(errors="replace")
     assert p.returncode != 0
-    assert "signal 9" in said or "EXIT CODE: 9" in said, said[-2000:]
+    # The launcher names the killed rank (signal 9). Or the other rank was
+    # copying the killed one's memory in an Allreduce at that moment: then
+    # mpich aborts from inside (a failure it treats as fatal whatever the
+    # error handler) with "process_vm_readv failed (errno 3)", ESRCH, no such
+    # process, before the launcher speaks (2 of 3 full CI runs on a 2-core
+    # AVX2 EPYC, 1 of 10 runs of this test there).
+    assert "signal 9" in said or "EXIT CODE: 9" in said or \
+        ("Fatal error" in said and "(errno 3)" in said), said[-2000:]
     step = _check_run_dir(out)
     assert 5 <= step < 100000
     target = step + 12
