@@ -59,12 +59,19 @@ def assert_same(a, b):
     assert ta.optimizer.last_grad_norm == tb.optimizer.last_grad_norm
     assert ta.optimizer.lr == tb.optimizer.lr
     assert np.array_equal(ta.model.pack_state(ta.state, 3), tb.model.pack_state(tb.state, 3))
-    assert ta.history == tb.history and ta.val_history == tb.val_history
+    assert _numbers(ta.history) == _numbers(tb.history) and ta.val_history == tb.val_history
     assert (ta.batches.epoch, ta.batches.position) == (tb.batches.epoch, tb.batches.position)
     assert ta.model.rng_state == tb.model.rng_state
     assert ta.step_count == tb.step_count and ta.ema_loss == tb.ema_loss
-    strip = [{k: v for k, v in m.items() if k != "chars_per_sec"} for m in da]
-    assert strip == [{k: v for k, v in m.items() if k != "chars_per_sec"} for m in db]
+    assert _numbers(da) == _numbers(db)
+
+
+def _numbers(metrics):
+    """Step metrics without what measures the machine: the speed, and the
+    CPU window a validation records once a second has passed since the last
+    (on an AVX2 EPYC one run reached step 35's validation after 1 s, the
+    other before)."""
+    return [{k: v for k, v in m.items() if k not in ("chars_per_sec", "cpu")} for m in metrics]
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
