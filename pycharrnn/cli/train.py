@@ -146,10 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     return sub.choices["train"]
 
 
-#: Config fields that have no flag: Python only (pycharrnn.config.TrainConfig).
 #: Seconds a rank that failed waits before it ends the job (see run()).
 ABORT_DELAY = 0.3
 
+#: Config fields that have no flag: Python only (pycharrnn.config.TrainConfig).
 PYTHON_ONLY = ("eval_every_seconds", "checkpoint_each_epoch", "ema_decay", "steps_per_call",
                "grad_norms_every")
 
