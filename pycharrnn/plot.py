@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -198,8 +199,6 @@ class CurvesPlot:
         self.seconds = 0.0  # the last drawing's time, matplotlib's import left out
 
     def on_run_start(self, trainer: Any, until: Any, seconds: Optional[float]) -> None:
-        import time
-
         if seconds is not None:
             self._drawn = time.perf_counter()  # the first picture `every` seconds in
             try:
@@ -213,8 +212,6 @@ class CurvesPlot:
         return self.seconds
 
     def __call__(self, trainer: Any, event: str, metrics: Any) -> None:
-        import time
-
         if self._due:
             self._due = False
             self.draw(trainer)
@@ -228,8 +225,6 @@ class CurvesPlot:
     def draw(self, trainer: Any) -> None:
         if not trainer.history:
             return
-        import time
-
         try:
             _matplotlib()  # its import is not the drawing's time
             t0 = time.perf_counter()
