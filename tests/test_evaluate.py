@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pycharrnn as pc
-from pycharrnn.evaluation import evaluate
+from pycharrnn.evaluation import EVAL_WARMUP, evaluate, warmup_for
 from conftest import DATA
 
 
@@ -65,6 +65,41 @@ def test_long_memory_is_read_again_from_the_true_state():
     assert abs(cold_streams(m, ids, 8, 16) - want) > 0.05  # the shortcut is far off
     got = evaluate(m, ids, streams=8, seq_length=16, warmup=32)
     assert math.isclose(got, want, rel_tol=1e-12)
+
+
+def test_long_parts_get_a_longer_warm_up_and_are_read_once():
+    # A state that forgets slowly (0.95 a step): 256 characters of warm-up
+    # leave it 2e-6 from the true start, over float64's tolerance, and every
+    # part is read again; an eighth of a 6,500-character part leaves 1e-18.
+    V, H = 5, 4
+    m = pc.CharRNN(V, hidden_size=H, cell="rnn", nonlinearity="relu", dtype="float64", seed=2)
+    p = m.params
+    p["rnn.weight_hh_l0"][...] = 0.95 * np.eye(H)
+    p["rnn.bias_hh_l0"][...] = 0
+    p["rnn.bias_ih_l0"][...] = 0
+    p["rnn.weight_ih_l0"][...] = np.abs(p["rnn.weight_ih_l0"]) * 0.05  # linear: it decays at 0.95
+    ids = np.random.default_rng(5).integers(0, V, 26_001).astype(np.int32)
+    assert warmup_for(26_000, 4) == 6_500 // 8
+
+    def read(**kw):
+        seen = []
+        loss = evaluate(m, ids, streams=4, seq_length=64,
+                        progress=lambda done, total: seen.append(total), **kw)
+        return loss, seen[-1]
+
+    want = one_pass(m, ids, T=64)
+    loss, reads = read()
+    assert reads == 26_000 and math.isclose(loss, want, rel_tol=1e-10)
+    loss, reads = read(warmup=EVAL_WARMUP)
+    assert reads == 26_000 + 3 * 6_500 and math.isclose(loss, want, rel_tol=1e-10)
+
+
+def test_the_warm_up_is_an_eighth_of_a_part_within_its_bounds():
+    assert warmup_for(1_000, 32) == EVAL_WARMUP  # short parts: as before
+    assert warmup_for(100_000, 32) == 3_125 // 8
+    assert warmup_for(498_693, 32) == 15_584 // 8
+    assert warmup_for(10**8, 32) == 8 * EVAL_WARMUP
+    assert warmup_for(1, 32) == EVAL_WARMUP
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
