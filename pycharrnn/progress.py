@@ -238,6 +238,9 @@ class Progress:
                 [f"{what} {s:.1f} s" for what, s in end_parts(trainer)]
             notes.append(f"note: the run took {clock(el)} of its {clock(self.seconds)}: "
                          + ", ".join(parts[:-1]) + " and " + parts[-1])
+        heavy = self._validation_note(trainer)
+        if heavy:
+            notes.append(heavy)
         fit = self._fit_note(trainer)
         if fit:
             notes.append(fit)
@@ -247,6 +250,21 @@ class Progress:
             notes.append(f"note: at {plural(len(busy), 'validation')} of "
                          f"{len(trainer.cpu_load)}, {CpuLoad.describe(mean)}")
         return notes
+
+    def _validation_note(self, trainer: Any) -> str:
+        """The summary's line when the last validation took over half of the
+        run's time budget (the steps got less than half): what to change."""
+        val, seconds = trainer._last_eval_seconds, self.seconds
+        if seconds is None or val <= 0.5 * seconds:
+            return ""
+        opt = self.option or (lambda k, v: f"{k}={v}")
+        tip = f"a longer budget: {opt('seconds', f'{4 * val:.0f}')}"
+        fraction = getattr(trainer, "val_fraction", None)
+        if fraction:  # a quarter of the budget for it
+            less = float(f"{fraction * 0.25 * seconds / val:.1g}")
+            tip += f", or less text held out: {opt('val_fraction', f'{less:g}')} (now {fraction:g})"
+        return (f"note: validation took {val:.1f} s of the {clock(seconds)} budget, so the "
+                f"steps got less than half of it; for a better model try {tip}")
 
     def _fit_note(self, trainer: Any) -> str:
         """The summary's line on over- or underfitting (or a wide gap), with

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -12,8 +13,7 @@ import numpy as np
 
 from .checks import check_int, check_number, check_optional_int
 from .config import TrainConfig
-from .data import (Batches, fingerprint, read_if_path, split_validation, text_to_ids,
-                   training_ids)
+from .data import Batches, fingerprint, read_if_path, split_validation, text_to_ids, training_ids
 from .distributed import strategy
 from .cpuload import CpuLoad
 from .errors import TrainingDiverged
@@ -160,17 +160,16 @@ class Trainer:
         self.clock_origin = 0.0  # perf_counter() when the clock was 0 (rank 0)
         self.step_start = 0.0
         self.last_eval_clock = 0.0  # the clock at the last validation, and its duration
-        self._last_eval_seconds = 0.0
-        self._last_save_seconds = 0.0
+        self._last_eval_seconds = self._last_save_seconds = 0.0
         self._step_seconds = 0.0  # the last step's duration (sizes the runs of steps)
+        self._step_times: deque = deque(maxlen=9)  # the last steps' (see runs.validation_cost)
         #: Other programs' use of the cores, measured at each validation
         #: (:class:`pycharrnn.cpuload.CpuLoad` windows; "cpu" in the eval metrics).
         self.cpu_load: List[Dict[str, float]] = []
         self._load = CpuLoad()
         self.history: List[Dict[str, float]] = []
         self.val_history: List[Dict[str, float]] = []
-        self.stopping = False  # stop after the step in progress
-        self.stop_requested = False
+        self.stopping = self.stop_requested = False  # stop after the step in progress; asked to
         #: The callbacks of the run in progress (``callbacks`` and the run's
         #: own); None between runs, when steps tell ``callbacks`` alone.
         self.run_callbacks: Optional[List[Callable[..., Any]]] = None
@@ -301,6 +300,7 @@ class Trainer:
             "chars_per_sec": chars / dt if dt > 0 else math.inf,
         }
         self.history.append({k: m[k] for k in self.HISTORY_KEYS})
+        self._step_times.append(dt)
         if self.grad_norms_every and self.step_count % self.grad_norms_every == 0:
             # model.grads still hold this step's gradient (the last of a run of
             # steps in the core, which ends at such a step: see _steps_fusable)

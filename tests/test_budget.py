@@ -10,7 +10,7 @@ import pytest
 import pycharrnn as pc
 import pycharrnn.trainer as trainer_module
 from pycharrnn import plot
-from pycharrnn.runs import end_cost
+from pycharrnn.runs import VALIDATION_PER_STEP, end_cost, validation_cost
 from pycharrnn.cpuload import CpuLoad
 from pycharrnn.progress import Progress
 
@@ -88,17 +88,100 @@ def test_end_cost_has_the_last_drawing_and_the_first_validation_waits_for_its_es
     curves.seconds = 0.7
     tr._step_seconds, tr._last_save_seconds = 0.01, 0.2
     b = tr.batches
-    estimate = 0.6 * 0.01 * tr.val_ids.size / (b.rows * b.seq_length)
+    estimate = VALIDATION_PER_STEP * 0.01 * tr.val_ids.size / (b.rows * b.seq_length)
     assert end_cost(tr) == pytest.approx(estimate + 0.2)
     tr.run_callbacks = [curves]
     assert end_cost(tr) == pytest.approx(estimate + 0.2 + 0.7)
     # before the first validation, 9 times its estimate after the start
     tr._step_seconds = 1.0
-    estimate = 0.6 * tr.val_ids.size / (b.rows * b.seq_length)
+    estimate = VALIDATION_PER_STEP * tr.val_ids.size / (b.rows * b.seq_length)
     assert 9 * estimate > 2 * tr.eval_every_seconds
     assert not tr.eval_by_time(9 * estimate - 0.01) and tr.eval_by_time(9 * estimate + 0.01)
     tr._last_eval_seconds = 0.01  # then its measured time
     assert tr.eval_by_time(tr.eval_every_seconds)
+
+
+def test_a_budgeted_run_counts_its_first_drawing_before_it_is_timed(tmp_path, monkeypatch):
+    monkeypatch.setattr(plot, "_matplotlib", lambda: None)
+    curves = plot.CurvesPlot(tmp_path)
+    curves.on_run_start(None, None, None)  # no budget: nothing to count
+    assert curves.end_seconds() == 0.0
+    curves.on_run_start(None, None, 10.0)
+    assert curves.end_seconds() == plot.FIRST_DRAWING > 0
+    curves.seconds = 0.0
+    curves.on_run_start(None, None, 1.0)  # at most a tenth of a short budget
+    assert curves.end_seconds() == pytest.approx(min(plot.FIRST_DRAWING, 0.1))
+    curves.seconds = 0.2  # a drawing timed
+    curves.on_run_start(None, None, 10.0)
+    assert curves.end_seconds() == 0.2
+
+    def missing():
+        raise ImportError("no matplotlib")
+
+    monkeypatch.setattr(plot, "_matplotlib", missing)
+    curves = plot.CurvesPlot(tmp_path)
+    curves.on_run_start(None, None, 10.0)  # no drawing to come
+    assert curves.end_seconds() == 0.0
+
+
+def test_a_validation_estimate_takes_the_median_step_and_holds_once_it_has_enough(tmp_path):
+    tr = _trainer(tmp_path)
+    b = tr.batches
+    per_step = VALIDATION_PER_STEP * tr.val_ids.size / (b.rows * b.seq_length)
+    tr._step_seconds = 1.0  # the last step's, slowed by a probe or another program
+    tr._step_times.extend([0.01, 0.01, 1.0, 0.01, 0.01, 1.0, 0.01, 1.0])
+    assert validation_cost(tr) == pytest.approx(0.01 * per_step)
+    # With 8 of the 9 steps timed a first estimate is held to a quarter of
+    # the budget (the first steps are slow); with 9 it is whole, however big.
+    budget = 0.01 * per_step  # the validation would take all of it
+    assert end_cost(tr, budget) == pytest.approx(0.25 * budget)
+    tr._step_times.append(0.01)
+    assert end_cost(tr, budget) == pytest.approx(budget)
+
+
+def test_a_time_budget_holds_when_validation_takes_most_of_it(tmp_path, monkeypatch):
+    # Steps of about 10 ms and 70,000 characters held out: a validation
+    # expected to take 2.2 s or more, and that takes what was expected.
+    text = TEXT * 35
+    m = pc.CharRNN(pc.Vocab.from_text(text), hidden_size=32, cell="gru", seed=1)
+    tr = pc.Trainer(m, text, batch_size=4, seq_length=32, val_fraction=0.5, eval_every=None,
+                    eval_every_seconds=1.0, checkpoint_dir=tmp_path, progress=False,
+                    stop_on_signals=False)
+    real_step, real_evaluate = m.forward_backward, trainer_module.evaluate
+    m.forward_backward = lambda *a, **kw: (time.sleep(0.01), real_step(*a, **kw))[1]
+    took = []
+
+    def as_expected(*args, **kw):
+        took.append(validation_cost(tr))
+        time.sleep(took[-1])
+        return real_evaluate(*args, **kw)
+
+    monkeypatch.setattr(trainer_module, "evaluate", as_expected)
+    _slow_drawings(monkeypatch, 0.0)
+    t0 = time.perf_counter()
+    tr.run(seconds=4.0)
+    elapsed = time.perf_counter() - t0
+    assert len(took) == 1 and took[0] >= 2.0, took  # the last validation, over half the budget
+    assert tr.step_count >= 9
+    # Held to a quarter of the budget (as before), the estimate let the
+    # steps run to 3 s and the run end at 5.2 s or later.
+    assert elapsed <= 4.0 + 0.5, elapsed
+
+
+def test_the_summary_says_when_validation_took_most_of_the_budget():
+    p = Progress(bar=False)
+    p.seconds, p.t0 = 10.0, time.perf_counter() - 10.0
+
+    class Run:
+        _last_eval_seconds, _last_save_seconds = 6.0, 0.1
+        run_callbacks, cpu_load, val_fraction = [], [], 0.1
+
+    notes = p._end_notes(Run())
+    assert notes == ["note: validation took 6.0 s of the 0:10 budget, so the steps got less "
+                     "than half of it; for a better model try a longer budget: seconds=24, or "
+                     "less text held out: val_fraction=0.04 (now 0.1)"], notes
+    Run._last_eval_seconds = 4.9
+    assert p._end_notes(Run()) == []
 
 
 def test_the_summary_says_why_a_run_is_over_its_budget_and_names_the_load(tmp_path):
