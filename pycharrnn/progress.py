@@ -165,7 +165,7 @@ class Progress:
             self.val_t0 = self.val_shown = now
         if self.quiet or done >= total:
             if self.bar is not None:
-                self.bar.set_description("training", refresh=False)
+                self.bar.set_description_str("training", refresh=False)
             return
         wait = 0.25 if self.bar is not None else 10.0
         if now - self.val_shown < wait:
@@ -173,7 +173,8 @@ class Progress:
         self.val_shown = now
         pct = f"validating {100 * done // max(total, 1)}%"
         if self.bar is not None:
-            self.bar.set_description(pct, refresh=True)
+            self._follow_clock()
+            self.bar.set_description_str(pct, refresh=True)
         else:
             self.write(f"{pct} ({done:,} of {plural(total, 'character')}, "
                        f"{clock(now - self.val_t0)})")
@@ -207,7 +208,7 @@ class Progress:
                 post["val"] = f"{self.val:.3f}"
             if self.seconds is not None:
                 self.bar.set_postfix({"step": str(s), **post}, refresh=False)
-                self.bar.update(min(self.elapsed(), self.seconds) - self.bar.n)
+                self._follow_clock()
             else:
                 self.bar.set_postfix(post, refresh=False)
                 self.bar.update(1)
@@ -222,8 +223,15 @@ class Progress:
                                         temperature=self.sample_temperature, seed=s)
             self.write(f"--- sample at step {s} ---\n{text}\n---")
 
+    def _follow_clock(self) -> None:
+        """A time budget's bar shows the time spent (a validation's too, so
+        that its ETA falls while it runs, and where the run ended when closed)."""
+        if self.seconds is not None:
+            self.bar.update(min(self.elapsed(), self.seconds) - self.bar.n)
+
     def close(self) -> None:
         if self.bar is not None:
+            self._follow_clock()
             self.bar.close()
             self.bar = None
 

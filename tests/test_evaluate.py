@@ -2,6 +2,7 @@
 carried (each loop below is that pass, written out plainly)."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -177,7 +178,7 @@ def test_the_trainers_validation_shows_its_progress(monkeypatch, capsys):
     class FakeBar:
         labels: list = []
 
-        def set_description(self, text, refresh=True):
+        def set_description_str(self, text, refresh=True):
             self.labels.append(text)
 
     shown.bar = FakeBar()
@@ -186,6 +187,27 @@ def test_the_trainers_validation_shows_its_progress(monkeypatch, capsys):
     shown.validating(100, 100)
     assert FakeBar.labels[-1] == "training" and any(s.startswith("validating") for s in
                                                     FakeBar.labels)
+
+
+def test_a_budgets_bar_follows_the_clock_through_validation_to_its_end(capsys):
+    # The bar stood at the last step's time while the last validation ran
+    # (its ETA frozen, "84% | 00:59 of 01:00, ETA 00:10" when the run ended)
+    # and read "validating 7%: :" after its label changed.
+    pytest.importorskip("tqdm")
+    from pycharrnn import progress as prog
+
+    shown = prog.Progress(bar=True, sample_every=0, sample_length=0)
+    shown.seconds, shown.t0 = 20.0, time.perf_counter() - 5.0
+    bar = shown.bar = shown._make_bar(None)
+    shown.validating(0, 100)
+    shown.val_shown -= 1.0  # the last label is old enough to change
+    shown.validating(10, 100)
+    assert 5.0 <= bar.n < 6.0
+    shown.t0 -= 14.0  # the run ends 19 s in
+    shown.close()
+    assert 19.0 <= bar.n < 20.0
+    err = capsys.readouterr().err
+    assert "validating 10%: " in err and ": :" not in err, err
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
