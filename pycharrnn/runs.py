@@ -167,7 +167,7 @@ def attach(trainer: Any, run_dir: Any, new: bool, info: Optional[Dict[str, Any]]
 
 #: A validation's time per held-out character before any was measured, as
 #: a fraction of a training step's time per character (see :func:`validation_cost`).
-VALIDATION_PER_STEP = 0.4
+VALIDATION_PER_STEP = 0.45
 
 
 def validation_cost(trainer: Any) -> float:
@@ -177,11 +177,9 @@ def validation_cost(trainer: Any) -> float:
     backward one and the update, and the warm-up of its streams), the step's
     time the median of the last steps' (a governor's probe or another
     program's moment of work slows single steps); 0 before the first step.
-    (On a 2-core AVX2 EPYC, GRUs 1x384 trained for 20 and 60 s on the
-    built-in Shakespeare corpus validated its 498,694 held-out characters in
-    7.6 s each, 0.37 and 0.29 of the median of 10 steps' time per character
-    just before, in the same process: the machine's speed moves that much
-    within seconds.)"""
+    (On a 2-core AVX2 EPYC, five ``--time 20`` and ``--time 60`` runs on the
+    built-in Shakespeare corpus validated its 498,694 held-out characters at
+    0.34-0.45 of their last nine steps' median time per character.)"""
     val = trainer._last_eval_seconds
     times = trainer._step_times
     step = statistics.median(times) if times else trainer._step_seconds
