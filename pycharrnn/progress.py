@@ -59,6 +59,7 @@ class Progress:
         self.started = False
         self.val: Optional[float] = None
         self.t0, self.chars, self.start_step = time.perf_counter(), 0, 0
+        self.steps_t0 = self.steps_seconds = 0.0  # the trainer's step time: at the start, since
         self.until: Optional[float] = None
         self.seconds: Optional[float] = None
         self.said_load = False  # the note about other programs' load, said once
@@ -105,7 +106,9 @@ class Progress:
         return time.perf_counter() - self.t0
 
     def rate(self) -> float:
-        return self.chars / max(self.elapsed(), 1e-9)
+        """Training characters a second: over the steps' own time (the
+        Trainer's ``elapsed``), not the validations', saves' and drawings'."""
+        return self.chars / max(self.steps_seconds, 1e-9)
 
     def eta(self, step: int) -> Optional[float]:
         """Seconds left: to the time limit or the last step, whichever is sooner."""
@@ -120,6 +123,7 @@ class Progress:
     def on_run_start(self, trainer: Any, until: Optional[float],
                      seconds: Optional[float]) -> None:
         self.t0, self.chars, self.start_step = time.perf_counter(), 0, trainer.step_count
+        self.steps_t0, self.steps_seconds = trainer.elapsed, 0.0
         self.until = None if until is None or math.isinf(until) else until
         self.seconds = seconds
         if not self.started and not self.quiet:
@@ -200,6 +204,7 @@ class Progress:
         if event != "step":
             return
         self.chars += trainer.batches.batch_size * trainer.batches.seq_length
+        self.steps_seconds = trainer.elapsed - self.steps_t0
         s = m["step"]
         if self.bar is not None:
             post = {"loss": f"{m['loss']:.3f}", "ema": f"{m['ema_loss']:.3f}",

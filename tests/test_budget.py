@@ -184,6 +184,24 @@ def test_the_summary_says_when_validation_took_most_of_the_budget():
     assert p._end_notes(Run()) == []
 
 
+def test_the_speed_a_run_shows_is_its_steps_not_its_validations(tmp_path, monkeypatch):
+    # A run that spent most of its time validating showed "6,392 chars/s"
+    # where its steps trained at 23,000: the characters over the whole run.
+    real = trainer_module.evaluate
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda *a, **kw: (time.sleep(0.3), real(*a, **kw))[1])
+    shown = Progress(bar=False, sample_every=0, sample_length=0, quiet=True)
+    seen = []
+    tr = pc.Trainer(pc.CharRNN(pc.Vocab.from_text(TEXT), hidden_size=32, cell="gru", seed=1),
+                    TEXT, batch_size=4, seq_length=32, eval_every=5, progress=shown,
+                    callbacks=[lambda t, event, m: seen.append(m) if event == "step" else None],
+                    stop_on_signals=False)
+    tr.run(steps=20)
+    steps_time = sum(m["chars_per_sec"] ** -1 * 4 * 32 for m in seen)  # each step's own timing
+    assert shown.rate() == pytest.approx(20 * 4 * 32 / steps_time, rel=1e-6)
+    assert shown.rate() > 2 * 20 * 4 * 32 / shown.elapsed()  # 4 validations of 0.3 s
+
+
 def test_the_summary_says_why_a_run_is_over_its_budget_and_names_the_load(tmp_path):
     p = Progress(bar=False)
     p.seconds, p.t0 = 10.0, time.perf_counter() - 15.0
