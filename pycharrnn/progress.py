@@ -59,7 +59,7 @@ class Progress:
         self.started = False
         self.val: Optional[float] = None
         self.t0, self.chars, self.start_step = time.perf_counter(), 0, 0
-        self.steps_t0 = self.steps_seconds = 0.0  # the trainer's step time: at the start, since
+        self.steps_t0 = self.steps_seconds = 0.0  # Trainer.elapsed at the start; the steps' since
         self.until: Optional[float] = None
         self.seconds: Optional[float] = None
         self.said_load = False  # the note about other programs' load, said once
