@@ -77,8 +77,7 @@ def evaluate(model: Any, ids: np.ndarray, streams: int = 32, seq_length: int = 6
     of hundreds of spaces) the passes that follow make the result the single
     pass's all the same, at the cost of reading the parts that were off
     again (at worst ``streams`` passes). Parts are never shorter than
-    ``warmup`` (None: :func:`warmup_for`, longer for long parts). (On float
-    rounding, see the module's description.)
+    ``warmup`` (None: :func:`warmup_for`). Float rounding: see the module.
 
     ``group`` (the ranks of a data-parallel run,
     :class:`pycharrnn.distributed.Group`, or a Trainer's strategy, whose
