@@ -594,7 +594,24 @@ Governed::Governed(Site site, const void* who, std::int64_t shape, double amount
   t_unit = this;
 }
 
+Governed::Governed(Follow, Site site, const void* who) {
+  if (!threads_auto() || t_unit) return;
+  int n = 0;
+  {
+    SiteState& st = sites()[static_cast<int>(site)];
+    std::lock_guard<std::mutex> lock(st.mu);
+    const Chooser* from = nullptr;
+    for (const Chooser& c : st.choosers)
+      if (c.who == who && c.current() > 0 && (!from || c.last_used > from->last_used)) from = &c;
+    if (from) n = from->current();
+  }
+  size = planned = fallback = n > 0 ? n : std::max(1, setting().hint.load(std::memory_order_relaxed));
+  follows_ = true;
+  t_unit = this;
+}
+
 Governed::~Governed() {
+  if (follows_) t_unit = nullptr;
   if (site_ < 0) return;
   t_unit = nullptr;
   const double now = clock_now();

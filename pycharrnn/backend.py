@@ -269,10 +269,12 @@ class CPUBackend(Backend):
 
     # ----------------------------------------------------------- the model
     def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
-                logits: Optional[np.ndarray]) -> None:
+                logits: Optional[np.ndarray], sampling: bool = False) -> None:
         """Evaluation-mode forward of x [B, T] from s0; s1 receives the final
-        state, logits [B, T, V] (unless None) the logits."""
-        self.core.forward(self.params, x, s0, s1, logits)
+        state, logits [B, T, V] (unless None) the logits. ``sampling``: the
+        context of a sample, run on the thread count the model's sampling
+        chose, not timed as a kind of work of its own."""
+        self.core.forward(self.params, x, s0, s1, logits, sampling=sampling)
 
     def loss(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
              stream_loss: Optional[np.ndarray] = None) -> float:

@@ -114,8 +114,8 @@ class CUDABackend(Backend):
 
     # ----------------------------------------------------------- the model
     def forward(self, x: np.ndarray, s0: np.ndarray, s1: np.ndarray,
-                logits: Optional[np.ndarray]) -> None:
-        self.core.forward(x, s0, s1, logits)
+                logits: Optional[np.ndarray], sampling: bool = False) -> None:
+        self.core.forward(x, s0, s1, logits)  # no thread team on the GPU: sampling is moot
 
     def loss(self, x: np.ndarray, y: np.ndarray, s0: np.ndarray, s1: np.ndarray,
              stream_loss: Optional[np.ndarray] = None) -> float:

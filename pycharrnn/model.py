@@ -381,8 +381,10 @@ class CharRNN:
         """:meth:`forward` without copies or conversions, for loops that step
         a character at a time: int32 ids x [B, T], packed states s0 -> s1
         ([S, L, B, H], see :meth:`pack_state`), logits [B, T, V] of the
-        model's dtype filled in. The core checks every array it is given."""
-        self.backend.forward(x, s0, s1, logits)
+        model's dtype filled in. The core checks every array it is given. A
+        sample's context: it runs on the thread count the model's sampling
+        chose (threads.hpp, Governed::Follow)."""
+        self.backend.forward(x, s0, s1, logits, sampling=True)
 
     def sample_loop(self, state: np.ndarray, logits: np.ndarray, out: np.ndarray,
                     **options: Any) -> int:

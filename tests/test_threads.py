@@ -265,6 +265,24 @@ def test_the_governor_reports_what_it_timed(auto_threads):
     assert 1 <= rep["loss"]["threads"] <= backend.usable_cores()
 
 
+def test_a_samples_context_is_not_timed_as_work_of_its_own(auto_threads):
+    # The prime (a few characters, once per sample) runs on the team the
+    # model's sampling chose; timed as a kind of work of its own, its probes
+    # of another team size lasted hundreds of samples (threads.hpp, Follow).
+    m = pc.CharRNN(40, hidden_size=96, num_layers=1, cell="gru", embedding_dim=16, seed=1)
+    prime = np.arange(8, dtype=np.int32)
+    m.sample_ids(50, prime=prime, seed=1)
+    before = backend.thread_report()
+    for _ in range(5):
+        m.sample_ids(50, prime=prime, seed=1)
+    rep = backend.thread_report()
+    assert rep["sample"]["units"] == before["sample"]["units"] + 5
+    assert rep["loss"]["units"] == before["loss"]["units"]
+    auto = m.sample_ids(50, prime=prime, seed=1)
+    pc.set_num_threads(1)
+    assert np.array_equal(auto, m.sample_ids(50, prime=prime, seed=1))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/task is Linux's")
 def test_this_process_threads_are_not_counted_as_other_load():
     # The first team size subtracts this process's own running threads from

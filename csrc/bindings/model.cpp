@@ -1,6 +1,7 @@
 // ModelF32 / ModelF64: a model's layout and workspace over a flat parameter
 // buffer the caller owns, and its forward and backward calls (the loops over
 // many steps are in training.cpp and sampling.cpp).
+#include <optional>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -91,7 +92,8 @@ template <typename T>
 void def_forward(ModelClass<T>& c) {
   c.def("forward",
         [](pcr::Model<T>& self, py::array params, py::array x, py::array state_in,
-           py::array state_out, py::object logits, bool train, std::uint64_t seed) {
+           py::array state_out, py::object logits, bool train, std::uint64_t seed,
+           bool sampling) {
           const Call<T> a = model_call<T>(self, params, x, nullptr, state_in);
           T* s1 = out_ptr<T>(state_out, "state_out", a.state_shape);
           const auto [lo, lm] = optional_out<T>(logits, "logits", {a.B, a.Tn, self.V});
@@ -99,14 +101,19 @@ void def_forward(ModelClass<T>& c) {
                          {mem(params, "params"), mem(x, "x"), state_in_mem(state_in, state_out)});
           py::gil_scoped_release nogil;
           pcr::DenormalsGuard flush;
-          pcr::Governed unit(pcr::Site::LOSS, &self, a.B * 4096 + a.Tn, double(a.B * a.Tn));
+          std::optional<pcr::Governed> unit;
+          if (sampling)
+            unit.emplace(pcr::Governed::Follow{}, pcr::Site::SAMPLE, &self);
+          else
+            unit.emplace(pcr::Site::LOSS, &self, a.B * 4096 + a.Tn, double(a.B * a.Tn));
           self.forward(a.params, a.x, a.B, a.Tn, a.state_in, s1, lo, train, seed);
         },
         py::arg("params"), py::arg("x"), py::arg("state_in"), py::arg("state_out"),
         py::arg("logits"), py::kw_only(), py::arg("train").noconvert() = false,
-        py::arg("seed") = 0,
+        py::arg("seed") = 0, py::arg("sampling").noconvert() = false,
         "Forward pass: ids x [B, T] from state_in [S, L, B, H]; writes state_out and, "
-        "unless it is None, logits [B, T, V]. train: the regularisers, with masks from seed.");
+        "unless it is None, logits [B, T, V]. train: the regularisers, with masks from seed. "
+        "sampling: a sample's context, run on the team the model's sampling chose, untimed.");
 }
 
 template <typename T>
