@@ -128,6 +128,10 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     }
     const double expected = std::max(kWindow, ref() * (probe_amt_ + amount));
     u.deadline = now + std::max(0.0, kAbandon * expected - probe_t_);
+    if (calls_ > 0 && ref() * amount >= kShortUnit) {  // see kPaceGrace
+      u.pace = kAbandon * ref() / calls_;
+      u.pace_from = now + kPaceGrace;
+    }
     return u;
   }
   if (now < settle_until_) {  // placing the team again: a generous deadline, not measured
@@ -154,9 +158,11 @@ void Chooser::inherit(const Chooser& o) {
   cad_ = o.cad_;
 }
 
-void Chooser::end(double now, const Unit& u, double seconds, double amount, bool cut) {
+void Chooser::end(double now, const Unit& u, double seconds, double amount, bool cut,
+                  long long calls) {
   ++units;
   const double r = seconds / std::max(amount, 1e-300);
+  if (!cut && calls > 0) calls_ = calls / std::max(amount, 1e-300);
   if (!u.measured) {  // the first unit: a rough estimate (it warms caches up too)
     fresh_ = false;
     // Cut too: its deadline came from another shape's estimate, and a
@@ -306,7 +312,8 @@ void Chooser::decide(double now, bool won, bool again) {
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after, int change_at,
                                    const std::vector<int>& shapes,
-                                   const std::vector<double>& scale, int scale_size) {
+                                   const std::vector<double>& scale, int scale_size,
+                                   int calls, double* total) {
   std::vector<Chooser> c(std::max<size_t>(1, shapes.empty() ? 1 : *std::max_element(
                                                  shapes.begin(), shapes.end()) + 1));
   std::vector<int> sizes;
@@ -323,16 +330,22 @@ std::vector<int> governor_simulate(const std::vector<double>& seconds, int units
       return (scale_size <= 0 || size == scale_size ? f : 1.0) * s[static_cast<size_t>(size - 1)];
     };
     double t = time_at(u.size);
-    bool cut = false;
-    if (u.deadline > 0 && now + t > u.deadline) {  // the rest runs on the fallback team
-      const double done = (u.deadline - now) / t;
-      t = (u.deadline - now) + (1 - done) * time_at(u.fallback);
-      cut = true;
+    double cut_at = u.deadline > 0 && now + t > u.deadline ? u.deadline - now : -1;
+    for (int j = 1; u.pace > 0 && j <= calls; ++j) {  // call j when (j - 1) / calls is done
+      const double e = (j - 1) * t / calls;
+      if (cut_at >= 0 && e >= cut_at) break;
+      if (now + e > u.pace_from + u.pace * j) {
+        cut_at = e;
+        break;
+      }
     }
+    const bool cut = cut_at >= 0;
+    if (cut) t = cut_at + (1 - cut_at / t) * time_at(u.fallback);  // the rest on the fallback team
     now += t;
-    c[k].end(now, u, t, 1.0, cut);
+    c[k].end(now, u, t, 1.0, cut, calls);
     sizes.push_back(u.size);
   }
+  if (total) *total = now;
   return sizes;
 }
 
@@ -557,6 +570,7 @@ int num_threads() {
   }
   Governed* g = t_unit;
   if (!g) return s.hint.load(std::memory_order_relaxed);
+  ++g->calls;
   unit_overdue();
   return g->size;
 }
@@ -568,7 +582,10 @@ bool unit_overdue() {
     return f.next.fetch_add(1) % 3 == 0;
   Governed* g = t_unit;
   if (!g || g->deadline <= 0) return false;
-  if (!g->cut && clock_now() > g->deadline) {  // see Unit
+  if (!g->cut) {  // see Unit
+    const double now = clock_now();
+    if (now <= g->deadline && (g->pace <= 0 || now <= g->pace_from + g->pace * g->calls))
+      return false;
     g->cut = true;
     g->size = g->fallback;
   }
@@ -591,6 +608,8 @@ Governed::Governed(Site site, const void* who, std::int64_t shape, double amount
   }
   size = planned = unit_.size;
   deadline = unit_.deadline;
+  pace = unit_.pace;
+  pace_from = unit_.pace_from;
   t_unit = this;
 }
 
@@ -617,7 +636,7 @@ Governed::~Governed() {
   const double now = clock_now();
   SiteState& st = sites()[site_];
   std::lock_guard<std::mutex> lock(st.mu);
-  chooser_->end(now, unit_, now - start_, amount_, cut);
+  chooser_->end(now, unit_, now - start_, amount_, cut, calls);
   setting().hint.store(chooser_->current(), std::memory_order_relaxed);
 }
 

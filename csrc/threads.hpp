@@ -72,6 +72,9 @@ struct Unit {
   bool measured = false;
   bool settle = false;  // a probe's first unit, or begun soon after a lost probe: not measured
   double deadline = 0;  // seconds on the governor's clock; 0: none
+  // A long probe unit's pace (see kPaceGrace): past pace_from + pace x the
+  // num_threads() calls made so far, it is abandoned too (0: no pace).
+  double pace = 0, pace_from = 0;
 };
 
 // The decision rule for one kind of unit (a site, a model, a shape), kept
@@ -116,10 +119,22 @@ class Chooser {
   static constexpr double kDecisive = 0.8;
   static constexpr double kShortUnit = kWindow / 4;  // s: a unit whose probe starts with a warm-up
   static constexpr double kSettle = 0.2;   // s after a lost probe: not measured (see settle_until_)
+  // A probe of a long unit (a training step, kShortUnit or more) is paced:
+  // its units make the same num_threads() calls at any team size (one per
+  // parallel region: the same regions), so the calls made so far say how
+  // far it has got, and once its time exceeds kAbandon x the current
+  // size's time for that much work, plus kPaceGrace (a helper's wake-up,
+  // a time slice), it is abandoned then rather than at the end of its
+  // first kAbandon x kWindow seconds. Traced: training beside three busy
+  // processes, each probe of two threads (at a third of one thread's
+  // speed) held the team for 0.5 s, 16% of a 2-s measurement.
+  static constexpr double kPaceGrace = kWindow / 4;
 
   Unit begin(double now, double amount, int max_team);
-  // cut: the unit ran past its deadline and finished on its fallback team.
-  void end(double now, const Unit& u, double seconds, double amount, bool cut);
+  // cut: the unit ran past its deadline and finished on its fallback team;
+  // calls: the num_threads() calls it made (0: not counted).
+  void end(double now, const Unit& u, double seconds, double amount, bool cut,
+           long long calls = 0);
 
   int current() const { return cad_->cur; }
   // Share another chooser's team size and probing cadence (a new shape of
@@ -141,6 +156,7 @@ class Chooser {
   int est_size_ = 0;       // the team size est_ and cur_t_ were measured at
   bool fresh_ = true;      // the next unit is the first (not measured: warm-up)
   double est_ = 0;         // seconds per amount at the current size (a moving average)
+  double calls_ = 0;       // num_threads() calls per amount in the last uncut unit (0: unknown)
   // The load-change check: the average over a window of units (kWindow,
   // kWindowUnits), against the first such window after the last decision.
   // Not the moving estimate: beside other programs a short unit (a
@@ -230,6 +246,8 @@ class Governed {
   int planned = 1;
   int fallback = 1;
   double deadline = 0;
+  double pace = 0, pace_from = 0;  // see Unit
+  long long calls = 0;  // num_threads() calls so far
   bool cut = false;  // past the deadline: on the fallback team
 
  private:
@@ -254,9 +272,12 @@ SiteStats site_stats(Site s);
 // takes scale[i % scale.size()] times as long (a shape's size, noise), or
 // only when it runs at team size scale_size (> 0: one size's noise).
 // Every chooser starts on one thread, whatever this machine runs now.
+// calls > 0: every unit makes that many num_threads() calls, evenly spread
+// (a probe is paced); `total` (when given) receives the simulated seconds.
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,
                                    const std::vector<double>& after = {}, int change_at = 0,
                                    const std::vector<int>& shapes = {},
-                                   const std::vector<double>& scale = {}, int scale_size = 0);
+                                   const std::vector<double>& scale = {}, int scale_size = 0,
+                                   int calls = 0, double* total = nullptr);
 
 }  // namespace pcr

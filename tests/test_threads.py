@@ -103,6 +103,28 @@ def test_probes_of_a_bad_size_cost_little():
     assert spent <= 1.03 * seconds[0] * len(sizes[500:])
 
 
+@pytest.mark.parametrize("seconds", [[0.33, 1.0], [0.14, 0.6]])  # beside 3 and 1 busy processes
+def test_a_long_units_probe_is_abandoned_early_on_its_pace(seconds):
+    # Each unit makes 40 num_threads() calls: a probe of two threads (3-4x
+    # slower) is cut once its calls fall behind 1.5x the pace, plus a grace,
+    # not after 1.5x a whole unit. The decisions are the same; the time lost
+    # to the probes shrinks by more than half.
+    units, best = 200, seconds[0] * 200
+    plain, t_plain = _core._governor_simulate(seconds, units, total=True)
+    paced, t_paced = _core._governor_simulate(seconds, units, calls=40, total=True)
+    assert plain == paced and paced.count(2) >= 3
+    assert t_paced - best < 0.5 * (t_plain - best)
+    assert t_paced - best < 0.1 * paced.count(2)  # at most 0.1 s a probe
+
+
+@pytest.mark.parametrize("seconds", [[0.33, 0.2], [0.2, 0.26], [0.08, 0.15], [0.05, 0.033]])
+def test_the_pace_leaves_other_probes_alone(seconds):
+    # A probe that wins, or loses by less than kAbandon, or a unit too short
+    # to be paced, is judged as without the pace.
+    assert (_core._governor_simulate(seconds, 300, calls=40)
+            == _core._governor_simulate(seconds, 300))
+
+
 def test_one_stalled_unit_does_not_end_a_probe():
     # Two threads 1.3x faster; the first probe's first unit waits a time
     # slice (3x its time). Judged over the window, the probe still wins at

@@ -107,14 +107,25 @@ void def_threads(py::module_& m) {
   m.def("_force_team_sizes", &pcr::force_team_sizes, py::arg("sizes"),
         "tests: in auto mode every parallel region takes the next of these sizes in turn "
         "(empty: the governor again)");
-  m.def("_governor_simulate", &pcr::governor_simulate, py::arg("seconds"), py::arg("units"),
+  m.def("_governor_simulate",
+        [](const std::vector<double>& seconds, int units, const std::vector<double>& after,
+           int change_at, const std::vector<int>& shapes, const std::vector<double>& scale,
+           int scale_size, int calls, bool total) -> py::object {
+          double t = 0;
+          std::vector<int> sizes = pcr::governor_simulate(seconds, units, after, change_at,
+                                                          shapes, scale, scale_size, calls, &t);
+          if (total) return py::make_tuple(sizes, t);
+          return py::cast(sizes);
+        },
+        py::arg("seconds"), py::arg("units"),
         py::arg("after") = std::vector<double>{}, py::arg("change_at") = 0,
         py::arg("shapes") = std::vector<int>{}, py::arg("scale") = std::vector<double>{},
-        py::arg("scale_size") = 0,
+        py::arg("scale_size") = 0, py::arg("calls") = 0, py::arg("total") = false,
         "tests: the team sizes the governor picks for `units` equal units when one at "
         "n threads takes seconds[n - 1] (after[n - 1] from unit change_at on) times "
         "scale[i % len(scale)] (only at n == scale_size when that is > 0); unit i of shape "
-        "shapes[i % len(shapes)] of one model");
+        "shapes[i % len(shapes)] of one model; calls > 0: each unit makes that many "
+        "num_threads() calls, evenly spread (probes are paced); total: (sizes, seconds)");
   m.def("_own_runnable_threads", &pcr::own_runnable_threads,
         "tests: this process's threads running or waiting for a CPU now (0: unknown); "
         "the first team size leaves them out of the machine's load");
