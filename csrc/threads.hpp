@@ -13,7 +13,8 @@
 // (a probe: at least 0.15 s and 2 units) runs with a neighbouring team size;
 // the faster size is kept. Every unit has a deadline (in a probe, the
 // window's time so far 1.5x the expected or 1.5x the window's least length,
-// whichever is longer; any other unit 2x): past it, the
+// whichever is longer, and a long unit's probe also paced by the parallel
+// regions it has begun; any other unit 2x): past it, the
 // next parallel region runs on the current size (a probe) or a smaller team
 // (any other), so a bad probe costs little and a team caught in a bad phase
 // of the scheduler (benchmarks/contention.py's "numpy x1" row: 2 threads
