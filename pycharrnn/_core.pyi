@@ -34,8 +34,9 @@ class _Model(Generic[_F]):
         """[(name, shape, offset)] of every parameter in the flat buffer."""
     def forward(self, params: NDArray[_F], x: NDArray[np.int32], state_in: NDArray[_F],
                 state_out: NDArray[_F], logits: NDArray[_F] | None, *, train: bool = False,
-                seed: int = 0) -> None:
-        """Ids x [B, T] from state_in [S, L, B, H]: state_out, and logits [B, T, V]."""
+                seed: int = 0, sampling: bool = False) -> None:
+        """Ids x [B, T] from state_in [S, L, B, H]: state_out, and logits [B, T, V].
+        sampling: a sample's context, on the team the model's sampling chose, untimed."""
     def loss(self, params: NDArray[_F], x: NDArray[np.int32], y: NDArray[np.int32],
              state_in: NDArray[_F], state_out: NDArray[_F], *, train: bool = False, seed: int = 0,
              stream_loss: NDArray[np.float64] | None = None) -> float:
@@ -138,8 +139,10 @@ def _force_team_sizes(sizes: List[int]) -> None:
 
 def _governor_simulate(seconds: List[float], units: int, after: List[float] = [],
                        change_at: int = 0, shapes: List[int] = [],
-                       scale: List[float] = [], scale_size: int = 0) -> List[int]:
-    """Tests: the team sizes the governor picks for made-up timings."""
+                       scale: List[float] = [], scale_size: int = 0, calls: int = 0,
+                       total: bool = False) -> Any:
+    """Tests: the team sizes the governor picks for made-up timings (with
+    total: the sizes and the simulated seconds)."""
 
 def _own_runnable_threads() -> int:
     """Tests: this process's threads running or waiting for a CPU now (0: unknown)."""

@@ -74,9 +74,9 @@ class CountingCore:
         self.calls = []
         self.loops = []
 
-    def forward(self, params, x, *rest):
+    def forward(self, params, x, *rest, **options):
         self.calls.append(x.shape)
-        return self._inner.forward(params, x, *rest)
+        return self._inner.forward(params, x, *rest, **options)
 
     def sample(self, params, state, logits, out, **kw):
         k = self._inner.sample(params, state, logits, out, **kw)
