@@ -488,6 +488,14 @@ struct SiteState {
   Chooser retired;  // the counts of choosers replaced
   SiteState() { choosers.reserve(kContexts); }  // pointers to them stay valid
 
+  // The chooser of `who` used last (other than `except`), or null.
+  const Chooser* latest(const void* who, const Chooser* except = nullptr) const {
+    const Chooser* from = nullptr;
+    for (const Chooser& c : choosers)
+      if (&c != except && c.who == who && (!from || c.last_used > from->last_used)) from = &c;
+    return from;
+  }
+
   Chooser& find(std::uint64_t context, const void* who) {
     Chooser* pick = nullptr;
     for (Chooser& c : choosers)
@@ -511,10 +519,7 @@ struct SiteState {
       pick->context = context;
       pick->who = who;
       // A new shape of a model starts where its shape used last is.
-      const Chooser* from = nullptr;
-      for (const Chooser& c : choosers)
-        if (&c != pick && c.who == who && (!from || c.last_used > from->last_used)) from = &c;
-      if (from) pick->inherit(*from);
+      if (const Chooser* from = latest(who, pick)) pick->inherit(*from);
     }
     pick->last_used = ++uses;
     last = pick;
@@ -619,10 +624,7 @@ Governed::Governed(Follow, Site site, const void* who) {
   {
     SiteState& st = sites()[static_cast<int>(site)];
     std::lock_guard<std::mutex> lock(st.mu);
-    const Chooser* from = nullptr;
-    for (const Chooser& c : st.choosers)
-      if (c.who == who && c.current() > 0 && (!from || c.last_used > from->last_used)) from = &c;
-    if (from) n = from->current();
+    if (const Chooser* from = st.latest(who)) n = from->current();
   }
   size = planned = fallback = n > 0 ? n : std::max(1, setting().hint.load(std::memory_order_relaxed));
   follows_ = true;
