@@ -80,9 +80,7 @@ Unit Chooser::begin(double now, double amount, int max_team) {
     settle_until_ = 0;
     forget();
     samples_ = 0;
-    base_ = 0;
-    jump_t_ = jump_amt_ = 0;
-    jump_units_ = 0;
+    start_base();
     probe_size_ = 0;
     cur_t_ = cur_amt_ = 0;
   }
@@ -257,15 +255,25 @@ void Chooser::end(double now, const Unit& u, double seconds, double amount, bool
   jump_t_ += seconds;
   jump_amt_ += amount;
   if (++jump_units_ < kWindowUnits || jump_t_ < kWindow) return;
-  const double w = jump_t_ / jump_amt_;  // a window's average (see base_)
+  const double wt = jump_t_, wa = jump_amt_;  // a window (see base_t_)
   jump_t_ = jump_amt_ = 0;
   jump_units_ = 0;
-  if (base_ == 0) {
-    base_ = w;
-  } else if (w > kJump * base_ || kJump * w < base_) {  // the load changed: compare again now
+  const double w = wt / wa, base = base_amt_ > 0 ? base_t_ / base_amt_ : 0;
+  const int way = base_t_ < kBaseSpan ? 0 : w > kJump * base ? 1 : kJump * w < base ? -1 : 0;
+  jumps_ = way == 0 ? 0 : (jumps_ * way > 0 ? jumps_ + way : way);
+  if (way == 0) {  // an ordinary window: into the base (an odd one alone is left out)
+    base_t_ += wt;
+    base_amt_ += wa;
+    if (base_t_ > kHorizon) {
+      base_t_ *= 0.5;
+      base_amt_ *= 0.5;
+    }
+  } else if (jumps_ * way >= kJumpWindows) {  // the load changed: compare again now
     cad_->next_probe = now;
     cad_->wait = kFirstWait;
-    base_ = w;
+    start_base();
+    base_t_ = wt;
+    base_amt_ = wa;
     cur_t_ = cur_amt_ = 0;  // the average from before the change no longer holds
     forget();  // nor the wins
   }
@@ -304,9 +312,7 @@ void Chooser::decide(double now, bool won, bool again) {
     forget();
     cad_->next_probe = now + cad_->wait;
   }
-  base_ = 0;  // the next window sets it
-  jump_t_ = jump_amt_ = 0;
-  jump_units_ = 0;
+  start_base();  // the windows from now on make the base
 }
 
 std::vector<int> governor_simulate(const std::vector<double>& seconds, int units,

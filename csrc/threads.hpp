@@ -100,7 +100,7 @@ class Chooser {
   // probes in their first unit and stayed on one thread). A bad probe now
   // costs up to about 0.2 s, once per wait (16 s when settled).
   static constexpr double kAbandon = 1.5;
-  static constexpr double kJump = 2.0;       // a window's average 2x (or half) the first after the last decision: probe now
+  static constexpr double kJump = 2.0;       // windows 2x (or half) the average since the last decision: probe now
   static constexpr double kBail = 2.0;       // an ordinary unit's deadline: 2x the expected time
   static constexpr double kFreshBail = 4.0;  // a new shape's first unit, from another's estimate
   // A probe is judged over a window of units, not one: beside other
@@ -159,15 +159,31 @@ class Chooser {
   double est_ = 0;         // seconds per amount at the current size (a moving average)
   double calls_ = 0;       // num_threads() calls per amount in the last uncut unit (0: unknown)
   // The load-change check: the average over a window of units (kWindow,
-  // kWindowUnits), against the first such window after the last decision.
+  // kWindowUnits), against the average of the windows since the last
+  // decision, and kJumpWindows such windows in a row, the same way.
   // Not the moving estimate: beside other programs a short unit (a
   // validation's odd last chunk, a millisecond) often takes a time slice
   // longer, one such unit moves the estimate 2x, and each reset the
   // model's probing cadence (a probe of a team that stalls every 0.5 s:
-  // validation beside a NumPy process at 0.88 of one thread).
-  double base_ = 0;        // seconds per amount in the first window after the last decision; 0: none yet
+  // validation beside a NumPy process at 0.88 of one thread). Nor one
+  // window alone, against the first window alone: beside two busy
+  // processes on two cores one thread gets a whole core for a while and
+  // then half of one, so its windows ran 16-58 ms a sampled block in
+  // phases, and that rule saw 40 "changes" in 150 windows (traced, 25 s),
+  // each a probe of two threads at once: a probe every 0.6 s where the
+  // back-off allows one in 16 s (sampling at 0.7-0.9 of one thread's speed).
+  // A base is trusted once its windows span kBaseSpan: the first few
+  // windows after a decision may all fall in one such phase.
+  static constexpr int kJumpWindows = 2;
+  static constexpr double kBaseSpan = 1.0;  // s
+  double base_t_ = 0, base_amt_ = 0;  // the windows since the last decision (halved every kHorizon)
   double jump_t_ = 0, jump_amt_ = 0;  // the window in progress
   int jump_units_ = 0;
+  int jumps_ = 0;  // windows in a row off the base by kJump, the same way (negative: faster)
+  void start_base() {
+    base_t_ = base_amt_ = jump_t_ = jump_amt_ = 0;
+    jump_units_ = jumps_ = 0;
+  }
   int samples_ = 0;        // units behind est_
   // The units of the first kSettle seconds back on the current team after
   // a lost probe: they wake the threads the probe left asleep, and beside

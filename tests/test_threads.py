@@ -226,6 +226,43 @@ def test_a_short_unit_that_stalls_now_and_then_leaves_the_probing_alone():
     assert late[2] >= 0.97 * len(sizes[1300:]), late
 
 
+def _phases(lengths, units):
+    """One thread's time per unit beside two busy processes on two cores:
+    a whole core for a while, then half of one (0.55x and 1.35x its mean),
+    in phases of ``lengths`` units, over and over."""
+    out, k = [], 0
+    while len(out) < units:
+        out += [0.55 if k % 2 == 0 else 1.35] * lengths[k % len(lengths)]
+        k += 1
+    return out[:units]
+
+
+@pytest.mark.parametrize("lengths", [[12, 20, 8, 25, 15, 10, 30, 9], [10, 16, 24, 12, 8, 20],
+                                     [6, 14, 9, 22, 12, 7, 18, 11]])
+@pytest.mark.parametrize("two", [0.026, 0.030, 0.033])
+def test_a_share_of_the_cores_that_comes_in_phases_leaves_the_probing_alone(lengths, two):
+    # Sampled blocks of 25 ms on one thread, whose windows (0.15 s) run at
+    # half or twice each other in turns; two threads are steady and no
+    # faster. Judged one window against the first after a decision, the
+    # phases were "changes of load", each a probe at once: 23-62 probes in
+    # these ~110 s. The back-off allows 8-9 (0.2, 2.5, 10.5, 26.5 s, ...).
+    sizes = _core._governor_simulate([0.025, two], 4000, scale=_phases(lengths, 4000),
+                                     scale_size=1)
+    starts = sum(1 for a, b in zip(sizes, sizes[1:]) if (a, b) == (1, 2))
+    assert starts <= 12, starts
+
+
+def test_a_load_that_leaves_is_seen_without_waiting_for_the_next_probe():
+    # One thread at half a core and two threads far slower (a busy process
+    # beside), settled on one thread with the wait at 16 s; then the other
+    # program ends. One thread's windows twice as fast, two in a row, are
+    # a change of load: a probe of two threads at once, which wins.
+    sizes = _core._governor_simulate([0.130, 0.450], 1400, after=[0.060, 0.033],
+                                     change_at=1000)
+    assert Counter(sizes[900:1000])[1] >= 95
+    assert Counter(sizes[1000:1050])[2] >= 35, sizes[1000:1050]
+
+
 def test_a_rare_shape_slow_per_character_does_not_start_probes():
     # A validation pass on an idle machine: nine short chunks, then a last
     # chunk of one time step, with 12x the time per character of the full
